@@ -1,0 +1,69 @@
+"""The Backend protocol and the registry that resolves backends from strings like ``local``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, runtime_checkable
+
+from icm.media import DecodedImage
+from icm.policy.schema import Policy
+from icm.results import BackendInfo, RuleVerdict
+
+#: name -> "module:Class". A spec is ``name`` or ``name:argument`` (a model path, a URL ...).
+REGISTRY: dict[str, str] = {
+    "local": "icm.backends.local.engine:LocalBackend",
+}
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot be created or cannot judge (missing extra, bad model, server down)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Turns (image, policy) into one verdict per rule."""
+
+    name: str
+    supports_images: bool
+    supports_logprobs: bool
+
+    def info(self) -> BackendInfo: ...
+
+    def prepare(self, policy: Policy) -> None:
+        """Load whatever the policy needs (detectors, weights), once, before the first image."""
+
+    def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
+        """One RuleVerdict per rule of the policy, in the policy's order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    name, _, argument = spec.partition(":")
+    return name.strip(), (argument.strip() or None)
+
+
+def load_backend(spec: str | Backend, **options: Any) -> Backend:
+    """Resolve ``local``, ``transformers:/path``, ``openai:model@url`` ... into a Backend."""
+    if not isinstance(spec, str):
+        return spec
+    name, argument = parse_spec(spec)
+    target = REGISTRY.get(name)
+    if target is None:
+        raise BackendError(f"unknown backend {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendError(
+            f"backend {name!r} needs packages that are not installed ({exc.name}); "
+            f"install the matching extra, e.g. pip install 'icm-assistant[{_extra_for(name)}]'"
+        ) from exc
+    cls = getattr(module, class_name)
+    backend: Backend = cls(argument, **options) if argument is not None else cls(**options)
+    return backend
+
+
+def _extra_for(name: str) -> str:
+    return {"local": "local", "transformers": "hf", "vllm": "vllm", "openai": "openai"}.get(name, name)

@@ -1,0 +1,1 @@
+"""The embedded CPU engine: detectors that ship inside PyPI packages, mapped to rule verdicts."""

@@ -1,0 +1,212 @@
+"""From an image's signals to rule verdicts: criterion tests, probabilities and grounded reasons.
+
+Pure functions over :class:`Observations`, so the mapping from detector output to verdict can be
+checked without running a detector.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from icm.policy.schema import Criterion, Policy, Rule
+from icm.results import Evidence, RuleVerdict, Verdict
+from icm.signals import Signal, SignalRef
+
+URL = re.compile(
+    r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+\.(?:com|net|org|io|ly|me|ru|cn|xyz|top|link|shop|info|biz|co)\b(?:/\S*)?"
+)
+EMAIL = re.compile(r"(?i)\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
+PHONE = re.compile(r"(?<!\w)(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{3,4}[\s.-]?\d{3,4}(?:[\s.-]?\d{2,4})?(?!\w)")
+_BUILTIN_PATTERNS = {"text:url": URL, "text:email": EMAIL, "text:phone": PHONE}
+
+
+@dataclass
+class Observations:
+    """All signals of one image, from the detectors that ran on it."""
+
+    signals: list[Signal]
+    sources: set[str]  # detectors that ran: a missing detection from one of them means "absent"
+    width: int = 0  # original image size, for describing where a box is
+    height: int = 0
+    scale: float = 1.0  # original pixels per frame pixel
+
+    def of(self, key: str) -> list[Signal]:
+        return [s for s in self.signals if s.key == key]
+
+
+@dataclass
+class CriterionAssessment:
+    criterion: Criterion
+    assessed: bool
+    holds: bool = False
+    probability: float = 0.0
+    evidence: list[Evidence] = field(default_factory=list)
+    strongest: tuple[SignalRef, float] | None = None  # best score seen, for "not found" reasons
+
+
+def _text_matches(ref: SignalRef, criterion: Criterion, lines: list[Signal]) -> list[Signal]:
+    """Text lines (or the whole text, for phrases split across lines) that match the reference."""
+    if ref.name == "any":
+        return list(lines)
+    if ref.name == "keywords":
+        regexes = [
+            re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, k.split())) + r"(?!\w)", re.I)
+            for k in criterion.keywords
+        ]
+    elif ref.name == "patterns":
+        regexes = [re.compile(p, re.I) for p in criterion.patterns]
+    else:
+        regexes = [_BUILTIN_PATTERNS[ref.key]]
+    hits = []
+    for line in lines:
+        for regex in regexes:
+            found = regex.search(line.text or "")
+            if found:
+                hits.append(line.model_copy(update={"text": found.group(0)}))
+                break
+    if not hits and len(lines) > 1:
+        joined = " ".join(line.text or "" for line in lines)
+        for regex in regexes:
+            found = regex.search(joined)
+            if found:
+                score = min(line.score for line in lines)
+                hits.append(Signal(key="text:any", score=score, text=found.group(0)))
+                break
+    return hits
+
+
+def assess_criterion(criterion: Criterion, obs: Observations) -> CriterionAssessment:
+    refs = [r for r in criterion.signals if r.source in obs.sources]
+    if not refs:
+        return CriterionAssessment(criterion=criterion, assessed=False)
+    result = CriterionAssessment(criterion=criterion, assessed=True)
+    for ref in refs:
+        if ref.source == "text":
+            candidates = _text_matches(ref, criterion, obs.of("text:any"))
+        else:
+            candidates = obs.of(ref.key)
+        score = max((s.score for s in candidates), default=0.0)
+        best = max(candidates, key=lambda s: s.score, default=None)
+        probability = ref.probability(score)
+        if result.strongest is None or probability > ref.probability(result.strongest[1]):
+            result.strongest = (ref, score)
+        result.probability = max(result.probability, probability)
+        if ref.holds(score) and best is not None:
+            result.holds = True
+            result.evidence.append(
+                Evidence(
+                    criterion=criterion.id,
+                    signal=ref.key,
+                    score=round(score, 4),
+                    box=_scale_box(best.box, obs.scale),
+                    frame=best.frame,
+                    text=best.text,
+                )
+            )
+        elif ref.holds(score):  # a "<" test that holds because nothing was seen
+            result.holds = True
+            result.evidence.append(Evidence(criterion=criterion.id, signal=ref.key, score=score))
+    return result
+
+
+def _scale_box(box: list[int] | None, scale: float) -> list[int] | None:
+    if box is None or scale == 1.0:
+        return box
+    return [round(v * scale) for v in box]
+
+
+def judge_rule(rule: Rule, policy: Policy, obs: Observations) -> RuleVerdict:
+    assessments = [assess_criterion(c, obs) for c in rule.criteria]
+    assessed = [a for a in assessments if a.assessed]
+    unassessed = [a.criterion.id for a in assessments if not a.assessed]
+    holding = [a for a in assessed if a.holds]
+    probability: float | None = max((a.probability for a in assessed), default=None)
+    if rule.match == "all":
+        probability = min((a.probability for a in assessed), default=None)
+        if assessed and len(holding) < len(assessed):
+            verdict = Verdict.complies
+        elif unassessed:
+            verdict = Verdict.uncertain
+        else:
+            verdict = Verdict.violates
+    elif holding:
+        verdict = Verdict.violates
+    elif not assessed or (unassessed and policy.uncertainty.partial_rule == "uncertain"):
+        verdict = Verdict.uncertain
+    else:
+        verdict = Verdict.complies
+    evidence = [e for a in holding for e in a.evidence] if verdict is Verdict.violates else []
+    return RuleVerdict(
+        rule_id=rule.id,
+        verdict=verdict,
+        probability=None if probability is None else round(probability, 4),
+        evidence=evidence,
+        unassessed=unassessed,
+        explanation=explain(rule, verdict, assessments, obs),
+    )
+
+
+def judge_policy(policy: Policy, obs: Observations) -> list[RuleVerdict]:
+    return [judge_rule(rule, policy, obs) for rule in policy.rules]
+
+
+# --- explanations ---------------------------------------------------------------------------
+
+
+def where(box: list[int] | None, width: int, height: int) -> str:
+    """A human phrase for where a box lies: "upper left", "centre" ..."""
+    if not box or width <= 0 or height <= 0:
+        return ""
+    cx, cy = (box[0] + box[2] / 2) / width, (box[1] + box[3] / 2) / height
+    vertical = "upper" if cy < 1 / 3 else "lower" if cy > 2 / 3 else ""
+    horizontal = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
+    return " ".join(p for p in (vertical, horizontal) if p) or "centre"
+
+
+def _describe_evidence(e: Evidence, obs: Observations) -> str:
+    source, _, name = (e.signal or "").partition(":")
+    if source == "text":
+        what = {"any": "visible text", "keywords": "keyword", "patterns": "text pattern"}.get(
+            name, name.replace("_", " ")
+        )
+        detail = f'{what} "{e.text}"' if e.text else what
+    else:
+        detail = f"{source} {name.replace('_', ' ').lower()}"
+    parts = [f"score {e.score:.2f}"] if e.score is not None else []
+    place = where(e.box, obs.width, obs.height)
+    if place:
+        parts.append(f"{place} of the image")
+    if e.frame is not None and e.frame > 0:
+        parts.append(f"frame {e.frame}")
+    return f"{detail} ({', '.join(parts)})" if parts else detail
+
+
+def explain(
+    rule: Rule, verdict: Verdict, assessments: list[CriterionAssessment], obs: Observations
+) -> str:
+    name = f"rule {rule.id} ({rule.text.rstrip('.')})"
+    if verdict is Verdict.violates:
+        found = []
+        for a in assessments:
+            if a.holds:
+                details = "; ".join(_describe_evidence(e, obs) for e in a.evidence)
+                found.append(f"{a.criterion.description.rstrip('.')}: {details}")
+        text = f"Violates {name}. Found: " + " | ".join(found) + "."
+        if rule.exceptions:
+            text += " Exceptions not checked by the local engine: " + "; ".join(rule.exceptions) + "."
+        return text
+    checked = []
+    for a in assessments:
+        if a.assessed and a.strongest is not None:
+            ref, score = a.strongest
+            checked.append(f"{a.criterion.id} ({ref.key} {score:.2f}, needs {ref.op}{ref.threshold:g})")
+    missing = [a.criterion for a in assessments if not a.assessed]
+    if verdict is Verdict.complies:
+        return f"Complies with {name}: no criterion holds; checked " + ", ".join(checked) + "."
+    text = f"Uncertain for {name}: the local engine has no detector for " + "; ".join(
+        f"{c.id} ({c.description.rstrip('.')})" for c in missing
+    )
+    if checked:
+        text += ". Checked and not found: " + ", ".join(checked)
+    return text + "."

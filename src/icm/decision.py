@@ -1,0 +1,55 @@
+"""From rule verdicts to the image's decision and its statement of reasons."""
+
+from __future__ import annotations
+
+from icm.policy.schema import Action, Policy, strictest
+from icm.results import ErrorInfo, RuleVerdict, Verdict
+
+_VERBS = {
+    Action.allow: "Allowed",
+    Action.review: "Sent to human review",
+    Action.blur: "Blurred",
+    Action.age_gate: "Age-gated",
+    Action.block: "Blocked",
+}
+
+
+def decide(policy: Policy, verdicts: list[RuleVerdict]) -> Action:
+    """The strictest action of the violated rules; uncertainty adds the policy's uncertainty action."""
+    actions = [policy.rule(v.rule_id).action for v in verdicts if v.verdict is Verdict.violates]
+    if any(v.verdict is Verdict.uncertain for v in verdicts):
+        actions.append(policy.uncertainty.action)
+    return strictest(actions)
+
+
+def statement_of_reasons(policy: Policy, verdicts: list[RuleVerdict], decision: Action) -> str:
+    head = f"{_VERBS[decision]} under {policy.id} v{policy.version}"
+    violated = [v for v in verdicts if v.verdict is Verdict.violates]
+    uncertain = [v for v in verdicts if v.verdict is Verdict.uncertain]
+    parts = []
+    if violated:
+        items = []
+        for v in violated:
+            rule = policy.rule(v.rule_id)
+            criteria = sorted({e.criterion for e in v.evidence})
+            why = f" ({', '.join(criteria)})" if criteria else ""
+            prob = f", p={v.probability:.2f}" if v.probability is not None else ""
+            items.append(f"{rule.id}{why} [{rule.severity}, {rule.action}{prob}]")
+        parts.append("violates " + "; ".join(items))
+    if uncertain:
+        parts.append(
+            "could not assess "
+            + ", ".join(v.rule_id for v in uncertain)
+            + f" (uncertainty means {policy.uncertainty.action})"
+        )
+    if not parts:
+        parts.append(f"complies with all {len(verdicts)} rules")
+    return f"{head}: " + "; ".join(parts) + "."
+
+
+def error_statement(policy: Policy, error: ErrorInfo) -> str:
+    action = policy.uncertainty.error_action
+    return (
+        f"Not judged under {policy.id} v{policy.version}: {error.code}: {error.message}. "
+        f"{_VERBS[action]} because an image that was not judged is never allowed."
+    )

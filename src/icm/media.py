@@ -1,0 +1,217 @@
+"""Safe image loading: size limits, EXIF orientation, colour modes and animated frames.
+
+Every failure becomes a :class:`MediaError` with an :class:`~icm.results.ErrorCode`, so that the
+Moderator can write an error record for the item and carry on with the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from icm.results import ErrorCode
+
+# Raster formats only: Pillow can also hand some vector formats to external programs.
+_RASTER = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM", "TGA", "AVIF")
+Image.init()
+SAFE_FORMATS = tuple(f for f in _RASTER if f in Image.OPEN)
+_EXTENSIONS = {
+    "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"},
+    "MPO": {".jpg", ".jpeg", ".mpo"},
+    "PNG": {".png", ".apng"},
+    "GIF": {".gif"},
+    "WEBP": {".webp"},
+    "BMP": {".bmp", ".dib"},
+    "TIFF": {".tif", ".tiff"},
+    "ICO": {".ico"},
+    "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
+    "TGA": {".tga"},
+    "AVIF": {".avif"},
+}
+
+
+class MediaError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    max_bytes: int = 64 * 1024 * 1024
+    max_pixels: int = 80_000_000
+    min_side: int = 16
+    max_frames: int = 8
+    #: Frames are downscaled to this longest side; every detector works at a lower resolution.
+    max_side: int = 1600
+
+
+@dataclass
+class DecodedImage:
+    """One image, decoded once and shared by every detector and every rule."""
+
+    source: str
+    sha256: str
+    format: str
+    width: int
+    height: int
+    n_frames: int
+    frames: list[np.ndarray]  # RGB uint8, H x W x 3, already oriented and scaled
+    frame_indices: list[int]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def animated(self) -> bool:
+        return self.n_frames > 1
+
+    def describe(self) -> dict[str, object]:
+        info: dict[str, object] = {
+            "format": self.format,
+            "width": self.width,
+            "height": self.height,
+            "frames": self.n_frames,
+            "frames_judged": self.frame_indices,
+        }
+        if self.warnings:
+            info["warnings"] = self.warnings
+        return info
+
+
+def read_bytes(path: str | Path, limits: MediaLimits = MediaLimits()) -> bytes:
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if p.is_dir():
+            raise MediaError(ErrorCode.unreadable, f"{p} is a directory, not an image file")
+        if size > limits.max_bytes:
+            raise MediaError(
+                ErrorCode.too_large, f"file is {size:,} bytes; the limit is {limits.max_bytes:,}"
+            )
+        return p.read_bytes()
+    except FileNotFoundError as exc:
+        raise MediaError(ErrorCode.not_found, f"no such file: {p}") from exc
+    except OSError as exc:
+        raise MediaError(ErrorCode.unreadable, f"cannot read {p}: {exc.strerror or exc}") from exc
+
+
+def load_image(
+    source: str | Path, data: bytes | None = None, limits: MediaLimits = MediaLimits()
+) -> DecodedImage:
+    """Decode an image file (or its bytes) into oriented RGB frames, or raise MediaError."""
+    name = str(source)
+    if data is None:
+        data = read_bytes(source, limits)
+    if not data:
+        raise MediaError(ErrorCode.empty_file, "the file is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise MediaError(ErrorCode.too_large, f"{len(data):,} bytes; limit {limits.max_bytes:,}")
+    digest = hashlib.sha256(data).hexdigest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=SAFE_FORMATS)
+        except UnidentifiedImageError as exc:
+            raise MediaError(ErrorCode.not_an_image, _not_an_image_message(data)) from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise MediaError(ErrorCode.too_large, f"decompression bomb refused: {exc}") from exc
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise MediaError(ErrorCode.not_an_image, f"cannot identify image: {exc}") from exc
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise MediaError(
+                ErrorCode.too_large,
+                f"{width}x{height} = {width * height:,} pixels; the limit is {limits.max_pixels:,}",
+            )
+        if min(width, height) < limits.min_side:
+            raise MediaError(
+                ErrorCode.too_small,
+                f"{width}x{height} pixels is too small to judge (minimum side {limits.min_side})",
+            )
+        fmt = image.format or "UNKNOWN"
+        n_frames = int(getattr(image, "n_frames", 1) or 1)
+        indices = _sample_frames(n_frames, limits.max_frames)
+        frames = []
+        try:
+            for index in indices:
+                if n_frames > 1:
+                    image.seek(index)
+                frames.append(_to_rgb_array(image, limits.max_side))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise MediaError(ErrorCode.too_large, f"decompression bomb refused: {exc}") from exc
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            message = str(exc)
+            code = ErrorCode.truncated if _looks_truncated(message) else ErrorCode.not_an_image
+            raise MediaError(code, f"cannot decode {fmt} image: {message}") from exc
+    decoded = DecodedImage(
+        source=name,
+        sha256=digest,
+        format=fmt,
+        width=width,
+        height=height,
+        n_frames=n_frames,
+        frames=frames,
+        frame_indices=indices,
+    )
+    suffix = Path(name).suffix.lower()
+    if suffix and suffix not in _EXTENSIONS.get(fmt, {suffix}):
+        decoded.warnings.append(f"file name says {suffix} but the content is {fmt}")
+    return decoded
+
+
+def _sample_frames(n_frames: int, max_frames: int) -> list[int]:
+    if n_frames <= max_frames:
+        return list(range(n_frames))
+    return sorted({round(i * (n_frames - 1) / (max_frames - 1)) for i in range(max_frames)})
+
+
+def _to_rgb_array(image: Image.Image, max_side: int) -> np.ndarray:
+    if image.format == "JPEG" and max(image.size) > 2 * max_side:
+        image.draft("RGB", (max_side, max_side))  # decode at reduced scale: much faster
+    frame = ImageOps.exif_transpose(image) if not getattr(image, "is_animated", False) else image
+    frame.load()
+    frame = _to_rgb(frame)
+    if max(frame.size) > max_side:
+        frame.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return np.asarray(frame, dtype=np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if arr.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
+        if mode == "F":
+            low, high = float(arr.min(initial=0)), float(arr.max(initial=1))
+            arr, top = arr - low, max(high - low, 1e-9)
+        grey = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        # Transparent areas are shown on white, as a browser on a light page would.
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _looks_truncated(message: str) -> bool:
+    lowered = message.lower()
+    return any(w in lowered for w in ("truncated", "premature end", "broken data", "end of file"))
+
+
+def _not_an_image_message(data: bytes) -> str:
+    head = data[:16]
+    if head.lstrip().startswith((b"<", b"{", b"[")) or all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "the file holds text, not an image"
+    return "the content is not an image format that can be decoded"

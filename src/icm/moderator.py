@@ -1,0 +1,244 @@
+"""Moderator: sources -> decoding -> backend -> results, with streaming, resume and per-item errors."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icm.backends.base import Backend, load_backend
+from icm.decision import decide, error_statement, statement_of_reasons
+from icm.media import DecodedImage, MediaError, MediaLimits, load_image
+from icm.policy.load import load_policy
+from icm.policy.schema import Action, Policy
+from icm.results import ErrorCode, ErrorInfo, ModerationResult, PolicyRef, Verdict
+from icm.sink import ResultSink, judged_keys
+from icm.sources import ImageItem, iter_sources
+
+ImageSource = str | Path | ImageItem
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts by decision, violations and uncertainty per rule, errors, speed."""
+
+    judged: int = 0
+    skipped: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)
+    violations: Counter[str] = field(default_factory=Counter)
+    uncertain: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def images_per_second(self) -> float:
+        done = self.judged + self.failed
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, result: ModerationResult) -> None:
+        self.decisions[result.decision.value] += 1
+        if result.error is not None:
+            self.errors[result.error.code.value] += 1
+            return
+        self.judged += 1
+        for verdict in result.verdicts:
+            if verdict.verdict is Verdict.violates:
+                self.violations[verdict.rule_id] += 1
+            elif verdict.verdict is Verdict.uncertain:
+                self.uncertain[verdict.rule_id] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "judged": self.judged,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "errors": dict(self.errors),
+            "decisions": dict(self.decisions),
+            "violations": dict(self.violations),
+            "uncertain": dict(self.uncertain),
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 3),
+        }
+
+
+class Moderator:
+    """Judges images against a policy with a backend.
+
+    >>> moderator = Moderator("general")                      # doctest: +SKIP
+    >>> for result in moderator.stream(["photos/"]):          # doctest: +SKIP
+    ...     print(result.image, result.decision, result.explanation)
+    """
+
+    def __init__(
+        self,
+        policy: str | Path | Policy,
+        backend: str | Backend = "local",
+        *,
+        workers: int = 1,
+        limits: MediaLimits | None = None,
+        **backend_options: Any,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.policy = load_policy(policy)
+        self.backend = load_backend(backend, **backend_options)
+        self.workers = workers
+        self.limits = limits or MediaLimits()
+        self._prepared = False
+
+    # -- one image ---------------------------------------------------------------------------
+
+    def moderate(self, image: ImageSource | bytes, name: str = "<bytes>") -> ModerationResult:
+        """Judge one image (a path, an ImageItem, or raw bytes)."""
+        item = ImageItem(key=name, data=image) if isinstance(image, bytes) else _as_item(image)
+        self._prepare()
+        return self._judge(item, self._decode(item))
+
+    # -- many images -------------------------------------------------------------------------
+
+    def stream(
+        self, sources: Iterable[ImageSource], skip: Callable[[ImageItem], bool] | None = None
+    ) -> Iterator[ModerationResult]:
+        """Results in input order; decoding runs ahead of judging so the two overlap."""
+        self._prepare()
+        window = max(2, 2 * self.workers + 2)
+        pending: deque[Future[ModerationResult]] = deque()
+        with (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="icm-decode") as decoders,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="icm-judge") as judges,
+        ):
+            for item in _expand(sources):
+                if skip is not None and skip(item):
+                    continue
+                decoded = decoders.submit(self._decode, item)
+                pending.append(judges.submit(self._judge_when_decoded, item, decoded))
+                while len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def run(
+        self,
+        sources: Iterable[ImageSource],
+        out: Path | None = None,
+        *,
+        resume: bool = False,
+        on_result: Callable[[ModerationResult], None] | None = None,
+    ) -> RunSummary:
+        """Judge everything, append each result to ``out`` as it comes, return a summary.
+
+        With ``resume``, images already judged without error under the same policy version in
+        ``out`` are skipped; the rest are appended.
+        """
+        summary = RunSummary()
+        done = judged_keys(out, self.policy.id, self.policy.version) if (out and resume) else set()
+
+        def skip(item: ImageItem) -> bool:
+            if item.key in done:
+                summary.skipped += 1
+                return True
+            return False
+
+        start = time.perf_counter()
+        sink = ResultSink(out, append=resume) if out is not None else None
+        try:
+            for result in self.stream(sources, skip=skip):
+                if sink is not None:
+                    sink.write(result)
+                summary.add(result)
+                if on_result is not None:
+                    on_result(result)
+        finally:
+            summary.seconds = time.perf_counter() - start
+            if sink is not None:
+                sink.close()
+        return summary
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        if not self._prepared:
+            self.backend.prepare(self.policy)
+            self._prepared = True
+
+    def _decode(self, item: ImageItem) -> DecodedImage | ErrorInfo:
+        try:
+            if item.data is not None:
+                return load_image(item.key, data=item.data, limits=self.limits)
+            return load_image(item.path or item.key, limits=self.limits)
+        except MediaError as exc:
+            return ErrorInfo(code=exc.code, message=exc.message)
+        except Exception as exc:  # a decoder bug must not stop the batch
+            return ErrorInfo(code=ErrorCode.not_an_image, message=f"{type(exc).__name__}: {exc}")
+
+    def _judge_when_decoded(
+        self, item: ImageItem, decoded: Future[DecodedImage | ErrorInfo]
+    ) -> ModerationResult:
+        return self._judge(item, decoded.result())
+
+    def _judge(self, item: ImageItem, decoded: DecodedImage | ErrorInfo) -> ModerationResult:
+        started = time.perf_counter()
+        policy_ref = PolicyRef(id=self.policy.id, version=self.policy.version)
+        if isinstance(decoded, ErrorInfo):
+            return self._error_result(item, decoded, policy_ref, None, {})
+        try:
+            verdicts = self.backend.judge(decoded, self.policy)
+        except Exception as exc:  # noqa: BLE001 - any backend failure is recorded per item
+            error = ErrorInfo(code=ErrorCode.backend_error, message=f"{type(exc).__name__}: {exc}")
+            return self._error_result(item, error, policy_ref, decoded.sha256, decoded.describe())
+        decision = decide(self.policy, verdicts)
+        return ModerationResult(
+            image=item.key,
+            sha256=decoded.sha256,
+            policy=policy_ref,
+            decision=decision,
+            verdicts=verdicts,
+            explanation=statement_of_reasons(self.policy, verdicts, decision),
+            backend=self.backend.info(),
+            timing_ms={"judge": round((time.perf_counter() - started) * 1000, 2)},
+            media=decoded.describe(),
+        )
+
+    def _error_result(
+        self,
+        item: ImageItem,
+        error: ErrorInfo,
+        policy_ref: PolicyRef,
+        sha256: str | None,
+        media: dict[str, Any],
+    ) -> ModerationResult:
+        action = self.policy.uncertainty.error_action
+        assert action is not Action.allow
+        return ModerationResult(
+            image=item.key,
+            sha256=sha256,
+            policy=policy_ref,
+            decision=action,
+            explanation=error_statement(self.policy, error),
+            backend=self.backend.info(),
+            media=media,
+            error=error,
+        )
+
+
+def _as_item(source: ImageSource) -> ImageItem:
+    return source if isinstance(source, ImageItem) else ImageItem(key=str(source), path=Path(source))
+
+
+def _expand(sources: Iterable[ImageSource]) -> Iterator[ImageItem]:
+    for source in sources:
+        if isinstance(source, ImageItem):
+            yield source
+        else:
+            yield from iter_sources([source])

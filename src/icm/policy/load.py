@@ -1,0 +1,86 @@
+"""Loading policies from YAML files or built-in names, with errors that point at the line."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from icm.policy.schema import Policy
+
+_BUILTIN_PACKAGE = "icm.policy.builtin"
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be loaded: unreadable, not YAML, or not a valid policy."""
+
+
+def builtin_policy_names() -> list[str]:
+    files = resources.files(_BUILTIN_PACKAGE).iterdir()
+    return sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml"))
+
+
+def load_policy(source: str | Path | Policy) -> Policy:
+    """Load a policy from a built-in name (``general``, ``icm-r1``), a YAML file, or pass one through."""
+    if isinstance(source, Policy):
+        return source
+    text_source = str(source)
+    path = Path(text_source)
+    if not path.suffix and text_source in builtin_policy_names():
+        text = resources.files(_BUILTIN_PACKAGE).joinpath(f"{text_source}.yaml").read_text("utf-8")
+        return parse_policy(text, origin=f"<builtin {text_source}>")
+    if not path.exists():
+        names = ", ".join(builtin_policy_names())
+        raise PolicyError(f"no policy file {text_source!r} and no built-in policy of that name ({names})")
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot read policy: {exc}") from exc
+    return parse_policy(text, origin=str(path))
+
+
+def parse_policy(text: str, origin: str = "<policy>") -> Policy:
+    """Parse and validate policy YAML; every problem is reported with its line number."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(f"{where}: not valid YAML: {problem}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(f"{origin}: a policy is a YAML mapping with id, version and rules")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+            line = _line_of(node, loc)
+            where = f"{origin}:{line}" if line else origin
+            path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {path or 'policy'}: {message}")
+        raise PolicyError("invalid policy:\n  " + "\n  ".join(lines)) from exc
+
+
+def _line_of(node: Any, loc: list[str | int]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            child = next((v for k, v in node.value if k.value == part), None)
+            if child is None:  # an unknown key: point at the key itself
+                key = next((k for k, _ in node.value if k.value == part), None)
+                return key.start_mark.line + 1 if key is not None else line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            child = node.value[part] if part < len(node.value) else None
+        if child is None:
+            return line
+        node, line = child, child.start_mark.line + 1
+    return line

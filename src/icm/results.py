@@ -1,0 +1,105 @@
+"""The one output schema: RuleVerdict, Evidence and ModerationResult (one JSON object per image)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from icm.policy.schema import Action
+
+SCHEMA_VERSION = "1.0"
+
+
+class Verdict(StrEnum):
+    violates = "violates"
+    complies = "complies"
+    uncertain = "uncertain"
+
+
+class ErrorCode(StrEnum):
+    """Why an image could not be judged."""
+
+    not_found = "not_found"
+    unreadable = "unreadable"
+    empty_file = "empty_file"
+    not_an_image = "not_an_image"
+    truncated = "truncated"
+    too_large = "too_large"
+    too_small = "too_small"
+    unsupported = "unsupported"
+    backend_error = "backend_error"
+    model_output = "model_output"
+    timeout = "timeout"
+
+
+class Evidence(BaseModel):
+    """One observation supporting (or bearing on) a verdict."""
+
+    criterion: str
+    signal: str | None = None
+    score: float | None = None
+    box: list[int] | None = Field(None, description="[x, y, width, height] in image pixels")
+    frame: int | None = Field(None, description="frame index, for animated images")
+    text: str | None = Field(None, description="matched text, for text signals")
+
+
+class RuleVerdict(BaseModel):
+    rule_id: str
+    verdict: Verdict
+    probability: float | None = Field(
+        None, ge=0.0, le=1.0, description="probability that the image violates the rule"
+    )
+    evidence: list[Evidence] = Field(default_factory=list)
+    unassessed: list[str] = Field(
+        default_factory=list, description="criteria the backend could not assess"
+    )
+    explanation: str = ""
+    raw: str | None = Field(None, description="the model's raw answer, kept for audit")
+
+
+class PolicyRef(BaseModel):
+    id: str
+    version: int
+
+
+class BackendInfo(BaseModel):
+    name: str
+    models: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorInfo(BaseModel):
+    code: ErrorCode
+    message: str
+
+
+class ModerationResult(BaseModel):
+    """The judgement of one image under one policy."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_version: str = SCHEMA_VERSION
+    image: str
+    sha256: str | None = None
+    policy: PolicyRef
+    decision: Action
+    verdicts: list[RuleVerdict] = Field(default_factory=list)
+    explanation: str = Field("", description="statement of reasons")
+    backend: BackendInfo
+    timing_ms: dict[str, float] = Field(default_factory=dict)
+    media: dict[str, Any] = Field(
+        default_factory=dict, description="format, size and frame count of the decoded image"
+    )
+    error: ErrorInfo | None = None
+
+    @property
+    def violated(self) -> list[RuleVerdict]:
+        return [v for v in self.verdicts if v.verdict is Verdict.violates]
+
+    @property
+    def uncertain(self) -> list[RuleVerdict]:
+        return [v for v in self.verdicts if v.verdict is Verdict.uncertain]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=False)

@@ -1,0 +1,93 @@
+"""Where images come from: files, folders (recursive), manifests (.jsonl / .csv) and stdin."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+IMAGE_SUFFIXES = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .ico .ppm .pgm .pbm .pnm "
+    ".tga .avif .mpo".split()
+)
+MANIFEST_SUFFIXES = frozenset({".jsonl", ".csv"})
+
+
+class SourceError(ValueError):
+    """A manifest that cannot be read (no image column, malformed line)."""
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image to judge: its key (as written in results), where it is, and manifest fields."""
+
+    key: str
+    path: Path | None = None
+    data: bytes | None = None
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def iter_sources(paths: Iterable[str | Path], stdin: TextIO | None = None) -> Iterator[ImageItem]:
+    """Expand paths into image items, lazily, in a stable order.
+
+    A path that does not exist still yields an item: it becomes a ``not_found`` error record
+    rather than stopping the batch.
+    """
+    for raw in paths:
+        text = str(raw)
+        if text == "-":
+            for line in stdin or sys.stdin:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    yield ImageItem(key=line, path=Path(line))
+            continue
+        path = Path(text)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                relative = child.relative_to(path)
+                if any(part.startswith(".") for part in relative.parts):
+                    continue
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                    yield ImageItem(key=str(child), path=child)
+        elif path.suffix.lower() in MANIFEST_SUFFIXES and path.is_file():
+            yield from iter_manifest(path)
+        else:
+            yield ImageItem(key=text, path=path)
+
+
+def iter_manifest(path: Path) -> Iterator[ImageItem]:
+    """Rows of a .jsonl or .csv manifest with an ``image`` column; paths relative to the manifest."""
+    base = path.parent
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "image" not in reader.fieldnames:
+                raise SourceError(f"{path}: a CSV manifest needs an 'image' column")
+            for row in reader:
+                yield _manifest_item(base, dict(row), path, reader.line_num)
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SourceError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
+            if not isinstance(row, dict) or "image" not in row:
+                raise SourceError(f"{path}:{number}: each line needs an 'image' field")
+            yield _manifest_item(base, row, path, number)
+
+
+def _manifest_item(base: Path, row: dict[str, Any], manifest: Path, line: int) -> ImageItem:
+    image = str(row.pop("image") or "").strip()
+    if not image:
+        raise SourceError(f"{manifest}:{line}: empty 'image' value")
+    target = Path(image)
+    if not target.is_absolute():
+        target = base / target
+    return ImageItem(key=image, path=target, meta=row)
