@@ -8,9 +8,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from helpers import render_text, sample_image
+from PIL import Image
 
 
 def _png_header_claiming(width: int, height: int) -> bytes:

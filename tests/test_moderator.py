@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from corpus import write_broken
 from helpers import render_text, sample_image
+
 from icm import Moderator
 from icm.policy.load import parse_policy
 from icm.results import ModerationResult

@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -128,7 +128,8 @@ class SignalRef(BaseModel):
         threshold = float(match["threshold"]) if match["threshold"] else 0.5
         if not 0.0 <= threshold <= 1.0:
             raise SignalError(f"threshold {threshold} in {text!r} is outside [0, 1]")
-        return cls(source=source, name=name, op=match["op"] or ">=", threshold=threshold)
+        op = cast(Comparison, match["op"] or ">=")
+        return cls(source=source, name=name, op=op, threshold=threshold)
 
 
 class Signal(BaseModel):

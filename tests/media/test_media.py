@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from corpus import write_awkward, write_broken
+
 from icm.media import MediaError, MediaLimits, load_image
 
 

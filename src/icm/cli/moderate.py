@@ -69,7 +69,7 @@ def moderate(
     from icm.sources import SourceError
 
     stdout = Console()
-    stderr = Console(stderr=True)
+    stderr = Console(stderr=True, soft_wrap=True)
     fmt = output_format or (
         OutputFormat.table if sys.stdout.isatty() or out is not None else OutputFormat.jsonl
     )

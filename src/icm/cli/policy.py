@@ -10,7 +10,7 @@ from rich.table import Table
 
 app = typer.Typer(help="List, show and validate moderation policies.", no_args_is_help=True)
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 @app.command("list")

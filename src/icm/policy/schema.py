@@ -103,10 +103,11 @@ class Rule(_Strict):
             raise ValueError("a rule's action cannot be 'allow': a violated rule must do something")
         return value
 
-    @model_validator(mode="after")
-    def _unique_criteria(self) -> Rule:
-        _require_unique([c.id for c in self.criteria], f"criterion id in rule {self.id!r}")
-        return self
+    @field_validator("criteria")
+    @classmethod
+    def _unique_criteria(cls, value: list[Criterion]) -> list[Criterion]:
+        _require_unique([c.id for c in value], "criterion id")
+        return value
 
 
 class UncertaintyPolicy(_Strict):
@@ -145,10 +146,11 @@ class Policy(_Strict):
     rules: list[Rule] = Field(min_length=1)
     uncertainty: UncertaintyPolicy = UncertaintyPolicy()
 
-    @model_validator(mode="after")
-    def _unique_rules(self) -> Policy:
-        _require_unique([r.id for r in self.rules], "rule id")
-        return self
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, value: list[Rule]) -> list[Rule]:
+        _require_unique([r.id for r in value], "rule id")
+        return value
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:

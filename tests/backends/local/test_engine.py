@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from corpus import write_awkward
 from helpers import render_text, sample_image
+
 from icm.backends.local.engine import LocalBackend
 from icm.media import load_image
 from icm.policy import load_policy

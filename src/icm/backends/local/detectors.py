@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from importlib import metadata
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -126,7 +126,7 @@ class TextDetector:
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
 
     def detect(self, frame: np.ndarray) -> list[Signal]:
-        output = self._ocr(np.ascontiguousarray(frame))
+        output: Any = self._ocr(np.ascontiguousarray(frame))
         if output.txts is None or output.boxes is None or output.scores is None:
             return []
         signals = []

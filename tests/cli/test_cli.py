@@ -1,0 +1,108 @@
+"""The icm command line, through typer's runner: formats, exit codes, policy and schema commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import render_text, sample_image
+from typer.testing import CliRunner
+
+from icm.cli.app import app
+
+runner = CliRunner()
+POLICY = """\
+id: cli-test
+version: 1
+rules:
+  - id: phone
+    text: No phone numbers.
+    action: block
+    criteria:
+      - {id: phone, description: A phone number is visible., signals: ["text:phone"]}
+"""
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    sample_image("coffee").save(folder / "coffee.jpg")
+    render_text("call +44 161 496 0000").save(folder / "phone.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (folder / "policy.yaml").write_text(POLICY)
+    return folder
+
+
+def test_jsonl_output_exit_status_and_out_file(images: Path) -> None:
+    out = images / "r.jsonl"
+    args = ["moderate", str(images), "-p", str(images / "policy.yaml"), "-f", "jsonl", "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output  # one image could not be judged
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {Path(r["image"]).name: r["decision"] for r in rows} == {
+        "broken.jpg": "review", "coffee.jpg": "allow", "phone.png": "block"
+    }
+    assert len(out.read_text().splitlines()) == 3
+
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "--resume" in again.output  # never silently overwritten
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 1  # the broken file is retried and fails again
+    assert len(out.read_text().splitlines()) == 4
+
+
+def test_fail_on_gate_and_table_output(images: Path) -> None:
+    args = ["moderate", str(images / "phone.png"), str(images / "coffee.jpg"),
+            "-p", str(images / "policy.yaml")]
+    table = runner.invoke(app, [*args, "-f", "table"])
+    assert table.exit_code == 0, table.output
+    assert "block" in table.output and "phone" in table.output and "summary" in table.output
+    assert runner.invoke(app, [*args, "-f", "jsonl", "--fail-on", "block"]).exit_code == 3
+    assert runner.invoke(app, [*args, "-f", "json", "--fail-on", "block"]).exit_code == 3
+    only_coffee = ["moderate", str(images / "coffee.jpg"), "-p", str(images / "policy.yaml")]
+    assert runner.invoke(app, [*only_coffee, "-f", "json", "--fail-on", "review"]).exit_code == 0
+
+
+def test_bad_policy_and_backend_exit_2(images: Path) -> None:
+    bad = images / "bad.yaml"
+    bad.write_text(POLICY.replace("action: block", "action: nuke"))
+    result = runner.invoke(app, ["moderate", str(images), "-p", str(bad)])
+    assert result.exit_code == 2 and "bad.yaml:6" in result.output
+    result = runner.invoke(app, ["moderate", str(images), "-b", "nonsense"])
+    assert result.exit_code == 2 and "unknown backend 'nonsense'" in result.output
+
+
+def test_policy_commands(images: Path) -> None:
+    listed = runner.invoke(app, ["policy", "list"])
+    assert listed.exit_code == 0 and "icm-r1" in listed.output and "general" in listed.output
+    shown = runner.invoke(app, ["policy", "show", "icm-r2"])
+    assert shown.exit_code == 0 and "intimate-focus" in shown.output
+    as_yaml = runner.invoke(app, ["policy", "show", "icm-r4", "--yaml"])
+    assert "nudenet:FEMALE_BREAST_EXPOSED>=0.5" in as_yaml.output
+    ok = runner.invoke(app, ["policy", "validate", str(images / "policy.yaml")])
+    assert ok.exit_code == 0 and "valid" in ok.output
+    (images / "dup.yaml").write_text(POLICY + POLICY[POLICY.index("  - id: phone"):])
+    bad = runner.invoke(app, ["policy", "validate", str(images / "dup.yaml")])
+    assert bad.exit_code == 2 and "duplicate rule id: 'phone'" in bad.output
+
+
+def test_schema_command_prints_the_result_schema() -> None:
+    result = runner.invoke(app, ["schema", "result"])
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "ModerationResult"
+    assert {"image", "decision", "verdicts", "error"} <= set(schema["properties"])
+
+
+def test_import_and_help_stay_light() -> None:
+    code = (
+        "import sys, icm, icm.cli.app\n"
+        "from typer.testing import CliRunner\n"
+        "CliRunner().invoke(icm.cli.app.app, ['--help'])\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'transformers', 'vllm', 'ray', 'cv2') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
