@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from icm.media import DecodedImage
@@ -12,11 +14,22 @@ from icm.results import BackendInfo, RuleVerdict
 #: name -> "module:Class". A spec is ``name`` or ``name:argument`` (a model path, a URL ...).
 REGISTRY: dict[str, str] = {
     "local": "icm.backends.local.engine:LocalBackend",
+    "transformers": "icm.backends.transformers:TransformersBackend",
+    "openai": "icm.backends.openai_compat:OpenAIBackend",
+    "vllm": "icm.backends.vllm_engine:VLLMBackend",
 }
 
 
 class BackendError(RuntimeError):
     """A backend that cannot be created or cannot judge (missing extra, bad model, server down)."""
+
+
+class Explain(StrEnum):
+    """Which rules a model backend writes an explanation for (``--explain``)."""
+
+    all = "all"
+    violations = "violations"
+    none = "none"
 
 
 @runtime_checkable
@@ -61,7 +74,12 @@ def load_backend(spec: str | Backend, **options: Any) -> Backend:
             f"install the matching extra, e.g. pip install 'icm-assistant[{_extra_for(name)}]'"
         ) from exc
     cls = getattr(module, class_name)
-    backend: Backend = cls(argument, **options) if argument is not None else cls(**options)
+    args = (argument,) if argument is not None else ()
+    try:
+        inspect.signature(cls).bind(*args, **options)
+    except TypeError as exc:
+        raise BackendError(f"backend {name!r} cannot take these arguments: {exc}") from exc
+    backend: Backend = cls(*args, **options)
     return backend
 
 

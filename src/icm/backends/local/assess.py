@@ -17,7 +17,10 @@ URL = re.compile(
     r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+\.(?:com|net|org|io|ly|me|ru|cn|xyz|top|link|shop|info|biz|co)\b(?:/\S*)?"
 )
 EMAIL = re.compile(r"(?i)\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
-PHONE = re.compile(r"(?<!\w)(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{3,4}[\s.-]?\d{3,4}(?:[\s.-]?\d{2,4})?(?!\w)")
+PHONE = re.compile(
+    r"(?<!\w)(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?"  # country code, area code
+    r"\d{3,4}[\s.-]?\d{3,4}(?:[\s.-]?\d{2,4})?(?!\w)"
+)
 _BUILTIN_PATTERNS = {"text:url": URL, "text:email": EMAIL, "text:phone": PHONE}
 
 
