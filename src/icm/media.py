@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class DecodedImage:
     frames: list[np.ndarray]  # RGB uint8, H x W x 3, already oriented and scaled
     frame_indices: list[int]
     warnings: list[str] = field(default_factory=list)
+    decode_ms: float = 0.0
 
     @property
     def animated(self) -> bool:
@@ -105,6 +107,7 @@ def load_image(
     source: str | Path, data: bytes | None = None, limits: MediaLimits = MediaLimits()
 ) -> DecodedImage:
     """Decode an image file (or its bytes) into oriented RGB frames, or raise MediaError."""
+    started = time.perf_counter()
     name = str(source)
     if data is None:
         data = read_bytes(source, limits)
@@ -162,6 +165,7 @@ def load_image(
     suffix = Path(name).suffix.lower()
     if suffix and suffix not in _EXTENSIONS.get(fmt, {suffix}):
         decoded.warnings.append(f"file name says {suffix} but the content is {fmt}")
+    decoded.decode_ms = round((time.perf_counter() - started) * 1000, 2)
     return decoded
 
 

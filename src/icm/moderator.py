@@ -206,7 +206,7 @@ class Moderator:
             verdicts=verdicts,
             explanation=statement_of_reasons(self.policy, verdicts, decision),
             backend=self.backend.info(),
-            timing_ms={"judge": round((time.perf_counter() - started) * 1000, 2)},
+            timing_ms=_timing(decoded.decode_ms, started),
             media=decoded.describe(),
         )
 
@@ -230,6 +230,11 @@ class Moderator:
             media=media,
             error=error,
         )
+
+
+def _timing(decode_ms: float, judge_started: float) -> dict[str, float]:
+    judge_ms = round((time.perf_counter() - judge_started) * 1000, 2)
+    return {"decode": decode_ms, "judge": judge_ms, "total": round(decode_ms + judge_ms, 2)}
 
 
 def _as_item(source: ImageSource) -> ImageItem:

@@ -1,0 +1,129 @@
+"""Throughput and latency of the local engine, end to end, against the raw detectors alone.
+
+    python benchmarks/local_engine.py --images 40 [--policy general] [--workers 1]
+
+Both figures come from the same process on the same images:
+  raw       the four detectors called directly on frames decoded beforehand (no decoding,
+            no signal sharing, no rule evaluation, no writing): the floor we cannot beat;
+  icm       Moderator.run from the image files to a JSONL file: decoding (overlapped with
+            inference), signals, every rule's verdict and explanation, one flushed line per image.
+The ratio raw_seconds / icm_seconds is the share of the detectors' speed we keep (target >= 0.85).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "retina", "immunohistochemistry")
+TEXTS = ("CRYPTO GIVEAWAY\ncall +1 555-123-4567", "Happy birthday Sam!", "www.example-shop.com\n50% off")
+
+
+def make_images(folder: Path, count: int) -> list[Path]:
+    from skimage import data
+
+    photos = [Image.fromarray(getattr(data, name)()).convert("RGB") for name in SAMPLES]
+    paths = []
+    for i in range(count):
+        if i % 4 == 3:
+            image = Image.new("RGB", (800, 450), (240, 235, 220))
+            draw = ImageDraw.Draw(image)
+            font = ImageFont.load_default(size=48)
+            for j, line in enumerate(TEXTS[i % len(TEXTS)].split("\n")):
+                draw.text((40, 60 + 90 * j), line, fill="black", font=font)
+            path = folder / f"{i:04d}-text.png"
+            image.save(path)
+        else:
+            photo = photos[i % len(photos)]
+            path = folder / f"{i:04d}-photo.jpg"
+            photo.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def raw_detectors(frames: list[np.ndarray], sources: set[str]) -> tuple[float, list[float]]:
+    """Each detector's own API on pre-decoded frames, the way a hand-written script calls them."""
+    from icm.backends.local.detectors import DETECTORS
+
+    detectors = [DETECTORS[s]() for s in sorted(sources)]
+    for d in detectors:  # warm-up, as the Moderator's prepare() does
+        d.detect(frames[0])
+    latencies = []
+    start = time.perf_counter()
+    for frame in frames:
+        t = time.perf_counter()
+        for d in detectors:
+            d.detect(frame)
+        latencies.append((time.perf_counter() - t) * 1000)
+    return time.perf_counter() - start, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--policy", default="general")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    from icm import Moderator
+    from icm.media import load_image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        paths = make_images(folder / "images", args.images) if (folder / "images").mkdir() is None else []
+        moderator = Moderator(args.policy, workers=args.workers)
+        moderator.moderate(paths[0])  # load and warm the detectors the policy needs
+
+        decoded = [load_image(p) for p in paths]
+        frames = [d.frames[0] for d in decoded]
+        raw_seconds, raw_latency = raw_detectors(frames, moderator.policy.signal_sources)
+
+        out = folder / "results.jsonl"
+        latencies: list[float] = []
+        start = time.perf_counter()
+        summary = moderator.run(paths, out=out, on_result=lambda r: latencies.append(r.timing_ms["judge"]))
+        icm_seconds = time.perf_counter() - start
+        lines = out.read_text().splitlines()
+        assert len(lines) == len(paths) and all(json.loads(line)["error"] is None for line in lines)
+
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    q = lambda xs, p: float(np.percentile(xs, p))  # noqa: E731
+    report = {
+        "images": len(paths),
+        "policy": args.policy,
+        "detectors": sorted(moderator.policy.signal_sources),
+        "workers": args.workers,
+        "raw_images_per_s": round(len(paths) / raw_seconds, 2),
+        "icm_images_per_s": round(len(paths) / icm_seconds, 2),
+        "ratio": round(raw_seconds / icm_seconds, 3),
+        "raw_p50_ms": round(q(raw_latency, 50), 1),
+        "raw_p95_ms": round(q(raw_latency, 95), 1),
+        "icm_p50_ms": round(q(latencies, 50), 1),
+        "icm_p95_ms": round(q(latencies, 95), 1),
+        "icm_mean_ms": round(statistics.fmean(latencies), 1),
+        "peak_rss_mib": round(peak_mib, 1),
+        "judged": summary.judged,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
+    }
+    if args.json:
+        print(json.dumps(report))
+        return
+    width = max(map(len, report))
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
