@@ -1,0 +1,227 @@
+"""Reading labels and predictions, and joining them into one outcome per label.
+
+Labels are JSONL, one line per (image, rule): ``{"image", "rule_id", "label", "category"?}`` with
+``label`` ``violates`` or ``complies``. The rule id ``*`` labels the image as a whole under the
+policy (it violates when any rule is violated), which is how the paper labels its data.
+
+Predictions are ModerationResult JSONL as ``icm moderate --out`` writes it; only ``image``,
+``verdicts[].rule_id``, ``verdicts[].verdict`` and ``verdicts[].probability`` are required. A
+later line for the same image replaces an earlier one (a resumed run re-judges failed images and
+appends them).
+
+Every label gets an outcome: ``judged`` (violates or complies), or not covered: ``uncertain``,
+``error`` (the image could not be judged) or ``missing`` (no prediction for it at all).
+Nothing is dropped silently: a malformed line is an error that names its line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ANY_RULE = "*"
+
+
+class EvalInputError(ValueError):
+    """A labels, predictions or answers file that cannot be read; the message names the line."""
+
+
+class Status(StrEnum):
+    judged = "judged"
+    uncertain = "uncertain"
+    error = "error"
+    missing = "missing"
+
+
+@dataclass(frozen=True)
+class Label:
+    image: str
+    rule_id: str
+    violates: bool
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the predictions say about one label."""
+
+    label: Label
+    status: Status
+    predicted: bool | None = None  # violates? only when judged
+    probability: float | None = None
+
+    @property
+    def covered(self) -> bool:
+        return self.status is Status.judged
+
+    @property
+    def correct(self) -> bool:
+        return self.covered and self.predicted == self.label.violates
+
+
+# -- the minimal prediction schema: a lenient view of ModerationResult -------------------------
+
+
+class _VerdictIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    rule_id: str
+    verdict: str = Field(pattern=r"^(violates|complies|uncertain)$")
+    probability: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class _PredictionIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    image: str = Field(min_length=1)
+    verdicts: list[_VerdictIn] = Field(default_factory=list)
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's verdicts, reduced to what evaluation needs."""
+
+    image: str
+    verdicts: dict[str, tuple[str, float | None]]  # rule_id -> (verdict, probability)
+    error: bool = False
+
+    def outcome(self, label: Label) -> Outcome:
+        if self.error:
+            return Outcome(label, Status.error)
+        if label.rule_id == ANY_RULE:
+            return self._image_outcome(label)
+        found = self.verdicts.get(label.rule_id)
+        if found is None:
+            return Outcome(label, Status.missing)
+        verdict, probability = found
+        if verdict == "uncertain":
+            return Outcome(label, Status.uncertain, probability=probability)
+        return Outcome(label, Status.judged, verdict == "violates", probability)
+
+    def _image_outcome(self, label: Label) -> Outcome:
+        if not self.verdicts:
+            return Outcome(label, Status.missing)
+        kinds = [v for v, _ in self.verdicts.values()]
+        probabilities = [p for _, p in self.verdicts.values()]
+        # The image violates when any rule is violated, so its probability is the largest one;
+        # it is unknown as soon as one rule has none.
+        probability = None if None in probabilities else max(p for p in probabilities if p is not None)
+        if "violates" in kinds:
+            return Outcome(label, Status.judged, True, probability)
+        if "uncertain" in kinds:
+            return Outcome(label, Status.uncertain, probability=probability)
+        return Outcome(label, Status.judged, False, probability)
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise EvalInputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    with handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise EvalInputError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
+        except UnicodeDecodeError as exc:
+            raise EvalInputError(f"{path}: not UTF-8 text: {exc.reason}") from exc
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "line"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_labels(path: str | Path) -> list[Label]:
+    """Read a labels JSONL file; a duplicate (image, rule_id) pair is an error."""
+    path = Path(path)
+    labels: list[Label] = []
+    seen: dict[tuple[str, str], int] = {}
+    for number, row in _json_lines(path):
+        labels.append(_label_from_row(row, f"{path}:{number}"))
+        key = (labels[-1].image, labels[-1].rule_id)
+        if key in seen:
+            raise EvalInputError(
+                f"{path}:{number}: duplicate label for image {key[0]!r} and rule {key[1]!r} "
+                f"(first on line {seen[key]})"
+            )
+        seen[key] = number
+    if not labels:
+        raise EvalInputError(f"{path}: no labels")
+    return labels
+
+
+def _label_from_row(row: Any, where: str) -> Label:
+    if not isinstance(row, dict):
+        raise EvalInputError(f"{where}: a label is a JSON object")
+    missing = [k for k in ("image", "rule_id", "label") if not row.get(k)]
+    if missing:
+        raise EvalInputError(f"{where}: missing {', '.join(missing)}")
+    value = str(row["label"]).strip().lower()
+    if value not in ("violates", "complies"):
+        raise EvalInputError(f"{where}: label must be 'violates' or 'complies', not {row['label']!r}")
+    category = row.get("category")
+    return Label(
+        image=str(row["image"]),
+        rule_id=str(row["rule_id"]),
+        violates=value == "violates",
+        category=str(category) if category not in (None, "") else None,
+    )
+
+
+def load_predictions(path: str | Path) -> dict[str, Prediction]:
+    """Read ModerationResult JSONL into ``image -> Prediction`` (a later line for an image wins)."""
+    path = Path(path)
+    predictions: dict[str, Prediction] = {}
+    for number, row in _json_lines(path):
+        try:
+            parsed = _PredictionIn.model_validate(row)
+        except ValidationError as exc:
+            raise EvalInputError(
+                f"{path}:{number}: not a moderation result: {_validation_message(exc)}"
+            ) from exc
+        verdicts: dict[str, tuple[str, float | None]] = {}
+        for verdict in parsed.verdicts:
+            if verdict.rule_id in verdicts:
+                raise EvalInputError(
+                    f"{path}:{number}: two verdicts for rule {verdict.rule_id!r} in one result"
+                )
+            verdicts[verdict.rule_id] = (verdict.verdict, verdict.probability)
+        predictions[parsed.image] = Prediction(parsed.image, verdicts, parsed.error is not None)
+    return predictions
+
+
+def join(labels: Iterable[Label], predictions: dict[str, Prediction]) -> list[Outcome]:
+    """One outcome per label; a label without a prediction is ``missing`` (not covered)."""
+    outcomes = []
+    for label in labels:
+        prediction = predictions.get(label.image)
+        outcomes.append(
+            prediction.outcome(label) if prediction is not None else Outcome(label, Status.missing)
+        )
+    return outcomes
+
+
+def write_labels(labels: Iterable[Label], path: str | Path) -> None:
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for label in labels:
+            row: dict[str, Any] = {
+                "image": label.image,
+                "rule_id": label.rule_id,
+                "label": "violates" if label.violates else "complies",
+            }
+            if label.category is not None:
+                row["category"] = label.category
+            handle.write(json.dumps(row) + "\n")
