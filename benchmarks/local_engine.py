@@ -52,13 +52,8 @@ def make_images(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def raw_detectors(frames: list[np.ndarray], sources: set[str]) -> tuple[float, list[float]]:
+def raw_detectors(detectors: list, frames: list[np.ndarray]) -> tuple[float, list[float]]:
     """Each detector's own API on pre-decoded frames, the way a hand-written script calls them."""
-    from icm.backends.local.detectors import DETECTORS
-
-    detectors = [DETECTORS[s]() for s in sorted(sources)]
-    for d in detectors:  # warm-up, as the Moderator's prepare() does
-        d.detect(frames[0])
     latencies = []
     start = time.perf_counter()
     for frame in frames:
@@ -74,39 +69,51 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--policy", default="general")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating raw / icm passes")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
     from icm import Moderator
+    from icm.backends.local.detectors import DETECTORS
     from icm.media import load_image
 
+    raw_seconds = icm_seconds = 0.0
+    raw_latency: list[float] = []
+    latencies: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        paths = make_images(folder / "images", args.images) if (folder / "images").mkdir() is None else []
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        paths = make_images(folder, args.images)
         moderator = Moderator(args.policy, workers=args.workers)
         moderator.moderate(paths[0])  # load and warm the detectors the policy needs
-
-        decoded = [load_image(p) for p in paths]
-        frames = [d.frames[0] for d in decoded]
-        raw_seconds, raw_latency = raw_detectors(frames, moderator.policy.signal_sources)
-
-        out = folder / "results.jsonl"
-        latencies: list[float] = []
-        start = time.perf_counter()
-        summary = moderator.run(paths, out=out, on_result=lambda r: latencies.append(r.timing_ms["judge"]))
-        icm_seconds = time.perf_counter() - start
-        lines = out.read_text().splitlines()
-        assert len(lines) == len(paths) and all(json.loads(line)["error"] is None for line in lines)
+        frames = [load_image(p).frames[0] for p in paths]
+        detectors = [DETECTORS[s]() for s in sorted(moderator.policy.signal_sources)]
+        for d in detectors:
+            d.detect(frames[0])
+        # Alternate the two, round after round, so that drifting load on a shared machine
+        # weighs on both alike.
+        for round_ in range(args.rounds):
+            seconds, lat = raw_detectors(detectors, frames)
+            raw_seconds += seconds
+            raw_latency += lat
+            out = Path(tmp) / f"results-{round_}.jsonl"
+            start = time.perf_counter()
+            summary = moderator.run(paths, out=out, on_result=lambda r: latencies.append(r.timing_ms["total"]))
+            icm_seconds += time.perf_counter() - start
+            lines = out.read_text().splitlines()
+            assert len(lines) == len(paths) and all(json.loads(line)["error"] is None for line in lines)
+    total = len(paths) * args.rounds
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     q = lambda xs, p: float(np.percentile(xs, p))  # noqa: E731
     report = {
         "images": len(paths),
+        "rounds": args.rounds,
         "policy": args.policy,
         "detectors": sorted(moderator.policy.signal_sources),
         "workers": args.workers,
-        "raw_images_per_s": round(len(paths) / raw_seconds, 2),
-        "icm_images_per_s": round(len(paths) / icm_seconds, 2),
+        "raw_images_per_s": round(total / raw_seconds, 2),
+        "icm_images_per_s": round(total / icm_seconds, 2),
         "ratio": round(raw_seconds / icm_seconds, 3),
         "raw_p50_ms": round(q(raw_latency, 50), 1),
         "raw_p95_ms": round(q(raw_latency, 95), 1),

@@ -121,7 +121,9 @@ class TextDetector:
 
         from rapidocr import RapidOCR
 
-        self._ocr = RapidOCR()
+        # RapidOCR's default upscales the *short* side to 736 px; capping the long side at 960
+        # finds the same lines on photos, flyers and memes at about a quarter of the time.
+        self._ocr = RapidOCR(params={"Det.limit_type": "max", "Det.limit_side_len": 960})
         # RapidOCR logs every empty page as a warning; its real errors still raise.
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
 
