@@ -6,12 +6,14 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from icm.backends.base import Explain
 from icm.policy.schema import Action
 
 EXIT_HELP = """
@@ -36,7 +38,15 @@ def moderate(
     policy: str = typer.Option(
         "general", "--policy", "-p", help="Built-in policy name (see `icm policy list`) or YAML file."
     ),
-    backend: str = typer.Option("local", "--backend", "-b", help="Backend spec, e.g. local."),
+    backend: str = typer.Option(
+        "local", "--backend", "-b",
+        help="Backend spec: local, transformers:MODEL_DIR, openai:MODEL@BASE_URL or vllm:MODEL.",
+    ),
+    explain: Explain | None = typer.Option(
+        None, "--explain",
+        help="Model backends: write explanations for all rules, violated rules only, or none "
+        "(default: the backend's, violations).",
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Write one ModerationResult per line (JSONL), flushed per image."
     ),
@@ -77,7 +87,8 @@ def moderate(
         stderr.print(f"[red]error:[/red] {out} exists; add --resume to continue it or --overwrite.")
         raise typer.Exit(2)
     try:
-        moderator = Moderator(policy, backend, workers=workers)
+        options: dict[str, Any] = {"explain": explain} if explain is not None else {}
+        moderator = Moderator(policy, backend, workers=workers, **options)
     except (PolicyError, BackendError, ValueError) as exc:
         stderr.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

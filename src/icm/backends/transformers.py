@@ -1,0 +1,283 @@
+"""TransformersBackend: a local vision-language model (base or fine-tuned) through transformers.
+
+``transformers:PATH`` takes any image-text-to-text model directory that
+``AutoModelForImageTextToText`` loads (LLaVA, LLaVA-OneVision, Qwen2/2.5-VL, Idefics3/SmolVLM ...)
+or a PEFT adapter directory, whose base model is read from its ``adapter_config.json``.
+
+Each rule's verdict is p(violates) from the first answer token's Yes/No logits. The K questions
+of one image share the image and the policy text, so that prefix is encoded once and its KV cache
+is reused by a single batched pass over the K rule-specific suffixes.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from icm.backends.base import BackendError, Explain
+from icm.backends.scoring import AnswerTokens, resolve_answer_tokens, two_way_probability
+from icm.backends.vlm import (
+    LocalFacts,
+    PromptSet,
+    attach_explanations,
+    explain_with_reask,
+    pick_frames,
+    resolve_model_path,
+    rules_to_explain,
+    verdict_from_probability,
+)
+from icm.media import DecodedImage
+from icm.policy.schema import Policy
+from icm.results import BackendInfo, RuleVerdict
+
+#: Processor outputs that run along the token axis, cut together with ``input_ids``.
+_PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+
+_DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    shortest = min(len(s) for s in sequences)
+    for i in range(shortest):
+        token = sequences[0][i]
+        if any(s[i] != token for s in sequences[1:]):
+            return i
+    return shortest
+
+
+def _answer_probabilities(last_logits: torch.Tensor, answer: AnswerTokens) -> list[float]:
+    """p(Yes) for each row of next-token logits (NaN where the logits are not finite)."""
+    rows = last_logits[:, list(answer.all_ids)].float().tolist()
+    n_yes = len(answer.yes_ids)
+    probabilities = []
+    for row in rows:
+        try:
+            probabilities.append(two_way_probability(row[:n_yes], row[n_yes:]))
+        except ValueError:
+            probabilities.append(float("nan"))
+    return probabilities
+
+
+@torch.inference_mode()
+def score_prompts(
+    model: Any,
+    encoded: Sequence[Mapping[str, torch.Tensor]],
+    answer: AnswerTokens,
+    *,
+    share_prefix: bool = True,
+    batch_size: int = 16,
+    image_token_id: int | None = None,
+    pad_token_id: int = 0,
+) -> list[float]:
+    """p(violates) for each encoded prompt (one image's K rule questions, batch size 1 each).
+
+    With ``share_prefix`` the longest common token prefix (which must hold every image token)
+    runs once; its KV cache is copied to ``batch_size`` rows and the rule-specific suffixes run
+    in one batched pass each. Otherwise each prompt is its own forward pass.
+    """
+    ids = [e["input_ids"][0] for e in encoded]
+    prefix = common_prefix_length([t.tolist() for t in ids])
+    prefix = min(prefix, min(len(t) for t in ids) - 1)  # every prompt keeps a token to score
+    images_in_prefix = image_token_id is not None and not any(
+        bool((t[prefix:] == image_token_id).any()) for t in ids
+    )
+    if not (share_prefix and len(encoded) > 1 and prefix > 0 and images_in_prefix):
+        return [
+            p for e in encoded for p in _answer_probabilities(model(**e).logits[:, -1, :], answer)
+        ]
+    first = encoded[0]
+    prefix_inputs = {k: (v[:, :prefix] if k in _PER_TOKEN else v) for k, v in first.items()}
+    cache = model(**prefix_inputs, use_cache=True).cache
+    probabilities: list[float] = []
+    for start in range(0, len(ids), batch_size):
+        suffixes = [t[prefix:] for t in ids[start : start + batch_size]]
+        lengths = torch.tensor([len(s) for s in suffixes])
+        batch = torch.full((len(suffixes), int(lengths.max())), pad_token_id, dtype=ids[0].dtype)
+        for row, suffix in enumerate(suffixes):
+            batch[row, : len(suffix)] = suffix
+        rows_cache = copy.deepcopy(cache)
+        rows_cache.batch_repeat_interleave(len(suffixes))
+        # Right padding and no attention mask: a real token never attends to the pads after it,
+        # and positions simply continue from the cached prefix.
+        logits = model(input_ids=batch.to(ids[0].device), cache=rows_cache, use_cache=True).logits
+        last = logits[torch.arange(len(suffixes)), lengths.to(logits.device) - 1, :]
+        probabilities.extend(_answer_probabilities(last, answer))
+    return probabilities
+
+
+class TransformersBackend:
+    """A local VLM: verdicts from Yes/No logits, explanations by generation where asked."""
+
+    name = "transformers"
+    supports_images = True
+    supports_logprobs = True
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        explain: Explain | str = Explain.violations,
+        with_signals: bool = False,
+        threshold: float = 0.5,
+        share_prefix: bool = True,
+        batch_size: int = 16,
+        max_new_tokens: int = 512,
+        max_frames: int = 1,
+        yes: str = "Yes",
+        no: str = "No",
+    ) -> None:
+        """
+        Args:
+            path: a model directory, or a PEFT adapter directory (its base model is loaded).
+            device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1`` ...
+            dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16.
+            explain: which rules get a written explanation: all, violations or none.
+            with_signals: run the local engine first and give its findings as known facts.
+            threshold: a rule is violated when p(violates) is above this.
+            share_prefix: encode the image and policy prefix once for all rules of an image.
+            batch_size: rule suffixes per batched forward pass.
+            max_new_tokens: length limit of an explanation.
+            max_frames: frames of an animated image shown to the model (evenly spaced).
+            yes, no: the answer words whose first-token logits are compared.
+        """
+        if not 0.0 < threshold < 1.0:
+            raise BackendError("threshold must lie strictly between 0 and 1")
+        if max_frames < 1 or batch_size < 1:
+            raise BackendError("max_frames and batch_size must be at least 1")
+        self.explain = Explain(explain)
+        self.threshold = threshold
+        self.share_prefix = share_prefix
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.max_frames = max_frames
+        self.prompts = PromptSet(with_signals)
+        self._facts = LocalFacts() if with_signals else None
+        self._lock = threading.Lock()
+        self.device = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        )
+        if dtype == "auto":
+            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        elif dtype in _DTYPES:
+            self.dtype = _DTYPES[dtype]
+        else:
+            raise BackendError(f"unknown dtype {dtype!r}; use auto or one of {sorted(_DTYPES)}")
+        self.model_path, self.adapter_path = resolve_model_path(path)
+        self.model, self.processor = self._load()
+        tokenizer = self.processor.tokenizer
+        self.answer = resolve_answer_tokens(
+            lambda text: tokenizer.encode(text, add_special_tokens=False), yes, no
+        )
+        self.image_token_id: int | None = getattr(self.model.config, "image_token_id", None)
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id or 0)
+
+    def _load(self) -> tuple[Any, Any]:
+        processor_dir = self.model_path
+        if self.adapter_path is not None and any(
+            (self.adapter_path / f).exists() for f in ("processor_config.json", "tokenizer.json")
+        ):
+            processor_dir = str(self.adapter_path)
+        try:
+            processor = AutoProcessor.from_pretrained(processor_dir)
+            model = AutoModelForImageTextToText.from_pretrained(self.model_path, dtype=self.dtype)
+            if self.adapter_path is not None:
+                from peft import PeftModel
+
+                # Merged once at load: inference then runs at the base model's speed.
+                model = PeftModel.from_pretrained(model, str(self.adapter_path)).merge_and_unload()
+        except ImportError as exc:
+            raise BackendError(
+                f"loading {self.model_path} needs {exc.name!r}: pip install 'icm-assistant[hf]'"
+            ) from exc
+        except (OSError, ValueError, KeyError) as exc:
+            raise BackendError(
+                f"cannot load a vision-language model from {self.model_path}: {exc}"
+            ) from exc
+        model = model.to(self.device)  # type: ignore[arg-type]  # transformers' stub is too narrow
+        return model.eval(), processor
+
+    def info(self) -> BackendInfo:
+        models = {"model": self.model_path, "prompts": self.prompts.ids}
+        if self.adapter_path is not None:
+            models["adapter"] = str(self.adapter_path)
+        return BackendInfo(name=self.name, models=models)
+
+    def prepare(self, policy: Policy) -> None:
+        if self._facts is not None:
+            self._facts.prepare(policy)
+
+    def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
+        frames = [Image.fromarray(f) for f in pick_frames(image, self.max_frames)]
+        facts = self._facts(image, policy) if self._facts is not None else []
+        with self._lock:  # one forward pass at a time; torch already uses every core
+            encoded = [self._encode(frames, [("user", p)])
+                       for p in self.prompts.verdict_prompts(policy, facts)]
+            probabilities = score_prompts(
+                self.model,
+                encoded,
+                self.answer,
+                share_prefix=self.share_prefix,
+                batch_size=self.batch_size,
+                image_token_id=self.image_token_id,
+                pad_token_id=self.pad_token_id,
+            )
+            verdicts = [
+                verdict_from_probability(rule.id, p, self.threshold)
+                for rule, p in zip(policy.rules, probabilities, strict=True)
+            ]
+            rules = rules_to_explain(self.explain, policy, verdicts)
+            if rules:
+                explanation, raw, error = explain_with_reask(
+                    lambda turns: self._generate(frames, turns),
+                    self.prompts.explain_prompt(policy, rules, facts),
+                    rules,
+                )
+                attach_explanations(verdicts, rules, explanation, raw, error)
+        return verdicts
+
+    def _encode(self, frames: list[Image.Image], turns: list[tuple[str, str]]) -> dict[str, Any]:
+        """Chat-format the conversation through the processor's template and tokenize it."""
+        messages: list[dict[str, Any]] = []
+        for i, (role, text) in enumerate(turns):
+            content: list[dict[str, Any]] = [{"type": "image"} for _ in frames] if i == 0 else []
+            content.append({"type": "text", "text": text})
+            messages.append({"role": role, "content": content})
+        chat = self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        batch = self.processor(text=[chat], images=frames, return_tensors="pt")
+        return {
+            k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+            for k, v in batch.items()
+        }
+
+    @torch.inference_mode()
+    def _generate(self, frames: list[Image.Image], turns: list[tuple[str, str]]) -> str:
+        inputs = self._encode(frames, turns)
+        output = self.model.generate(
+            **inputs,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.pad_token_id,
+        )
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        return str(self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True))
+
+    def close(self) -> None:
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+

@@ -1,0 +1,112 @@
+"""Tiny randomly initialised vision-language models, built offline from a config, for tests and
+benchmarks. Nothing here downloads anything: the tokenizer is a WordLevel vocabulary built from the
+prompts themselves, the image processor a CLIPImageProcessor at 8x8 pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from icm.policy.load import load_policy
+from icm.prompts import render
+
+IMAGE_TOKEN = "<image>"
+SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}USER: "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n"
+    "{% else %}ASSISTANT: {{ m['content'][0]['text'] }}</s>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def _vocabulary() -> list[str]:
+    from tokenizers.pre_tokenizers import Whitespace
+
+    texts = ["USER : ASSISTANT : Yes No yes no { } [ ] \" , true false"]
+    for name in ("icm-r1", "general"):
+        policy = load_policy(name)
+        facts = ["fact"]
+        for rule in policy.rules:
+            texts.append(render("verdict", policy=policy, rule=rule))
+            texts.append(render("verdict_with_signals", policy=policy, rule=rule, facts=facts))
+        texts.append(render("explain", policy=policy, rules=policy.rules, facts=facts, schema="{}"))
+    words: dict[str, None] = {}
+    for text in texts:
+        for word, _ in Whitespace().pre_tokenize_str(text):
+            words.setdefault(word, None)
+    return SPECIAL + [w for w in words if w not in SPECIAL]
+
+
+def build_processor():  # -> LlavaProcessor
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import CLIPImageProcessorPil, LlavaProcessor, PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(_vocabulary())}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
+    )
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": 8}, crop_size={"height": 8, "width": 8}
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=2,
+        vision_feature_select_strategy="default",
+        chat_template=CHAT_TEMPLATE,
+        image_token=IMAGE_TOKEN,
+        num_additional_image_tokens=1,
+    )
+
+
+def build_tiny_llava(seed: int = 0, layers: int = 2, hidden: int = 32):
+    """(model, processor): a LLaVA with a CLIP vision tower and a Llama language model."""
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    processor = build_processor()
+    tokenizer = processor.tokenizer
+    config = LlavaConfig(
+        text_config=LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            intermediate_size=37,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        vision_config=CLIPVisionConfig(
+            image_size=8,
+            patch_size=2,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            projection_dim=32,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    return model, processor
+
+
+def save_tiny_llava(directory: Path, seed: int = 0, **sizes: int) -> Path:
+    model, processor = build_tiny_llava(seed, **sizes)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
