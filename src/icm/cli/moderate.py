@@ -6,7 +6,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,10 @@ from rich.table import Table
 
 from icm.backends.base import Explain
 from icm.policy.schema import Action
+
+if TYPE_CHECKING:
+    from icm.moderator import RunSummary
+    from icm.results import ModerationResult
 
 EXIT_HELP = """
 Exit status: 0 every image was judged; 1 some images could not be judged (each has an error
@@ -75,7 +79,6 @@ def moderate(
     from icm.backends.base import BackendError
     from icm.moderator import Moderator
     from icm.policy.load import PolicyError
-    from icm.results import ModerationResult
     from icm.sources import SourceError
 
     stdout = Console()
@@ -104,7 +107,8 @@ def moderate(
         disable=not show_progress,
         transient=True,
     )
-    task = progress.add_task(f"moderating under {moderator.policy.id}", total=None)
+    total = None if "-" in paths else _count(paths)
+    task = progress.add_task(f"moderating under {moderator.policy.id}", total=total)
 
     def on_result(result: ModerationResult) -> None:
         progress.advance(task)
@@ -148,7 +152,8 @@ _DECISION_STYLE = {"allow": "green", "review": "yellow", "blur": "magenta", "age
                    "block": "red"}
 
 
-def results_table(results: list) -> Table:
+def results_table(results: list[ModerationResult]) -> Table:
+    """One row per image: decision, the rules that did not comply, and the reasons."""
     table = Table("image", "decision", "rules", "reason", show_lines=True, expand=True)
     for r in results:
         style = _DECISION_STYLE.get(r.decision.value, "")
@@ -157,18 +162,30 @@ def results_table(results: list) -> Table:
         else:
             lines = []
             for v in r.verdicts:
-                p = f" {v.probability:.2f}" if v.probability is not None else ""
-                colour = {"violates": "red", "uncertain": "yellow"}.get(v.verdict.value, "green")
+                if v.verdict.value == "complies":
+                    continue
+                p = f" p={v.probability:.2f}" if v.probability is not None else ""
+                colour = "red" if v.verdict.value == "violates" else "yellow"
                 lines.append(f"[{colour}]{v.verdict.value}[/{colour}] {v.rule_id}{p}")
+            complying = sum(v.verdict.value == "complies" for v in r.verdicts)
+            lines.append(f"[green]complies[/green] with {complying} of {len(r.verdicts)} rules")
             rules = "\n".join(lines)
-        reasons = [r.explanation] + [
-            v.explanation for v in r.verdicts if v.verdict.value == "violates"
-        ]
+        reasons = [r.explanation] + [v.explanation for v in r.verdicts if v.verdict.value == "violates"]
         table.add_row(r.image, f"[{style}]{r.decision.value}[/{style}]", rules, "\n".join(reasons))
     return table
 
 
-def summary_table(summary) -> Table:
+def _count(paths: list[str]) -> int | None:
+    """How many images the paths expand to, for the progress bar (None if a manifest is bad)."""
+    from icm.sources import SourceError, iter_sources
+
+    try:
+        return sum(1 for _ in iter_sources(paths))
+    except (SourceError, OSError):
+        return None
+
+
+def summary_table(summary: RunSummary) -> Table:
     table = Table(title="summary", show_header=False)
     table.add_row("judged", str(summary.judged))
     if summary.skipped:
