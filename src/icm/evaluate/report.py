@@ -111,9 +111,17 @@ def reliability_plot(evaluations: Sequence[VerdictEvaluation]) -> Plot | None:
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
     for k, evaluation in enumerate(usable):
         bins = [b for b in evaluation.curves.reliability if b.count]
-        ax.plot([b.mean_probability for b in bins], [b.positive_rate for b in bins], marker="o",
-                color=_COLOURS[k % len(_COLOURS)],
-                label=f"{evaluation.name} (ECE {_fmt(evaluation.overall.ece)})")
+        colour = _COLOURS[k % len(_COLOURS)]
+        xs = [b.mean_probability for b in bins]
+        ys = [b.positive_rate for b in bins]
+        ax.plot(xs, ys, color=colour, linewidth=1, alpha=0.6)
+        # marker area follows the bin's count, so a bin of one item does not look like a trend
+        total = sum(b.count for b in bins)
+        ax.scatter(xs, ys, s=[20 + 400 * b.count / total for b in bins], color=colour,
+                   label=f"{evaluation.name} (ECE {_fmt(evaluation.overall.ece)})", zorder=3)
+        for b, x, y in zip(bins, xs, ys, strict=True):
+            ax.annotate(f"n={b.count}", (x, y), textcoords="offset points", xytext=(6, -12),
+                        fontsize=7, color=colour)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean predicted p(violates) in bin")
@@ -129,9 +137,11 @@ def threshold_plot(evaluation: VerdictEvaluation) -> Plot | None:
         return None
     fig = _figure(5.6, 4.0)
     ax = fig.subplots()
-    xs = [c["threshold"] for c in curve]
+    ascending = sorted(curve, key=lambda c: c["threshold"])
+    xs = [c["threshold"] for c in ascending]
+    # violates when p >= t: between two scores the metrics are those of the higher one ("pre")
     for key, colour in (("precision", _COLOURS[0]), ("recall", _COLOURS[1]), ("f1", _COLOURS[2])):
-        ax.step(xs, [c[key] for c in curve], where="post", label=key, color=colour)
+        ax.step(xs, [c[key] for c in ascending], where="pre", label=key, color=colour)
     best = evaluation.overall.best_f1_threshold
     if best is not None:
         ax.axvline(best["threshold"], color="grey", linestyle=":",

@@ -1,0 +1,329 @@
+"""``icm eval``: verdict accuracy, Q-A accuracy (MQA) and explanation quality (MEQ), with reports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from icm.evaluate.meq import MEQSummary
+    from icm.evaluate.verdicts import VerdictEvaluation
+
+app = typer.Typer(
+    help=(
+        "Evaluate moderation results against labels (accuracy, precision, recall, F1, ROC-AUC, "
+        "calibration, coverage, bootstrap intervals), Q-A answers (mqa) and explanations (meq).\n\n"
+        "icm eval --predictions results.jsonl --labels labels.jsonl [--json] [--report DIR]"
+    ),
+    invoke_without_command=True,
+)
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def _fail(message: object) -> typer.Exit:
+    stderr.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _names(paths: Sequence[Path]) -> list[str]:
+    names = [p.stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [str(p.with_suffix("")) for p in paths]
+    return names
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _print_verdicts(evaluations: Sequence[VerdictEvaluation]) -> None:
+    table = Table("metric", *[e.name for e in evaluations], title="verdict accuracy")
+    for metric in ("accuracy", "precision", "recall", "f1", "balanced_accuracy"):
+        cells = []
+        for e in evaluations:
+            ci = e.overall.ci.get(metric)
+            interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+            cells.append(_fmt(e.overall.metrics[metric]) + interval)
+        table.add_row(metric, *cells)
+    table.add_row("ROC-AUC", *[_fmt(e.overall.roc_auc) for e in evaluations])
+    table.add_row("PR-AUC", *[_fmt(e.overall.pr_auc) for e in evaluations])
+    table.add_row("ECE", *[_fmt(e.overall.ece) for e in evaluations])
+    table.add_row("best-F1 threshold", *[
+        "n/a" if e.overall.best_f1_threshold is None else
+        f"{e.overall.best_f1_threshold['threshold']:.3f} (F1 {e.overall.best_f1_threshold['f1']:.3f})"
+        for e in evaluations
+    ])
+    table.add_row("coverage", *[
+        f"{_fmt(e.overall.coverage)} ({e.overall.judged}/{e.overall.n})" for e in evaluations
+    ])
+    table.add_row("not covered", *[
+        ", ".join(f"{k} {v}" for k, v in e.overall.uncovered.items()) for e in evaluations
+    ])
+    c = [e.overall.confusion for e in evaluations]
+    table.add_row("confusion tp/fp/fn/tn", *[f"{x.tp}/{x.fp}/{x.fn}/{x.tn}" for x in c])
+    stdout.print(table)
+
+
+def _emit(evaluations: Sequence[VerdictEvaluation], as_json: bool, report: Path | None) -> None:
+    if as_json:
+        if len(evaluations) == 1:
+            payload: dict[str, Any] = evaluations[0].as_dict()
+        else:
+            payload = {"runs": {e.name: e.as_dict() for e in evaluations}}
+        print(json.dumps(payload, indent=2))
+    else:
+        _print_verdicts(evaluations)
+    if report is not None:
+        from icm.evaluate.report import write_verdict_report
+
+        md, page = write_verdict_report(evaluations, report)
+        stderr.print(f"report: {page} and {md}", highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def evaluate(
+    ctx: typer.Context,
+    predictions: list[Path] = typer.Option(
+        None, "--predictions", "-p", help="ModerationResult JSONL; repeat to compare several.",
+        show_default=False,
+    ),
+    labels: Path | None = typer.Option(
+        None, "--labels", "-l", help='Labels JSONL: {"image", "rule_id", "label", "category"?}.',
+        show_default=False,
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    report: Path | None = typer.Option(
+        None, "--report", help="Write report.md, report.html and plots/ into this folder."
+    ),
+    resamples: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples (0: none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+) -> None:
+    """Evaluate predictions against labels, overall, per rule and per category.
+
+    A label without a prediction counts as not covered (missing), as do uncertain verdicts and
+    images that could not be judged. Exit status: 0 done; 2 bad input.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not predictions or labels is None:
+        stdout.print(ctx.get_help())
+        raise typer.Exit(0 if not predictions and labels is None else 2)
+    from icm.evaluate.records import EvalInputError
+    from icm.evaluate.verdicts import evaluate_files
+
+    try:
+        evaluations = [
+            evaluate_files(p, labels, name=name, resamples=resamples, seed=seed)
+            for p, name in zip(predictions, _names(predictions), strict=True)
+        ]
+    except EvalInputError as exc:
+        raise _fail(exc) from exc
+    _emit(evaluations, as_json, report)
+
+
+@app.command("run", no_args_is_help=True)
+def run(
+    dataset: Path = typer.Option(..., "--dataset", "-d", help="Folder with labels.jsonl and images."),
+    policy: str = typer.Option(..., "--policy", "-p", help="Built-in policy name or YAML file."),
+    backends: list[str] = typer.Option(
+        ["local"], "--backend", "-b", help="Backend spec; repeat to compare several."
+    ),
+    compare: list[Path] = typer.Option(
+        None, "--compare", help="Existing predictions JSONL to compare with; repeatable.",
+        show_default=False,
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out-dir", help="Where predictions-<backend>.jsonl go (default: the report folder, "
+        "else the dataset folder).", show_default=False,
+    ),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Images judged in parallel."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    report: Path | None = typer.Option(None, "--report", help="Write the report into this folder."),
+    resamples: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples (0: none)."),
+) -> None:
+    """Moderate a labelled dataset with one or more backends, then evaluate the results.
+
+    Example: icm eval run --backend local --policy general --dataset data/val --report out/
+    """
+    from icm.backends.base import BackendError
+    from icm.evaluate.dataset import _slug, load_dataset, moderate_dataset
+    from icm.evaluate.records import EvalInputError, join, load_predictions
+    from icm.evaluate.verdicts import evaluate_files, evaluate_outcomes
+    from icm.policy.load import PolicyError
+
+    target_dir = out_dir or report or dataset
+    target_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        labels = load_dataset(dataset)
+        evaluations = []
+        for backend in backends:
+            out = target_dir / f"predictions-{_slug(backend)}.jsonl"
+            stderr.print(f"moderating {dataset} with {backend} under {policy} -> {out}",
+                         highlight=False, soft_wrap=True)
+            moderate_dataset(dataset, policy, backend, out, workers=workers)
+            evaluations.append(evaluate_outcomes(join(labels, load_predictions(out)), name=backend,
+                                                 resamples=resamples))
+        for path, name in zip(compare or [], _names(compare or []), strict=True):
+            evaluations.append(evaluate_files(path, dataset / "labels.jsonl", name=name,
+                                              resamples=resamples))
+    except (EvalInputError, PolicyError, BackendError, ValueError) as exc:
+        raise _fail(exc) from exc
+    _emit(evaluations, as_json, report)
+
+
+@app.command("import-paper", no_args_is_help=True)
+def import_paper(
+    source: Path = typer.Argument(..., help="The release's predictions JSON (image_name, logits)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for predictions.jsonl and labels.jsonl."),
+    rule_set: str = typer.Option("R1", "--rule-set", help="R1 is built in; others need --category-labels."),
+    category_labels: Path | None = typer.Option(
+        None, "--category-labels", help="JSON object or CSV: category -> violates|complies.",
+        show_default=False,
+    ),
+) -> None:
+    """Convert the paper's prediction file into ModerationResult JSONL and labels JSONL.
+
+    Labels come from each image's category (its file-name prefix): under R1 categories named
+    *normal* comply and all others violate.
+    """
+    from icm.evaluate.importers import (
+        load_category_labels,
+        load_paper_predictions,
+        paper_outcomes,
+        write_paper_as_icm,
+    )
+    from icm.evaluate.records import EvalInputError
+
+    try:
+        mapping = load_category_labels(category_labels) if category_labels else None
+        outcomes = paper_outcomes(load_paper_predictions(source), rule_set, mapping)
+    except EvalInputError as exc:
+        raise _fail(exc) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    write_paper_as_icm(outcomes, out / "predictions.jsonl", out / "labels.jsonl")
+    stderr.print(f"{len(outcomes)} predictions: {out / 'predictions.jsonl'}, {out / 'labels.jsonl'}",
+                 highlight=False, soft_wrap=True)
+
+
+@app.command("mqa", no_args_is_help=True)
+def mqa(
+    questions: Path = typer.Option(
+        ..., "--questions", "-q", help="Gold questions JSONL, or a release folder with qa/ and mc/."
+    ),
+    answers: Path = typer.Option(
+        ..., "--answers", "-a", help='Model answers JSONL: {"id", "answer"} or {"image", '
+        '"question", "answer"}.'
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Accuracy of yes/no and multiple-choice answers (normalised: "B.", "B) text", "Yes.")."""
+    from icm.evaluate.mqa import evaluate_mqa, load_answers, load_questions
+    from icm.evaluate.records import EvalInputError
+
+    try:
+        result = evaluate_mqa(load_questions(questions), load_answers(answers))
+    except EvalInputError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return
+    table = Table("questions", "accuracy", "correct", "total", "missing", "unparsed", title="MQA")
+    rows = [("all", result.overall)] + sorted(result.by_type.items())
+    for name, tally in rows:
+        table.add_row(name, _fmt(tally.accuracy), str(tally.correct), str(tally.total),
+                      str(tally.missing), str(tally.unparsed))
+    stdout.print(table)
+
+
+@app.command("meq", no_args_is_help=True)
+def meq(
+    judgements: Path | None = typer.Option(
+        None, "--judgements", help="Judgements already made: a release meq_judge/ folder or our "
+        "JSONL. With --judge: the explanations to judge again.", show_default=False,
+    ),
+    judge: str | None = typer.Option(
+        None, "--judge", help="Judge with a model: openai:MODEL@http://host:port/v1.",
+        show_default=False,
+    ),
+    pairs: Path | None = typer.Option(
+        None, "--pairs", help='Explanations to judge: JSONL {"image", "reference", "candidate"}.',
+        show_default=False,
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write the new judgements (with the raw answers) as JSONL."
+    ),
+    lexical: bool = typer.Option(True, "--lexical/--no-lexical", help="ROUGE-L and BLEU."),
+    embeddings: bool = typer.Option(
+        True, "--embeddings/--no-embeddings", help="MiniLM embedding similarity (needs torch)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    report: Path | None = typer.Option(None, "--report", help="Write the report into this folder."),
+) -> None:
+    """Explanation quality: judge scores (Accuracy, Preciseness, Comprehensiveness, Fluency,
+    0-100; MEQ = mean accuracy / 100) and offline reference metrics beside them.
+
+    icm eval meq --judgements fixtures/icm_release/eval/meq_judge --json
+
+    icm eval meq --judge openai:qwen2.5-7b@http://127.0.0.1:8000/v1 --pairs pairs.jsonl -o j.jsonl
+    """
+    from icm.evaluate.meq import Judgement, evaluate_meq, load_judgements, load_pairs, run_judge
+    from icm.evaluate.records import EvalInputError
+    from icm.evaluate.textmetrics import MissingExtraError
+
+    try:
+        items: list[Judgement]
+        if judge is not None:
+            from icm.evaluate.judge_openai import JudgeSpecError, OpenAIJudge
+
+            source = pairs or judgements
+            if source is None:
+                raise _fail("--judge needs --pairs FILE (or --judgements DIR to judge again)")
+            try:
+                model = OpenAIJudge.from_spec(judge)
+            except JudgeSpecError as exc:
+                raise _fail(exc) from exc
+            items = run_judge(model, load_pairs(source))
+            if out is not None:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with out.open("w", encoding="utf-8") as handle:
+                    for item in items:
+                        handle.write(json.dumps(item.as_dict()) + "\n")
+        elif judgements is not None:
+            items = load_judgements(judgements)
+        else:
+            raise _fail("give --judgements PATH, or --judge SPEC with --pairs FILE")
+        summary = evaluate_meq(items, lexical=lexical, embeddings=embeddings)
+    except EvalInputError as exc:
+        raise _fail(exc) from exc
+    except MissingExtraError as exc:
+        raise _fail(f"{exc} (or leave the metric out with --no-lexical / --no-embeddings)") from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("openai"):
+            raise _fail(f"judge failed: {type(exc).__name__}: {exc}") from exc
+        raise
+    _emit_meq(summary, as_json, report)
+
+
+def _emit_meq(summary: MEQSummary, as_json: bool, report: Path | None) -> None:
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        table = Table("", "mean", title=f"MEQ: {summary.judged} of {summary.n} judged")
+        for name, value in summary.means.items():
+            table.add_row(name, "n/a" if value is None else f"{value:.1f}")
+        table.add_row("MEQ (accuracy / 100)", _fmt(summary.meq))
+        for name, value in summary.reference_metrics.items():
+            table.add_row(name, _fmt(value))
+        stdout.print(table)
+    if report is not None:
+        from icm.evaluate.report import write_meq_report
+
+        md, page = write_meq_report(summary, report)
+        stderr.print(f"report: {page} and {md}", highlight=False, soft_wrap=True)
