@@ -33,9 +33,12 @@ def _fail(message: object) -> typer.Exit:
 
 
 def _names(paths: Sequence[Path]) -> list[str]:
+    """Short, unique run names: file stems, else paths, else numbered."""
     names = [p.stem for p in paths]
     if len(set(names)) < len(names):
         names = [str(p.with_suffix("")) for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{name} #{i}" for i, name in enumerate(names, start=1)]
     return names
 
 
