@@ -1,0 +1,99 @@
+"""Quality filters for generated text: prior leaks, degenerate repetition, length, bad questions.
+
+Each check returns a rejection reason (a short, stable string counted in reports) or None.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from icm.datagen.tables import MCRow, QARow
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+_LEAKS = re.compile(
+    r"prior (?:information|knowledge|description)|based on the (?:given|provided|above) (?:information|description)"
+    r"|it is known that|explicit description|according to the (?:information|description|hint)"
+    r"|as (?:mentioned|stated|described) (?:above|before|in the prompt)|the (?:given|provided) (?:hint|context)",
+    re.I,
+)
+_UNANSWERABLE = re.compile(
+    r"\b(?:not (?:mentioned|specified|stated|clear|provided|visible)|cannot be (?:determined|known|inferred)"
+    r"|unknown|no information|unclear|n/?a)\b",
+    re.I,
+)
+MIN_WORDS = 15
+MAX_WORDS = 600
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
+
+
+def remove_prior_leaks(text: str) -> tuple[str, int]:
+    """Drop sentences that reveal the prior given to the model; returns the text and how many went."""
+    kept, dropped = [], 0
+    for sentence in sentences(text):
+        if _LEAKS.search(sentence):
+            dropped += 1
+        else:
+            kept.append(sentence)
+    return " ".join(kept), dropped
+
+
+def degenerate(text: str) -> bool:
+    """Looping text: one sentence three times or more, or few distinct 4-word sequences."""
+    counts = Counter(s.lower() for s in sentences(text))
+    if counts and counts.most_common(1)[0][1] >= 3:
+        return True
+    words = re.findall(r"\w+", text.lower())
+    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    return len(grams) >= 40 and len(set(grams)) / len(grams) < 0.5
+
+
+def explanation_problem(text: str) -> str | None:
+    words = len(re.findall(r"\w+", text))
+    if words == 0:
+        return "empty explanation"
+    if degenerate(text):
+        return "degenerate repetition"
+    if words < MIN_WORDS:
+        return "explanation too short"
+    if words > MAX_WORDS:
+        return "explanation too long"
+    return None
+
+
+def _norm(question: str) -> str:
+    return re.sub(r"\W+", " ", question.lower()).strip()
+
+
+def qa_problems(rows: list[QARow]) -> tuple[list[QARow], list[str]]:
+    """Keep good question-answer rows; return them and the reasons of the rejected ones."""
+    kept, reasons, seen = [], [], set()
+    for row in rows:
+        key = _norm(row.question)
+        if key in seen:
+            reasons.append("duplicate question")
+        elif row.kind != "yes_no" and (not row.answer.strip() or _UNANSWERABLE.search(row.answer)):
+            reasons.append("unanswerable question")
+        elif degenerate(row.answer):
+            reasons.append("degenerate repetition")
+        else:
+            seen.add(key)
+            kept.append(row)
+    return kept, reasons
+
+
+def mc_problems(rows: list[MCRow]) -> tuple[list[MCRow], list[str]]:
+    kept, reasons, seen = [], [], set()
+    for row in rows:
+        key = _norm(row.question)
+        if key in seen:
+            reasons.append("duplicate question")
+        elif len({_norm(c) for c in row.choices.values()}) < 4:
+            reasons.append("duplicate choices")
+        else:
+            seen.add(key)
+            kept.append(row)
+    return kept, reasons
