@@ -1,0 +1,77 @@
+"""Snapshot tests: every prompt template rendered, compared with tests/backends/snapshots/.
+
+After a deliberate wording change, add a new template version (NAME.v2.jinja) and refresh the
+snapshots with ICM_UPDATE_SNAPSHOTS=1 pytest tests/backends/test_prompts.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from icm.backends.vlm import PromptSet, explanation_schema
+from icm.policy.load import load_policy
+from icm.prompts import PromptError, available, render, template_id
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+FACTS = [
+    "The person wears a strapless or midriff-baring outfit, showing shoulders or belly "
+    "(detected: nudenet:BELLY_EXPOSED 0.81)."
+]
+
+
+def _rendered() -> dict[str, str]:
+    policy = load_policy("icm-r1")
+    rule = policy.rules[0]
+    schema = json.dumps(explanation_schema(), separators=(",", ":"))
+    return {
+        "verdict.v1": render("verdict", 1, policy=policy, rule=rule),
+        "verdict_with_signals.v1": render("verdict_with_signals", 1, policy=policy, rule=rule,
+                                          facts=FACTS),
+        "verdict_with_signals.v1.no-facts": render("verdict_with_signals", 1, policy=policy,
+                                                   rule=rule, facts=[]),
+        "explain.v1": render("explain", 1, policy=policy, rules=policy.rules[:2], facts=FACTS,
+                             schema=schema),
+        "reask.v1": render("reask", 1, error="no entry in 'rules' for rule ids ['nudity']"),
+        "judge.v1": render(
+            "judge", 1, rule=rule.text, reference="The woman's shoulders are bare.",
+            candidate="The image shows bare shoulders, so it violates the rule.",
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_rendered()))
+def test_snapshot(name: str) -> None:
+    text = _rendered()[name] + "\n"
+    path = SNAPSHOTS / f"{name}.txt"
+    if os.environ.get("ICM_UPDATE_SNAPSHOTS"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"{name} changed; see the module docstring"
+
+
+def test_every_template_the_backends_use_has_a_snapshot() -> None:
+    used = set(PromptSet(with_signals=True).ids.split(",")) | set(PromptSet(False).ids.split(","))
+    assert used <= {n.removesuffix(".no-facts") for n in _rendered()}
+    assert used <= {f"{name}.v{v}" for name, versions in available().items() for v in versions}
+
+
+def test_verdict_prompts_share_the_text_up_to_the_rule() -> None:
+    policy = load_policy("icm-r1")
+    prompts = PromptSet(with_signals=True).verdict_prompts(policy, FACTS)
+    prefix = os.path.commonprefix(prompts)
+    assert "Judge the image against one rule of this policy.\n\nRule: " in prefix
+    assert FACTS[0] in prefix
+
+
+def test_versions_and_errors() -> None:
+    assert template_id("verdict") == "verdict.v1"
+    with pytest.raises(PromptError, match="no prompt template"):
+        template_id("nonexistent")
+    with pytest.raises(PromptError, match="versions"):
+        template_id("verdict", 9)
+    with pytest.raises(Exception, match="facts"):  # StrictUndefined: a missing input is an error
+        render("verdict_with_signals", policy=load_policy("icm-r1"), rule=None)

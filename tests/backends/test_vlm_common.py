@@ -1,0 +1,156 @@
+"""What the model backends share: explanation parsing and re-asking, data URLs, model paths."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from icm.backends.base import BackendError, Explain
+from icm.backends.vlm import (
+    ExplanationError,
+    attach_explanations,
+    data_url,
+    explain_with_reask,
+    parse_explanation,
+    pick_frames,
+    resolve_model_path,
+    rules_to_explain,
+    verdict_from_probability,
+)
+from icm.media import DecodedImage
+from icm.policy.load import load_policy
+from icm.results import Verdict
+
+POLICY = load_policy("icm-r1")
+RULES = POLICY.rules[:2]
+
+
+def answer(**override: object) -> str:
+    body = {
+        "description": "A woman in a strapless dress.",
+        "implicit_content": "A formal portrait.",
+        "rules": [
+            {"rule_id": "exposed-skin", "criteria_met": ["shoulders-belly"], "violates": True,
+             "conclusion": "Her shoulders are bare."},
+            {"rule_id": "intimate-focus", "criteria_met": [], "violates": False,
+             "conclusion": "Nothing is in close-up."},
+        ],
+    }
+    body.update(override)
+    return json.dumps(body)
+
+
+def test_parse_a_fenced_answer() -> None:
+    parsed = parse_explanation("```json\n" + answer() + "\n```", RULES)
+    assert parsed.rules[0].criteria_met == ["shoulders-belly"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("I cannot help with that.", "no JSON object"),
+        ('{"description": "x"', "no JSON object"),  # truncated
+        (answer(rules=[]), "no entry in 'rules'"),
+        (answer(description=5), "description"),
+        (answer(rules=[{"rule_id": "exposed-skin", "criteria_met": ["wings"], "violates": True,
+                        "conclusion": "c"},
+                       {"rule_id": "intimate-focus", "criteria_met": [], "violates": False,
+                        "conclusion": "c"}]), "no criteria \\['wings'\\]"),
+    ],
+)
+def test_invalid_answers_say_why(text: str, message: str) -> None:
+    with pytest.raises(ExplanationError, match=message):
+        parse_explanation(text, RULES)
+
+
+def test_reask_once_with_the_error() -> None:
+    conversations: list[list[tuple[str, str]]] = []
+    replies = iter(["not json", answer()])
+
+    def ask(turns: list[tuple[str, str]]) -> str:
+        conversations.append(turns)
+        return next(replies)
+
+    explanation, raw, error = explain_with_reask(ask, "explain please", RULES)
+    assert explanation is not None and error is None
+    assert raw == "not json\n---\n" + answer()
+    assert [role for role, _ in conversations[1]] == ["user", "assistant", "user"]
+    assert "no JSON object" in conversations[1][2][1]
+
+
+def test_two_bad_answers_keep_the_verdict_and_the_raw_text() -> None:
+    explanation, raw, error = explain_with_reask(lambda turns: "garbage", "explain", RULES)
+    assert explanation is None and error is not None
+    verdicts = [verdict_from_probability("exposed-skin", 0.9, 0.5),
+                verdict_from_probability("intimate-focus", 0.2, 0.5)]
+    attach_explanations(verdicts, RULES, explanation, raw, error)
+    assert verdicts[0].verdict is Verdict.violates and verdicts[0].probability == 0.9
+    assert verdicts[0].raw == "garbage\n---\ngarbage"
+    assert "could not be used" in verdicts[0].explanation
+
+
+def test_explanations_are_attached_and_disagreement_is_flagged() -> None:
+    verdicts = [verdict_from_probability("exposed-skin", 0.9, 0.5),
+                verdict_from_probability("intimate-focus", 0.7, 0.5),
+                verdict_from_probability("nudity", 0.1, 0.5)]
+    explanation = parse_explanation(answer(), RULES)
+    attach_explanations(verdicts, RULES, explanation, answer(), None)
+    assert verdicts[0].explanation == "Her shoulders are bare."
+    assert [e.criterion for e in verdicts[0].evidence] == ["shoulders-belly"]
+    assert "concludes the opposite" in verdicts[1].explanation
+    assert verdicts[2].explanation == "" and verdicts[2].raw is None  # not asked about
+
+
+def test_rules_to_explain() -> None:
+    verdicts = [verdict_from_probability(r.id, 0.9 if i == 1 else 0.1, 0.5)
+                for i, r in enumerate(POLICY.rules)]
+    assert rules_to_explain(Explain.none, POLICY, verdicts) == []
+    assert [r.id for r in rules_to_explain(Explain.violations, POLICY, verdicts)] == [
+        POLICY.rules[1].id
+    ]
+    assert len(rules_to_explain(Explain.all, POLICY, verdicts)) == len(POLICY.rules)
+
+
+def test_nan_probability_is_uncertain() -> None:
+    verdict = verdict_from_probability("nudity", float("nan"), 0.5)
+    assert verdict.verdict is Verdict.uncertain and verdict.raw
+
+
+def test_data_url_respects_the_size_limit() -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    url = data_url(noise, max_side=1024, max_bytes=200_000)
+    assert url.startswith("data:image/jpeg;base64,") and len(url) <= 200_000
+    from io import BytesIO
+
+    from PIL import Image
+
+    decoded = Image.open(BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert max(decoded.size) < 1024
+    with pytest.raises(ValueError, match="does not fit"):
+        data_url(noise, max_side=1024, max_bytes=100)
+
+
+def test_pick_frames_spreads_over_an_animation() -> None:
+    frames = [np.full((16, 16, 3), i, dtype=np.uint8) for i in range(8)]
+    image = DecodedImage("a.gif", "0", "GIF", 16, 16, 8, frames, list(range(8)))
+    assert [int(f[0, 0, 0]) for f in pick_frames(image, 3)] == [0, 4, 7]
+    assert len(pick_frames(image, 1)) == 1
+
+
+def test_resolve_model_path(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    assert resolve_model_path(str(model)) == (str(model), None)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "../model"}))
+    assert resolve_model_path(str(adapter)) == (str(adapter / "../model"), adapter)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/m"}))
+    assert resolve_model_path(str(adapter)) == ("org/m", adapter)  # a hub id, left to the loader
+    (adapter / "adapter_config.json").write_text("{}")
+    with pytest.raises(BackendError, match="base_model_name_or_path"):
+        resolve_model_path(str(adapter))

