@@ -166,3 +166,9 @@ def test_cli_bad_input_exits_2_with_the_line(write_jsonl, small_case) -> None:
     assert "bad.jsonl:2: a label is a JSON object" in out.stderr
     missing = runner.invoke(app, ["eval", "-p", "nope.jsonl", "-l", str(good_labels)])
     assert missing.exit_code == 2 and "nope.jsonl: cannot read" in missing.stderr
+
+
+def test_cli_predictions_without_labels_is_a_usage_error(small_case) -> None:
+    predictions, _ = small_case
+    out = runner.invoke(app, ["eval", "-p", str(predictions)])
+    assert out.exit_code == 2 and "--predictions and --labels go together" in out.stderr

@@ -115,9 +115,11 @@ def evaluate(
     """
     if ctx.invoked_subcommand is not None:
         return
-    if not predictions or labels is None:
+    if not predictions and labels is None:
         stdout.print(ctx.get_help())
-        raise typer.Exit(0 if not predictions and labels is None else 2)
+        raise typer.Exit(0)
+    if not predictions or labels is None:
+        raise _fail("--predictions and --labels go together (or use a sub-command: run, mqa, meq)")
     from icm.evaluate.records import EvalInputError
     from icm.evaluate.verdicts import evaluate_files
 

@@ -80,8 +80,8 @@ def confusion_plot(evaluation: VerdictEvaluation) -> Plot:
 def group_bars(evaluations: Sequence[VerdictEvaluation], group: str) -> Plot | None:
     """Accuracy (judged labels) per category or per rule, one bar per predictions file."""
     groups = sorted({k for e in evaluations for k in getattr(e, group)})
-    if not groups:
-        return None
+    if len(groups) < 2:
+        return None  # one bar repeats the summary table
     fig = _figure(max(6.0, 0.32 * len(groups) * max(1, len(evaluations)) + 2), 4.2)
     ax = fig.subplots()
     width = 0.8 / len(evaluations)
@@ -258,7 +258,7 @@ def write_verdict_report(
 def meq_plots(summary: MEQSummary) -> list[Plot]:
     plots = []
     if summary.judged:
-        fig = _figure(5.0, 3.6)
+        fig = _figure(6.2, 3.6)
         ax = fig.subplots()
         values = [summary.means[c] or 0.0 for c in CRITERIA]
         bars = ax.bar(CRITERIA, values, color=_COLOURS[: len(CRITERIA)])
@@ -294,7 +294,9 @@ def write_meq_report(
                  "degenerate", "error"]
     present = [k for k in item_keys if any(k in item for item in summary.per_item)]
     item_rows = [
-        [_cell(item.get(k)) for k in present] for item in summary.per_item
+        [f"{item[k]:.0f}" if k in CRITERIA and item.get(k) is not None else _cell(item.get(k))
+         for k in present]
+        for item in summary.per_item
     ]
     sections.append(("Per explanation", present, item_rows))
     notes = ["Scores 0-100 from the judge; MEQ, as in the paper, is the mean accuracy / 100. "
@@ -330,7 +332,8 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            "</table></div>")
 
 
 _CSS = """
@@ -339,7 +342,7 @@ color:#222;padding:0 1rem}h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2re
 table{border-collapse:collapse;font-size:.88rem;margin:.5rem 0}th,td{border:1px solid #ddd;padding:.25rem .5rem;
 text-align:left}th{background:#f3f5f7}tr:nth-child(even) td{background:#fafafa}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}figcaption{font-size:.85rem;color:#555}
-img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:.9rem}
+img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:.9rem}.scroll{overflow-x:auto}
 """
 
 
