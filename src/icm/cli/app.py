@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from icm import __version__
-from icm.cli import data, eval, moderate, policy, schema
+from icm.cli import data, eval, moderate, policy, schema, train
 
 app = typer.Typer(
     name="icm",
@@ -21,6 +21,8 @@ app.command("moderate", no_args_is_help=True)(moderate.moderate)
 app.add_typer(policy.app, name="policy")
 app.add_typer(schema.app, name="schema")
 app.add_typer(eval.app, name="eval")
+app.command("train", no_args_is_help=True)(train.train)
+app.command("calibrate", no_args_is_help=True)(train.calibrate)
 app.add_typer(data.app, name="data")
 
 

@@ -1,0 +1,433 @@
+"""Instruction tuning on TRL's SFTTrainer and PEFT: an image-text-to-text model becomes an ICM-Assistant.
+
+The data is an ``icm data`` directory (``train.jsonl`` / ``validation.jsonl`` of conversational
+``messages`` + ``images`` records). Images are loaded and capped in the collator, so nothing is
+preprocessed up front; the loss covers the assistant's tokens only, found by rendering the chat
+template up to each assistant turn (this works with any template, with or without TRL's
+``{% generation %}`` markers). The output directory loads as ``--backend transformers:DIR``.
+
+torch, transformers, trl and peft are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icm.datagen.dataset import DatasetError, read_samples, resolve_image
+from icm.train.config import Method, MixSource, TrainConfig
+
+#: Module names of vision towers and projectors (across architectures) and of output heads: LoRA
+#: leaves them alone, and full fine-tuning freezes the vision towers.
+VISION_MODULES = ("vision_tower", "vision_model", "visual")
+NOT_ADAPTED = (*VISION_MODULES, "multi_modal_projector", "connector", "lm_head")
+IGNORE_INDEX = -100
+#: Processor outputs that run along the token axis, cut together with ``input_ids``.
+PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids", "labels")
+ADAPTER_DIR = "adapter"  # where --merge keeps the adapter, beside the merged model
+
+
+class TrainError(RuntimeError):
+    """A training run that cannot start or finish (bad data, model, output directory ...)."""
+
+
+@dataclass
+class TrainResult:
+    """What a run did; ``icm train --json`` prints it as one line."""
+
+    output: str
+    method: str
+    steps: int
+    initial_loss: float | None
+    final_loss: float | None
+    initial_eval_loss: float | None = None
+    final_eval_loss: float | None = None
+    train_samples: int = 0
+    validation_samples: int = 0
+    seconds: float = 0.0
+    samples_per_second: float | None = None
+    merged: bool = False
+    resumed_from: str | None = None
+    losses: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def _normalise(record: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A record with list-of-parts content (no null fields) and absolute image paths."""
+    messages = []
+    for message in record["messages"]:
+        content = message["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        parts = [{k: v for k, v in part.items() if v is not None} for part in content]
+        messages.append({"role": message["role"], "content": parts})
+    images = [str(resolve_image(base, image).resolve()) for image in record.get("images") or []]
+    return {"messages": messages, "images": images}
+
+
+def load_split(data: Path, split: str) -> list[dict[str, Any]]:
+    """One split of an ``icm data`` directory as trainer records (validated Samples)."""
+    if split != "train" and not (data / f"{split}.jsonl").exists():
+        return []
+    return [_normalise(s.to_record(), data) for s in read_samples(data, split)]
+
+
+def load_mix_source(source: MixSource) -> list[dict[str, Any]]:
+    """A general instruction set: any JSONL of records with ``messages`` (and ``images``)."""
+    path = source.path / "train.jsonl" if source.path.is_dir() else source.path
+    if not path.exists():
+        raise TrainError(f"mix source {source.path}: no {path.name} there")
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(_normalise(json.loads(line), path.parent))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise TrainError(f"{path}:{number}: not a messages record: {exc}") from exc
+    if not records:
+        raise TrainError(f"mix source {path} has no records")
+    return records
+
+
+def mix_records(
+    records: list[dict[str, Any]], mixes: list[tuple[list[dict[str, Any]], float]], seed: int
+) -> list[dict[str, Any]]:
+    """The moderation records plus ``round(ratio * len(records))`` of each general set, shuffled.
+
+    A general set smaller than its share is repeated (each pass in a new random order).
+    """
+    rng = random.Random(seed)
+    mixed = list(records)
+    for general, ratio in mixes:
+        wanted = round(ratio * len(records))
+        drawn: list[dict[str, Any]] = []
+        while len(drawn) < wanted:
+            drawn.extend(rng.sample(general, len(general)))
+        mixed.extend(drawn[:wanted])
+    rng.shuffle(mixed)
+    return mixed
+
+
+# --- collation ----------------------------------------------------------------------------------
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+@dataclass
+class ConversationCollator:
+    """Loads and caps the images, chat-formats, tokenizes, and masks everything but the assistant.
+
+    The assistant's tokens of turn i are those between the conversation rendered up to turn i with
+    a generation prompt and the conversation rendered through turn i (compared token by token with
+    the full sequence, so a merge across the boundary cannot shift the mask).
+    """
+
+    processor: Any
+    max_length: int | None = None
+    max_image_side: int = 1024
+
+    def _image(self, path: str) -> Any:
+        from PIL import Image
+
+        from icm.media import MediaError, MediaLimits, load_image
+
+        try:
+            decoded = load_image(path, limits=MediaLimits(max_frames=1, max_side=self.max_image_side))
+        except MediaError as exc:
+            raise TrainError(f"training image {path}: {exc.message}") from exc
+        return Image.fromarray(decoded.frames[0])
+
+    def _render(self, messages: list[dict[str, Any]], generation_prompt: bool = False) -> str:
+        return str(
+            self.processor.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=generation_prompt
+            )
+        )
+
+    def _ids(self, text: str, images: list[Any]) -> list[int]:
+        encoded = self.processor(text=[text], images=images or None, return_tensors="pt")
+        return [int(t) for t in encoded["input_ids"][0]]
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        images = [[self._image(p) for p in example["images"]] for example in examples]
+        texts = [self._render(example["messages"]) for example in examples]
+        flat = [image for group in images for image in group]
+        batch = self.processor(
+            text=texts, images=flat or None, padding=True, padding_side="right", return_tensors="pt"
+        )
+        labels = batch["input_ids"].clone().fill_(IGNORE_INDEX)
+        for row, (example, frames) in enumerate(zip(examples, images, strict=True)):
+            full = [int(t) for t in batch["input_ids"][row][batch["attention_mask"][row].bool()]]
+            for start, end in self.assistant_spans(example["messages"], frames, full):
+                labels[row, start:end] = batch["input_ids"][row, start:end]
+        batch["labels"] = labels
+        if self.max_length is not None and batch["input_ids"].shape[1] > self.max_length:
+            for key in PER_TOKEN:
+                if key in batch:
+                    batch[key] = batch[key][:, : self.max_length]
+        return dict(batch)
+
+    def assistant_spans(
+        self, messages: list[dict[str, Any]], frames: list[Any], full: list[int]
+    ) -> list[tuple[int, int]]:
+        """[start, end) token spans of the assistant turns within ``full``."""
+        spans = []
+        for i, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            before = messages[:i]
+            shown = sum(p["type"] == "image" for m in before for p in m["content"])
+            start = _common_prefix(self._ids(self._render(before, True), frames[:shown]), full)
+            if i == len(messages) - 1:
+                end = len(full)
+            else:
+                through = messages[: i + 1]
+                shown = sum(p["type"] == "image" for m in through for p in m["content"])
+                end = _common_prefix(self._ids(self._render(through), frames[:shown]), full)
+            if end > start:
+                spans.append((start, end))
+        return spans
+
+
+# --- model --------------------------------------------------------------------------------------
+
+
+def lora_targets(model: Any) -> str:
+    """A regular expression over module names: every linear layer of the language model.
+
+    The vision tower, the projector and the output head are left out, whatever the architecture
+    calls its projections (``q_proj`` ... ``down_proj`` for Llama/Qwen, ``qkv_proj`` for Phi ...).
+    This is what LLaVA's own LoRA recipe adapts.
+    """
+    import re
+
+    import torch
+
+    leaves = set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not set(name.split(".")) & set(NOT_ADAPTED):
+            leaves.add(name.rsplit(".", 1)[-1])
+    if not leaves:
+        raise TrainError("no linear layers found outside the vision tower; set lora.target_modules")
+    excluded = "|".join(NOT_ADAPTED)
+    names = "|".join(re.escape(leaf) for leaf in sorted(leaves))
+    return rf"^(?!.*\b(?:{excluded})\b).*\.(?:{names})$"
+
+
+def _precision(config: TrainConfig) -> str:
+    import torch
+
+    if config.precision != "auto":
+        return config.precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _dtype(precision: str) -> Any:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def load_model(config: TrainConfig, model_path: str, precision: str) -> Any:
+    """The base model, 4-bit quantized for QLoRA, with the vision tower frozen for full tuning."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    kwargs: dict[str, Any] = {"dtype": _dtype(precision)}
+    if config.method is Method.qlora:
+        if not torch.cuda.is_available():
+            raise TrainError("qlora needs a CUDA GPU (bitsandbytes 4-bit); use --method lora on a CPU")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
+    except ImportError as exc:
+        raise TrainError(f"loading {model_path} needs {exc.name!r}: pip install 'icm-assistant[train]'") from exc
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainError(f"cannot load a vision-language model from {model_path}: {exc}") from exc
+    if config.method is Method.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    if config.method is Method.full and config.freeze_vision:
+        for name, parameter in model.named_parameters():
+            if set(name.split(".")) & set(VISION_MODULES):
+                parameter.requires_grad_(False)
+    return model
+
+
+def peft_config(config: TrainConfig, model: Any) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules or lora_targets(model),
+        modules_to_save=config.lora.modules_to_save or None,
+        task_type="CAUSAL_LM",
+    )
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    checkpoints = [p for p in output.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return max(checkpoints, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _resolve(config: TrainConfig) -> tuple[str, Path, Path]:
+    if config.model is None or config.data is None or config.output is None:
+        missing = [n for n in ("model", "data", "output") if getattr(config, n) is None]
+        raise TrainError(f"the training config needs {', '.join(missing)} (flags --model, --data, --out)")
+    model = Path(config.model).expanduser()
+    if not model.is_dir():
+        raise TrainError(f"no model directory at {config.model}")
+    if not config.data.is_dir():
+        raise TrainError(f"no dataset directory at {config.data}")
+    return str(model.resolve()), config.data, config.output
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Run one instruction-tuning job; write the adapter (or model), processor and model card.
+
+    With ``resume`` the newest ``checkpoint-N`` in the output directory is continued (optimizer,
+    scheduler, data order and step count included).
+    """
+    model_path, data, output = _resolve(config)
+    checkpoint = latest_checkpoint(output) if output.exists() else None
+    if resume and checkpoint is None:
+        raise TrainError(f"nothing to resume: {output} holds no checkpoint-N directory")
+    if not resume and output.exists() and any(output.iterdir()):
+        raise TrainError(f"{output} is not empty; add --resume to continue its run or choose a new --out")
+
+    try:
+        train_records = load_split(data, "train")
+        eval_records = load_split(data, "validation")
+    except DatasetError as exc:
+        raise TrainError(str(exc)) from exc
+    if not train_records:
+        raise TrainError(f"{data}/train.jsonl has no samples")
+    moderation_samples = len(train_records)
+    mixes = [(load_mix_source(m), m.ratio) for m in config.mix]
+    train_records = mix_records(train_records, mixes, config.seed)
+
+    from datasets import Dataset
+    from transformers import AutoProcessor
+    from trl import SFTConfig, SFTTrainer
+
+    precision = _precision(config)
+    processor = AutoProcessor.from_pretrained(model_path)
+    model = load_model(config, model_path, precision)
+    has_eval = bool(eval_records)
+    eval_steps = config.eval_steps or config.save_steps
+    import torch
+
+    arguments: dict[str, Any] = dict(
+        output_dir=str(output),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        learning_rate=config.lr,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        lr_scheduler_type=config.scheduler,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_steps if has_eval else None,
+        eval_on_start=has_eval,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=config.gradient_checkpointing,
+        seed=config.seed,
+        dataloader_num_workers=config.dataloader_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        max_length=None,  # the collator cuts at config.max_length
+        dataset_kwargs={"skip_prepare_dataset": True},
+        report_to="none",
+    )
+    args = SFTConfig(**{**arguments, **config.trainer})  # the config's trainer: section wins
+    collator = ConversationCollator(processor, config.max_length, config.max_image_side)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=Dataset.from_list(train_records),
+        eval_dataset=Dataset.from_list(eval_records) if has_eval else None,
+        processing_class=processor,
+        peft_config=peft_config(config, model) if config.method is not Method.full else None,
+    )
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if resume and checkpoint else None)
+    seconds = time.perf_counter() - started
+
+    merged = config.merge and config.method is not Method.full
+    adapter_dir = output / ADAPTER_DIR if merged else output
+    trainer.save_model(str(adapter_dir))
+    processor.save_pretrained(str(output))
+    if merged:
+        merge_adapter(model_path, adapter_dir, output, precision)
+    history = trainer.state.log_history
+    losses = [float(h["loss"]) for h in history if "loss" in h]
+    eval_losses = [float(h["eval_loss"]) for h in history if "eval_loss" in h]
+    runtime = next((h for h in reversed(history) if "train_samples_per_second" in h), {})
+    result = TrainResult(
+        output=str(output),
+        method=config.method.value,
+        steps=int(trainer.state.global_step),
+        initial_loss=losses[0] if losses else None,
+        final_loss=losses[-1] if losses else None,
+        initial_eval_loss=eval_losses[0] if eval_losses else None,
+        final_eval_loss=eval_losses[-1] if len(eval_losses) > 1 else None,
+        train_samples=len(train_records),
+        validation_samples=len(eval_records),
+        seconds=round(seconds, 2),
+        samples_per_second=runtime.get("train_samples_per_second"),
+        merged=merged,
+        resumed_from=str(checkpoint) if resume and checkpoint else None,
+        losses=[round(x, 4) for x in losses if math.isfinite(x)],
+    )
+    from icm.train.card import write_model_card
+
+    write_model_card(output, config, result, model_path, data, moderation_samples)
+    return result
+
+
+def merge_adapter(model_path: str, adapter_dir: Path, output: Path, precision: str) -> None:
+    """Fold the adapter into a fresh, unquantized copy of the base model and save it to ``output``."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(model_path, dtype=_dtype(precision))
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(output))
