@@ -40,7 +40,7 @@ def _vocabulary() -> list[str]:
     return SPECIAL + [w for w in words if w not in SPECIAL]
 
 
-def build_processor():  # -> LlavaProcessor
+def build_processor(image_size: int = 8):  # -> LlavaProcessor
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import CLIPImageProcessorPil, LlavaProcessor, PreTrainedTokenizerFast
 
@@ -56,7 +56,7 @@ def build_processor():  # -> LlavaProcessor
         extra_special_tokens={"image_token": IMAGE_TOKEN},
     )
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": 8}, crop_size={"height": 8, "width": 8}
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     )
     return LlavaProcessor(
         image_processor=image_processor,
@@ -69,12 +69,15 @@ def build_processor():  # -> LlavaProcessor
     )
 
 
-def build_tiny_llava(seed: int = 0, layers: int = 2, hidden: int = 32):
-    """(model, processor): a LLaVA with a CLIP vision tower and a Llama language model."""
+def build_tiny_llava(seed: int = 0, layers: int = 2, hidden: int = 32, image_size: int = 8):
+    """(model, processor): a LLaVA with a CLIP vision tower and a Llama language model.
+
+    The image becomes (image_size / 2) ** 2 tokens: 16 at 8 px, 576 (LLaVA-1.5's count) at 48 px.
+    """
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    processor = build_processor()
+    processor = build_processor(image_size)
     tokenizer = processor.tokenizer
     config = LlavaConfig(
         text_config=LlamaConfig(
@@ -89,7 +92,7 @@ def build_tiny_llava(seed: int = 0, layers: int = 2, hidden: int = 32):
             eos_token_id=tokenizer.eos_token_id,
         ),
         vision_config=CLIPVisionConfig(
-            image_size=8,
+            image_size=image_size,
             patch_size=2,
             hidden_size=32,
             num_hidden_layers=2,
