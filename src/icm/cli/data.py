@@ -58,3 +58,65 @@ def import_icm(
     console.print(table)
     if images is None:
         errors.print("note: no --images folder given; samples refer to images/<name> inside the dataset directory.")
+
+
+@app.command("generate")
+def generate(
+    images: Path = typer.Option(
+        ..., "--images", help="A folder with one sub-folder per label, or an image,label manifest."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to write (with its cache)."),
+    policy: str = typer.Option("icm-r1", "--policy", "-p", help="Primary policy; explanations are written under it."),
+    family: list[str] | None = typer.Option(
+        None, "--family", help="Rule sets for policy augmentation (repeat); default: the policy's built-in family."
+    ),
+    mllm: str = typer.Option("local", "--mllm", help="Explaining model: local (detector facts), transformers:DIR, "
+                             "openai:MODEL@URL."),
+    llm: str = typer.Option("llama-cpp:smollm2", "--llm", help="Question-writing model: llama-cpp:PATH.gguf, "
+                            "llama-cpp:smollm2, openai:MODEL@URL."),
+    label_map: Path | None = typer.Option(None, "--label-map", help="YAML: label -> criterion ids."),
+    validation: float = typer.Option(0.1, "--validation", min=0.0, max=0.9, help="Share of images held out."),
+    parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet splits (needs `datasets`)."),
+    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Model calls in flight (for servers)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images."),
+    no_relax: bool = typer.Option(False, "--no-relax", help="No relaxed-rule augmentation."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a run in OUT, reusing its cached model answers."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Generate instruction data from labelled images: explain, Q-A, filter, augment, export.
+
+    Example: icm data generate --images photos/ --policy icm-r1 --mllm local --llm llama-cpp:smollm2 --out data/
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from icm.datagen.llm import LLMError
+    from icm.datagen.pipeline import GenerateConfig, PipelineError, run_pipeline
+    from icm.policy.load import PolicyError
+
+    config = GenerateConfig(
+        images=images, out=out, policy=policy, family=family or None, mllm=mllm, llm=llm, label_map=label_map,
+        validation=validation, parquet=parquet, concurrency=concurrency, limit=limit, relax=not no_relax,
+        resume=resume,
+    )
+    bars = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=errors, disable=as_json or not errors.is_terminal)
+
+    def progress(stage: str, total: int):  # type: ignore[no-untyped-def]
+        task = bars.add_task(stage, total=total)
+        return lambda: bars.advance(task)
+
+    try:
+        with bars:
+            report = run_pipeline(config, progress=progress)
+    except (PipelineError, PolicyError, LLMError) as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    table = Table("stage", "in", "out", "cached", "tokens", "rejected", title=f"icm data generate -> {out}")
+    for name, stage in report["stages"].items():
+        rejected = ", ".join(f"{k}: {v}" for k, v in stage["rejected"].items()) or "-"
+        table.add_row(name, str(stage["in"]), str(stage["out"]), str(stage["cached"]), str(stage["tokens"]), rejected)
+    console.print(table)
+    console.print(f"samples: {report['samples']}  kinds: {report['kinds']}  ({report['seconds']} s)")

@@ -90,3 +90,29 @@ def validate(files: list[Path] = typer.Argument(..., help="Policy YAML files to 
         console.print(f"[green]valid[/green] {file}: {policy.id} v{policy.version}, {len(policy.rules)} rules")
     if failed:
         raise typer.Exit(2)
+
+
+@app.command("decompose")
+def decompose(
+    file: str = typer.Argument(..., help="Policy YAML file (or built-in name) with rules lacking criteria."),
+    llm: str = typer.Option("llama-cpp:smollm2", "--llm", help="Text model: llama-cpp:PATH.gguf, openai:MODEL@URL."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Draft file to write (default NAME.draft.yaml)."),
+) -> None:
+    """Draft criteria and explicit descriptions for rules that have none, for a human to review.
+
+    Writes a new file with the version bumped; never overwrites. Rules with criteria are kept as they are.
+    """
+    from icm.datagen.llm import LLMError, load_text_model
+    from icm.policy import PolicyError
+    from icm.policy.decompose import decompose_file
+
+    try:
+        target, report = decompose_file(file, load_text_model(llm), out)
+    except (PolicyError, LLMError, FileExistsError) as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    for rule_id, criteria in report.drafted.items():
+        console.print(f"[green]drafted[/green] {rule_id}: {', '.join(criteria)}")
+    for rule_id, why in report.failed.items():
+        console.print(f"[yellow]not drafted[/yellow] {rule_id}: {why}")
+    console.print(f"draft written to {target}; review it before use")

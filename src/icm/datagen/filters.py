@@ -97,3 +97,21 @@ def mc_problems(rows: list[MCRow]) -> tuple[list[MCRow], list[str]]:
             seen.add(key)
             kept.append(row)
     return kept, reasons
+
+
+_STOP = frozenset(
+    "the a an and or of to in on at is are was were be been it its this that these those with for as by "
+    "from into there their they them he she his her him we you your i not no yes image picture photo".split()
+)
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOP}
+
+
+def answerable(answer: str, source: str, share: float = 0.5) -> bool:
+    """Whether most of an answer's content words occur in the text the questions were written from."""
+    words = content_words(answer)
+    if not words:
+        return False
+    return len(words & content_words(source)) / len(words) >= share

@@ -1,0 +1,42 @@
+"""A per-stage, per-item result cache on disk, keyed by everything that shapes the result.
+
+The key hashes the stage's inputs, its prompt template version, the model spec and parameters;
+change any of them and the item is recomputed. A killed run resumes where it stopped because
+finished items are found here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def cache_key(**parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+class StageCache:
+    def __init__(self, root: Path, stage: str) -> None:
+        self.directory = root / stage
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self._path(key)
+        try:
+            value = json.loads(path.read_text("utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None  # absent, or a half-written file from a killed run: recompute
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        path = self._path(key)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(value, ensure_ascii=False), "utf-8")
+        os.replace(temporary, path)  # atomic: a reader never sees half a file

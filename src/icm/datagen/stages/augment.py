@@ -1,0 +1,89 @@
+"""Stage augment: one judged image becomes samples under every rule set of its policy family.
+
+Policy augmentation (as LlavaGuard does): the same image is asked about under each rule set of
+the family (``icm-r1`` .. ``icm-r4``) with its label recomputed for each, and under the primary
+policy with its violated rules left out (so the answer flips to "complies"). One model trained
+on this learns to follow the rules it is given, not one fixed notion of "unsafe".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from icm.backends.vlm import explanation_schema
+from icm.datagen.importers.icm_release import instruction, multiple_choice_prompt
+from icm.datagen.labels import policy_labels
+from icm.datagen.sample import Sample, SampleKind, SampleMeta
+from icm.datagen.stages.qa import explanation_text
+from icm.datagen.tables import MCRow, QARow
+from icm.policy.schema import Policy
+from icm.prompts import render
+
+
+def _meta(record: dict[str, Any], kind: SampleKind, policy: Policy, label: bool, **extra: Any) -> SampleMeta:
+    return SampleMeta(kind=kind, image_id=record["image_id"], category=record["label"], policy=policy.id,
+                      policy_version=policy.version, label="violates" if label else "complies", **extra)
+
+
+def explanation_samples(record: dict[str, Any], policy: Policy, image: str, relax: bool) -> list[Sample]:
+    schema = json.dumps(explanation_schema(), separators=(",", ":"))
+    labels = record["labels"]
+    explanation = record["explanation"]
+    violated = any(labels.values())
+    samples = [
+        Sample.single_turn(
+            render("explain", policy=policy, rules=policy.rules, facts=[], schema=schema),
+            json.dumps(explanation, ensure_ascii=False),
+            _meta(record, SampleKind.explanation, policy, violated, extra={"format": "json"}),
+            image=image,
+        ),
+        Sample.single_turn(
+            instruction(policy, record["image_id"]),
+            explanation_text(explanation),
+            _meta(record, SampleKind.explanation, policy, violated, extra={"format": "text"}),
+            image=image,
+        ),
+    ]
+    kept = [r for r in policy.rules if not labels[r.id]]
+    if relax and violated and kept:
+        relaxed = policy.model_copy(update={"rules": kept})
+        answer = {**explanation, "rules": [e for e in explanation["rules"] if not labels[e["rule_id"]]]}
+        samples.append(
+            Sample.single_turn(
+                render("explain", policy=relaxed, rules=kept, facts=[], schema=schema),
+                json.dumps(answer, ensure_ascii=False),
+                _meta(record, SampleKind.explanation, policy, False,
+                      extra={"format": "json", "augmentation": "relaxed",
+                             "dropped_rules": [r.id for r in policy.rules if labels[r.id]]}),
+                image=image,
+            )
+        )
+    return samples
+
+
+def verdict_samples(record: dict[str, Any], family: list[Policy], image: str) -> list[Sample]:
+    """One Yes/No sample per rule of every rule set, with the label recomputed under each."""
+    samples = []
+    for policy in family:
+        labels = policy_labels(policy, record["criteria"])
+        for rule in policy.rules:
+            meta = _meta(record, SampleKind.verdict, policy, labels[rule.id], rule_id=rule.id)
+            prompt = render("verdict", policy=policy, rule=rule, facts=[])
+            samples.append(Sample.single_turn(prompt, "Yes" if labels[rule.id] else "No", meta, image=image))
+    return samples
+
+
+def question_samples(record: dict[str, Any], policy: Policy, image: str, questions: list[QARow],
+                     choices: list[MCRow]) -> list[Sample]:
+    violated = any(record["labels"].values())
+    samples = [
+        Sample.single_turn(q.question, q.answer, _meta(record, SampleKind(q.kind), policy, violated), image=image)
+        for q in questions
+    ]
+    samples += [
+        Sample.single_turn(multiple_choice_prompt(m), m.answer,
+                           _meta(record, SampleKind.multiple_choice, policy, violated), image=image)
+        for m in choices
+    ]
+    return samples

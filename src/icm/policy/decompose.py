@@ -1,0 +1,106 @@
+"""Draft criteria for rules that have none, with a text LLM, for a human to review.
+
+The draft is written to a new file (never over the original); each drafted criterion is marked
+with a comment-free ``drafted: true`` flag in the report, and rules that already have criteria are
+left exactly as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from icm.policy.load import load_policy
+from icm.policy.schema import Criterion, Policy
+from icm.prompts import render
+
+if TYPE_CHECKING:
+    from icm.datagen.llm import TextModel
+
+
+class DraftCriterion(BaseModel):
+    id: str = Field(max_length=40)
+    description: str = Field(max_length=200)
+
+
+class DraftCriteria(BaseModel):
+    criteria: list[DraftCriterion] = Field(min_length=1, max_length=6)
+
+
+@dataclass
+class DecomposeReport:
+    drafted: dict[str, list[str]] = field(default_factory=dict)  # rule id -> criterion ids
+    failed: dict[str, str] = field(default_factory=dict)  # rule id -> why
+    kept: list[str] = field(default_factory=list)  # rules that already had criteria
+    tokens: int = 0
+
+
+def _schema() -> dict[str, Any]:
+    text = {"type": "string", "maxLength": 160}
+    item = {"type": "object", "properties": {"id": {"type": "string", "maxLength": 40}, "description": text},
+            "required": ["id", "description"]}
+    return {"type": "object", "properties": {"criteria": {"type": "array", "minItems": 1, "maxItems": 6,
+                                                          "items": item}}, "required": ["criteria"]}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "criterion"
+
+
+def draft_criteria(policy: Policy, model: TextModel) -> tuple[Policy, DecomposeReport]:
+    """A new policy whose criterion-less rules carry drafted criteria (version bumped by one)."""
+    from icm.datagen.llm import parse_json_object
+
+    report = DecomposeReport()
+    schema = _schema()
+    rules = []
+    for rule in policy.rules:
+        if rule.criteria:
+            report.kept.append(rule.id)
+            rules.append(rule)
+            continue
+        generation = model.complete(render("decompose", policy=policy, rule=rule, schema=schema), schema=schema)
+        report.tokens += generation.tokens
+        try:
+            draft = DraftCriteria.model_validate(parse_json_object(generation.text))
+        except (ValueError, ValidationError) as exc:
+            report.failed[rule.id] = f"unreadable answer: {str(exc).splitlines()[0]}"
+            rules.append(rule)
+            continue
+        criteria: list[Criterion] = []
+        for item in draft.criteria:
+            slug = _slug(item.id)
+            if slug in {c.id for c in criteria} or len(item.description.strip()) < 3:
+                continue
+            criteria.append(Criterion(id=slug, description=item.description.strip()))
+        if not criteria:
+            report.failed[rule.id] = "no usable criteria in the answer"
+            rules.append(rule)
+            continue
+        report.drafted[rule.id] = [c.id for c in criteria]
+        rules.append(rule.model_copy(update={"criteria": criteria}))
+    return policy.model_copy(update={"rules": rules, "version": policy.version + 1}), report
+
+
+def decompose_file(source: str | Path, model: TextModel, out: Path | None = None) -> tuple[Path, DecomposeReport]:
+    """Draft criteria for a policy file; the result goes to ``out`` (default NAME.draft.yaml)."""
+    policy = load_policy(source)
+    target = out or Path(f"{Path(str(source)).stem}.draft.yaml")
+    if target.exists():
+        raise FileExistsError(f"{target} exists; choose another --out (drafts never overwrite a file)")
+    drafted, report = draft_criteria(policy, model)
+    data = drafted.model_dump(mode="json", exclude_defaults=False)
+    for rule in data["rules"]:
+        for criterion in rule["criteria"]:
+            criterion["signals"] = [f"{s['source']}:{s['name']}{s['op']}{s['threshold']:g}"
+                                    for s in criterion["signals"]]
+    header = (f"# Draft of {policy.id} v{policy.version} -> v{drafted.version}: criteria drafted by a model for "
+              f"rules {sorted(report.drafted)}.\n# Review every drafted criterion before use.\n")
+    target.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), "utf-8")
+    load_policy(target)  # the draft must itself be a valid policy
+    return target, report
