@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -101,7 +102,7 @@ def generate(
     bars = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=errors, disable=as_json or not errors.is_terminal)
 
-    def progress(stage: str, total: int):  # type: ignore[no-untyped-def]
+    def progress(stage: str, total: int) -> Callable[[], None]:
         task = bars.add_task(stage, total=total)
         return lambda: bars.advance(task)
 
