@@ -231,13 +231,22 @@ class OpenAIBackend:
         return _Answer(text=message.content or "", top_logprobs=top)
 
     def _ask_explanation(self, messages: list[dict[str, Any]]) -> str:
+        return self._complete(messages, explanation_schema(), "image_explanation")
+
+    def generate(self, image: DecodedImage, prompt: str, schema: dict[str, Any] | None = None) -> str:
+        """Free text (JSON where a schema is given) about one image, e.g. for the data engine."""
+        urls = [data_url(f, self.max_image_side, self.max_image_bytes) for f in pick_frames(image, self.max_frames)]
+        messages = chat_messages([("user", prompt)], urls if self.supports_images else [])
+        try:
+            return self._pool.submit(self._complete, messages, schema, "answer").result()
+        except openai.OpenAIError as exc:
+            raise BackendError(f"{self.model}: {_describe(exc)}") from exc
+
+    def _complete(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None, name: str) -> str:
         options: dict[str, Any] = {}
-        if self.response_format == "json_schema":
-            options["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "image_explanation", "schema": explanation_schema()},
-            }
-        elif self.response_format == "json_object":
+        if schema is not None and self.response_format == "json_schema":
+            options["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+        elif schema is not None and self.response_format == "json_object":
             options["response_format"] = {"type": "json_object"}
         response = self.client.chat.completions.create(
             model=self.model,

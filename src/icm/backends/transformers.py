@@ -248,6 +248,15 @@ class TransformersBackend:
                 attach_explanations(verdicts, rules, explanation, raw, error)
         return verdicts
 
+    def generate(self, image: DecodedImage, prompt: str, schema: dict[str, Any] | None = None) -> str:
+        """Free text about one image (greedy), e.g. for the data engine.
+
+        ``schema`` is not enforced while decoding here; callers validate the answer and re-ask.
+        """
+        frames = [Image.fromarray(f) for f in pick_frames(image, self.max_frames)]
+        with self._lock:
+            return self._generate(frames, [("user", prompt)])
+
     def _encode(self, frames: list[Image.Image], turns: list[tuple[str, str]]) -> dict[str, Any]:
         """Chat-format the conversation through the processor's template and tokenize it."""
         messages: list[dict[str, Any]] = []
