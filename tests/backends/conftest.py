@@ -11,7 +11,6 @@ EXAMPLES = Path(__file__).parents[2] / "examples" / "images"
 
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("transformers")
     from backends.tiny_vlm import save_tiny_llava
 
     return save_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))

@@ -7,24 +7,21 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
+from typer.testing import CliRunner
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from typer.testing import CliRunner  # noqa: E402
-
-from icm import Moderator  # noqa: E402
-from icm.backends.base import BackendError, load_backend  # noqa: E402
-from icm.backends.scoring import AnswerTokens  # noqa: E402
-from icm.backends.transformers import (  # noqa: E402
+from icm import Moderator
+from icm.backends.base import BackendError, load_backend
+from icm.backends.scoring import AnswerTokens
+from icm.backends.transformers import (
     TransformersBackend,
     common_prefix_length,
     score_prompts,
 )
-from icm.cli.app import app  # noqa: E402
-from icm.media import load_image  # noqa: E402
-from icm.policy.load import load_policy  # noqa: E402
-from icm.results import Verdict  # noqa: E402
+from icm.cli.app import app
+from icm.media import load_image
+from icm.policy.load import load_policy
+from icm.results import Verdict
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +140,7 @@ def test_bad_paths_and_options_are_backend_errors(tmp_path: Path) -> None:
 
 
 def test_peft_lora_directory_is_a_model_path(tiny_llava_dir: Path, tmp_path: Path, astronaut: Path) -> None:
-    peft = pytest.importorskip("peft")
+    import peft
     from transformers import LlavaForConditionalGeneration
 
     base = LlavaForConditionalGeneration.from_pretrained(tiny_llava_dir)

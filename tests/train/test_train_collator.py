@@ -5,14 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from backends.tiny_vlm import build_processor, build_tiny_llava
+from helpers import sample_image
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("trl")
-
-from backends.tiny_vlm import build_processor, build_tiny_llava  # noqa: E402
-from helpers import sample_image  # noqa: E402
-
-from icm.train.sft import IGNORE_INDEX, ConversationCollator, lora_targets, mix_records  # noqa: E402
+from icm.train.sft import IGNORE_INDEX, ConversationCollator, lora_targets, mix_records
 
 
 @pytest.fixture(scope="module")

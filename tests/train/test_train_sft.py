@@ -7,20 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
+from typer.testing import CliRunner
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("trl")
+from icm.backends.transformers import TransformersBackend
+from icm.cli.app import app
+from icm.media import load_image
+from icm.policy.load import load_policy
+from icm.train.config import TrainConfig
 
-from typer.testing import CliRunner  # noqa: E402
-
-from icm.backends.transformers import TransformersBackend  # noqa: E402
-from icm.cli.app import app  # noqa: E402
-from icm.media import load_image  # noqa: E402
-from icm.policy.load import load_policy  # noqa: E402
-from icm.train.config import TrainConfig  # noqa: E402
-
-from .conftest import PHOTOS, TAUGHT_NO, TAUGHT_YES  # noqa: E402
+from .conftest import PHOTOS, TAUGHT_NO, TAUGHT_YES
 
 #: Small and fast: the tiny model learns the Yes/No lesson within two dozen steps at this rate. A
 #: random model's logits are near uniform and its final norm caps how far adapters on the layers
