@@ -83,10 +83,25 @@ def test_cli_import_then_eval(paper_file: Path, tmp_path: Path) -> None:
     assert data["per_category"]["whole_normal"]["accuracy"] == 0.75
 
 
-def test_other_rule_sets_need_a_mapping(paper_file: Path, tmp_path: Path) -> None:
+def test_other_rule_sets_from_the_built_in_policies(paper_file: Path) -> None:
     predictions = load_paper_predictions(paper_file)
-    with pytest.raises(EvalInputError, match="no built-in category labels for rule set R2"):
-        paper_outcomes(predictions, "R2")
+    # Under our icm-r2 (under 13, open market) 19 of the 35 categories comply, counted from the
+    # category map: 4 *_normal, 4 *_shoulders_and_belly, 2 *_backless, 3 *_leg, bite_finger,
+    # bite_lip, pout, tongue, sexy_kiss, wet. 4 images each: 76 negatives of 140.
+    r2 = paper_outcomes(predictions, "R2")
+    assert r2[0].label.rule_id == "icm-r2"
+    assert sum(not o.label.violates for o in r2) == 76
+    # The built-in icm-r1 agrees with the release's own R1 rule ("normal" complies) everywhere.
+    from icm.evaluate.importers import builtin_category_labels, r1_label
+
+    categories = {p.category for p in predictions}
+    assert builtin_category_labels("R1", categories) == {c: r1_label(c) for c in categories}
+    with pytest.raises(EvalInputError, match="no built-in rule set R9"):
+        paper_outcomes(predictions, "R9")
+
+
+def test_other_rule_sets_with_a_mapping(paper_file: Path, tmp_path: Path) -> None:
+    predictions = load_paper_predictions(paper_file)
     # a mapping where only the three "leg" categories and the normals comply
     cats = sorted({p.category for p in predictions})
     mapping_file = tmp_path / "r2.json"

@@ -187,7 +187,9 @@ def run(
 def import_paper(
     source: Path = typer.Argument(..., help="The release's predictions JSON (image_name, logits)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for predictions.jsonl and labels.jsonl."),
-    rule_set: str = typer.Option("R1", "--rule-set", help="R1 is built in; others need --category-labels."),
+    rule_set: str = typer.Option(
+        "R1", "--rule-set", help="R1-R4 (R2-R4 from the built-in icm-r2..r4), or any name with --category-labels."
+    ),
     category_labels: Path | None = typer.Option(
         None, "--category-labels", help="JSON object or CSV: category -> violates|complies.",
         show_default=False,
@@ -196,7 +198,8 @@ def import_paper(
     """Convert the paper's prediction file into ModerationResult JSONL and labels JSONL.
 
     Labels come from each image's category (its file-name prefix): under R1 categories named
-    *normal* comply and all others violate.
+    *normal* comply and all others violate (as the release documents); under R2-R4 the label is
+    the category's verdict under the built-in icm-r2..r4 policies.
     """
     from icm.evaluate.importers import (
         load_category_labels,

@@ -40,6 +40,25 @@ def r1_label(category: str) -> bool:
     return "normal" not in category
 
 
+def builtin_category_labels(rule_set: str, categories: set[str]) -> dict[str, bool]:
+    """category -> violates under our built-in ``icm-rN`` policy (R2-R4: the release has no labels).
+
+    The category maps to policy criteria through the data engine's ICM category map; the image
+    violates the rule set when any of its rules is violated.
+    """
+    from icm.datagen.labels import ICM_CATEGORIES, policy_labels
+    from icm.policy.load import PolicyError, load_policy
+
+    try:
+        policy = load_policy(f"icm-{rule_set.lower()}")
+    except PolicyError as exc:
+        raise EvalInputError(f"no built-in rule set {rule_set}: use R1-R4 or pass a category mapping") from exc
+    unknown = sorted(categories - set(ICM_CATEGORIES))
+    if unknown:
+        raise EvalInputError(f"categories not in the ICM category map: {', '.join(unknown)}")
+    return {c: any(policy_labels(policy, ICM_CATEGORIES[c]).values()) for c in sorted(categories)}
+
+
 def load_category_labels(path: str | Path) -> dict[str, bool]:
     """A ``category -> violates|complies`` mapping from JSON (an object) or CSV (two columns)."""
     path = Path(path)
@@ -151,11 +170,10 @@ def paper_outcomes(
     """
     rule_id = f"icm-{rule_set.lower()}"
     if category_labels is None:
-        if rule_set.upper() != "R1":
-            raise EvalInputError(
-                f"no built-in category labels for rule set {rule_set}: pass a category mapping"
-            )
-        category_labels = {p.category: r1_label(p.category) for p in predictions}
+        if rule_set.upper() == "R1":
+            category_labels = {p.category: r1_label(p.category) for p in predictions}
+        else:
+            category_labels = builtin_category_labels(rule_set, {p.category for p in predictions})
     unknown = sorted({p.category for p in predictions} - set(category_labels))
     if unknown:
         raise EvalInputError(f"categories missing from the mapping: {', '.join(unknown)}")
