@@ -67,31 +67,45 @@ def test_broken_corpus_gives_one_error_each_and_never_allow(tmp_path: Path) -> N
     assert summary.failed == len(expected) + 1 and summary.judged == 0
 
 
-def test_backend_failure_is_an_error_record_not_a_crash(folder: Path) -> None:
-    class Exploding:
-        name = "exploding"
-        supports_images = True
-        supports_logprobs = False
+class Exploding:
+    """A backend whose every call fails the given way (a model server that is down or slow)."""
 
-        def info(self):  # type: ignore[no-untyped-def]
-            from icm.results import BackendInfo
+    name = "exploding"
+    supports_images = True
+    supports_logprobs = False
 
-            return BackendInfo(name=self.name)
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
-        def prepare(self, policy):  # type: ignore[no-untyped-def]
-            pass
+    def info(self):  # type: ignore[no-untyped-def]
+        from icm.results import BackendInfo
 
-        def judge(self, image, policy):  # type: ignore[no-untyped-def]
-            raise TimeoutError("model server did not answer in 30 s")
+        return BackendInfo(name=self.name)
 
-        def close(self) -> None:
-            pass
+    def prepare(self, policy):  # type: ignore[no-untyped-def]
+        pass
 
-    results = list(Moderator(PHONE_POLICY, backend=Exploding()).stream([folder]))
+    def judge(self, image, policy):  # type: ignore[no-untyped-def]
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (TimeoutError("model server did not answer in 30 s"), "timeout"),
+        (RuntimeError("every request to m failed; first: APITimeoutError: Request timed out."), "timeout"),
+        (RuntimeError("CUDA out of memory"), "backend_error"),
+    ],
+)
+def test_backend_failure_is_an_error_record_not_a_crash(folder: Path, error: Exception, code: str) -> None:
+    results = list(Moderator(PHONE_POLICY, backend=Exploding(error)).stream([folder]))
     assert len(results) == 3
-    assert {r.error.code.value for r in results if r.error} == {"backend_error"}
-    assert all(r.decision.value == "review" for r in results)
-    assert "did not answer" in results[0].error.message  # type: ignore[union-attr]
+    assert {r.error.code.value for r in results if r.error} == {code}
+    assert all(r.decision.value == "review" and not r.verdicts for r in results)
+    assert str(error) in results[0].error.message  # type: ignore[union-attr]
 
 
 def test_resume_skips_judged_retries_errors_and_cuts_a_partial_line(

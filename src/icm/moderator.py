@@ -195,7 +195,7 @@ class Moderator:
         try:
             verdicts = self.backend.judge(decoded, self.policy)
         except Exception as exc:  # noqa: BLE001 - any backend failure is recorded per item
-            error = ErrorInfo(code=ErrorCode.backend_error, message=f"{type(exc).__name__}: {exc}")
+            error = ErrorInfo(code=_error_code(exc), message=f"{type(exc).__name__}: {exc}")
             return self._error_result(item, error, policy_ref, decoded.sha256, decoded.describe())
         decision = decide(self.policy, verdicts)
         return ModerationResult(
@@ -230,6 +230,14 @@ class Moderator:
             media=media,
             error=error,
         )
+
+
+def _error_code(exc: Exception) -> ErrorCode:
+    """``timeout`` for a model or server that did not answer in time, else ``backend_error``."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    if isinstance(exc, TimeoutError) or "timeout" in text or "timed out" in text:
+        return ErrorCode.timeout
+    return ErrorCode.backend_error
 
 
 def _timing(decode_ms: float, judge_started: float) -> dict[str, float]:
