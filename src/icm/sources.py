@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from icm.jsonl import JsonlError, read_jsonl
 
 IMAGE_SUFFIXES = frozenset(
     ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .ico .ppm .pgm .pbm .pnm "
@@ -70,17 +71,13 @@ def iter_manifest(path: Path) -> Iterator[ImageItem]:
             for row in reader:
                 yield _manifest_item(base, dict(row), path, reader.line_num)
         return
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SourceError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
-            if not isinstance(row, dict) or "image" not in row:
+    try:
+        for number, row in read_jsonl(path):
+            if "image" not in row:
                 raise SourceError(f"{path}:{number}: each line needs an 'image' field")
             yield _manifest_item(base, row, path, number)
+    except JsonlError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def _manifest_item(base: Path, row: dict[str, Any], manifest: Path, line: int) -> ImageItem:

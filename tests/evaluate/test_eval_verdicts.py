@@ -163,7 +163,7 @@ def test_cli_bad_input_exits_2_with_the_line(write_jsonl, small_case) -> None:
     labels = write_jsonl("bad.jsonl", [{"image": "a", "rule_id": "r", "label": "violates"}, "[1]"])
     out = runner.invoke(app, ["eval", "-p", str(predictions), "-l", str(labels)])
     assert out.exit_code == 2
-    assert "bad.jsonl:2: a label is a JSON object" in out.stderr
+    assert "bad.jsonl:2: expected a JSON object" in out.stderr
     missing = runner.invoke(app, ["eval", "-p", "nope.jsonl", "-l", str(good_labels)])
     assert missing.exit_code == 2 and "nope.jsonl: cannot read" in missing.stderr
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field, ValidationError
 
 from icm.evaluate.records import EvalInputError
+from icm.jsonl import JsonlError, read_jsonl
 
 CRITERIA = ("accuracy", "preciseness", "comprehensiveness", "fluency")
 JUDGE_PROMPT = "judge.v1.jinja"
@@ -183,16 +184,8 @@ def load_judgements(path: str | Path) -> list[Judgement]:
             raise EvalInputError(f"{path}: no *.txt judgement files")
         return [parse_release_judgement(_read(f), str(f)) for f in files]
     judgements = []
-    for number, line in enumerate(_read(path).splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, row in _objects(path):
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalInputError(f"{where}: not valid JSON: {exc.msg}") from exc
-        if not isinstance(row, dict):
-            raise EvalInputError(f"{where}: expected a JSON object")
         try:
             scores = JudgeScores.model_validate(row["scores"]) if row.get("scores") else None
         except ValidationError as exc:
@@ -213,16 +206,8 @@ def load_pairs(path: str | Path) -> list[Judgement]:
     if path.is_dir():
         return [Judgement(j.image, j.reference, j.candidate) for j in load_judgements(path)]
     pairs = []
-    for number, line in enumerate(_read(path).splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, row in _objects(path):
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalInputError(f"{where}: not valid JSON: {exc.msg}") from exc
-        if not isinstance(row, dict):
-            raise EvalInputError(f"{where}: expected a JSON object")
         missing = [k for k in ("reference", "candidate") if not str(row.get(k) or "").strip()]
         if missing:
             raise EvalInputError(f"{where}: missing {', '.join(missing)}")
@@ -231,6 +216,13 @@ def load_pairs(path: str | Path) -> list[Judgement]:
     if not pairs:
         raise EvalInputError(f"{path}: no explanations to judge")
     return pairs
+
+
+def _objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        yield from read_jsonl(path)
+    except JsonlError as exc:
+        raise EvalInputError(str(exc)) from exc
 
 
 def _read(path: Path) -> str:

@@ -13,7 +13,6 @@ and counted as missing.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from icm.evaluate.records import EvalInputError
+from icm.jsonl import JsonlError, read_jsonl
 
 QuestionType = Literal["yesno", "mc"]
 _LETTERS = "ABCDEFGH"
@@ -194,19 +194,9 @@ def _category(image: str, category_of: Any) -> str | None:
 
 def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     try:
-        lines = path.read_text("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalInputError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
-        if not isinstance(row, dict):
-            raise EvalInputError(f"{path}:{number}: expected a JSON object")
-        yield number, row
+        yield from read_jsonl(path)
+    except JsonlError as exc:
+        raise EvalInputError(str(exc)) from exc
 
 
 def load_answers(path: str | Path) -> dict[str, str]:

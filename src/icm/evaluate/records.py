@@ -25,6 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from icm.jsonl import JsonlError, read_jsonl
+
 ANY_RULE = "*"
 
 
@@ -118,22 +120,11 @@ class Prediction:
         return Outcome(label, Status.judged, False, probability)
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise EvalInputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    with handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise EvalInputError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
-        except UnicodeDecodeError as exc:
-            raise EvalInputError(f"{path}: not UTF-8 text: {exc.reason}") from exc
+        yield from read_jsonl(path)
+    except JsonlError as exc:
+        raise EvalInputError(str(exc)) from exc
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -163,9 +154,7 @@ def load_labels(path: str | Path) -> list[Label]:
     return labels
 
 
-def _label_from_row(row: Any, where: str) -> Label:
-    if not isinstance(row, dict):
-        raise EvalInputError(f"{where}: a label is a JSON object")
+def _label_from_row(row: dict[str, Any], where: str) -> Label:
     missing = [k for k in ("image", "rule_id", "label") if not row.get(k)]
     if missing:
         raise EvalInputError(f"{where}: missing {', '.join(missing)}")

@@ -1,0 +1,35 @@
+"""Reading JSON Lines files with errors that name the file and line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class JsonlError(ValueError):
+    """A file that cannot be read, or a line that is not a JSON object."""
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; the first bad line raises JsonlError."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise JsonlError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    with handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise JsonlError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
+                if not isinstance(row, dict):
+                    raise JsonlError(f"{path}:{number}: expected a JSON object")
+                yield number, row
+        except UnicodeDecodeError as exc:
+            raise JsonlError(f"{path}: not UTF-8 text: {exc.reason}") from exc
