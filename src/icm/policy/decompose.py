@@ -41,8 +41,9 @@ class DecomposeReport:
 
 
 def _schema() -> dict[str, Any]:
-    text = {"type": "string", "maxLength": 160}
-    item = {"type": "object", "properties": {"id": {"type": "string", "maxLength": 40}, "description": text},
+    text = {"type": "string", "minLength": 10, "maxLength": 160}
+    item = {"type": "object", "properties": {"id": {"type": "string", "minLength": 2, "maxLength": 40},
+                                             "description": text},
             "required": ["id", "description"]}
     return {"type": "object", "properties": {"criteria": {"type": "array", "minItems": 1, "maxItems": 6,
                                                           "items": item}}, "required": ["criteria"]}
