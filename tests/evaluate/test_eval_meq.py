@@ -265,3 +265,36 @@ def test_cli_judges_pairs_and_writes_judgements(server: _Server, tmp_path: Path,
 def test_cli_judge_needs_input() -> None:
     out = runner.invoke(app, ["eval", "meq", "--judge", "openai:m@http://127.0.0.1:9/v1"])
     assert out.exit_code == 2 and "--judge needs --pairs" in out.stderr
+
+
+def test_run_judge_in_parallel_keeps_the_order() -> None:
+    """A judge (the Judge protocol, implemented in the test) that takes time and scores by input."""
+    import threading
+    import time
+
+    from icm.evaluate.meq import Judgement, JudgeScores
+
+    class SlowJudge:
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.running = 0
+            self.most = 0
+            self.lock = threading.Lock()
+
+        def judge(self, reference: str, candidate: str) -> JudgeScores:
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            time.sleep(0.05)
+            with self.lock:
+                self.running -= 1
+            score = int(candidate)
+            return JudgeScores(accuracy=score, preciseness=score, comprehensiveness=score, fluency=score)
+
+    judge = SlowJudge()
+    pairs = [Judgement(f"img{i}", "ref", str(i * 10)) for i in range(8)]
+    judged = run_judge(judge, pairs, concurrency=4)
+    assert [j.image for j in judged] == [p.image for p in pairs]
+    assert [j.scores.accuracy for j in judged if j.scores] == [i * 10 for i in range(8)]
+    assert judge.most > 1  # requests really overlapped

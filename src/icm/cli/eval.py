@@ -267,6 +267,7 @@ def meq(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Write the new judgements (with the raw answers) as JSONL."
     ),
+    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Judge requests in flight at once."),
     lexical: bool = typer.Option(True, "--lexical/--no-lexical", help="ROUGE-L and BLEU."),
     embeddings: bool = typer.Option(
         True, "--embeddings/--no-embeddings", help="MiniLM embedding similarity (needs torch)."
@@ -297,7 +298,7 @@ def meq(
                 model = OpenAIJudge.from_spec(judge)
             except JudgeSpecError as exc:
                 raise _fail(exc) from exc
-            items = run_judge(model, load_pairs(source))
+            items = run_judge(model, load_pairs(source), concurrency)
             if out is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with out.open("w", encoding="utf-8") as handle:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -232,18 +233,20 @@ def _read(path: Path) -> str:
         raise EvalInputError(f"{path}: cannot read: {exc}") from exc
 
 
-def run_judge(judge: Judge, pairs: Iterable[Judgement]) -> list[Judgement]:
-    """Judge every pair; a failed judgement is kept with its error (not dropped, not scored)."""
-    out = []
-    for pair in pairs:
+def run_judge(judge: Judge, pairs: Iterable[Judgement], concurrency: int = 1) -> list[Judgement]:
+    """Judge every pair, ``concurrency`` at a time, in order; a failed judgement is kept with its
+    error (not dropped, not scored)."""
+
+    def one(pair: Judgement) -> Judgement:
         try:
             scores = judge.judge(pair.reference, pair.candidate)
-            out.append(Judgement(pair.image, pair.reference, pair.candidate, scores, scores.raw,
-                                 judge.name))
+            return Judgement(pair.image, pair.reference, pair.candidate, scores, scores.raw, judge.name)
         except JudgeAnswerError as exc:
-            out.append(Judgement(pair.image, pair.reference, pair.candidate, None, exc.raw,
-                                 judge.name, f"unreadable answer: {exc}"))
-    return out
+            return Judgement(pair.image, pair.reference, pair.candidate, None, exc.raw, judge.name,
+                             f"unreadable answer: {exc}")
+
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="icm-judge") as pool:
+        return list(pool.map(one, pairs))
 
 
 # -- summary ----------------------------------------------------------------------------------
