@@ -90,6 +90,7 @@ def generate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from icm.backends.base import BackendError
     from icm.datagen.llm import LLMError
     from icm.datagen.pipeline import GenerateConfig, PipelineError, run_pipeline
     from icm.policy.load import PolicyError
@@ -109,7 +110,7 @@ def generate(
     try:
         with bars:
             report = run_pipeline(config, progress=progress)
-    except (PipelineError, PolicyError, LLMError) as exc:
+    except (PipelineError, PolicyError, LLMError, BackendError) as exc:
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     if as_json:

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 EXIT_HELP = """
 Exit status: 0 every image was judged; 1 some images could not be judged (each has an error
-record); 2 bad usage, policy or backend; 3 some decision reached --fail-on.
+record); 2 bad usage, policy or backend, or no images in the given folders and manifests; 3 some
+decision reached --fail-on.
 """
 
 
@@ -60,7 +61,8 @@ def moderate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Images judged in parallel."),
     output_format: OutputFormat = typer.Option(
-        None, "--format", "-f", help="stdout format: table (default on a terminal), json or jsonl.",
+        None, "--format", "-f",
+        help="stdout format: table (default on a terminal or with --out), json or jsonl.",
         show_default=False,
     ),
     fail_on: Action | None = typer.Option(
@@ -86,8 +88,16 @@ def moderate(
     fmt = output_format or (
         OutputFormat.table if sys.stdout.isatty() or out is not None else OutputFormat.jsonl
     )
+    if resume and out is None:
+        stderr.print("[red]error:[/red] --resume continues an --out file; add --out FILE.")
+        raise typer.Exit(2)
     if out is not None and out.exists() and not (resume or overwrite):
         stderr.print(f"[red]error:[/red] {out} exists; add --resume to continue it or --overwrite.")
+        raise typer.Exit(2)
+    total = None if "-" in paths else _count(paths)
+    if total == 0:
+        # A folder or manifest that holds no image is almost always a wrong path; stdin may be empty.
+        stderr.print(f"[red]error:[/red] no images found in {', '.join(paths)}")
         raise typer.Exit(2)
     try:
         options: dict[str, Any] = {"explain": explain} if explain is not None else {}
@@ -107,7 +117,6 @@ def moderate(
         disable=not show_progress,
         transient=True,
     )
-    total = None if "-" in paths else _count(paths)
     task = progress.add_task(f"moderating under {moderator.policy.id}", total=total)
 
     def on_result(result: ModerationResult) -> None:

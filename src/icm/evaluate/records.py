@@ -17,7 +17,7 @@ Nothing is dropped silently: a malformed line is an error that names its line.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -190,6 +190,32 @@ def load_predictions(path: str | Path) -> dict[str, Prediction]:
             verdicts[verdict.rule_id] = (verdict.verdict, verdict.probability)
         predictions[parsed.image] = Prediction(parsed.image, verdicts, parsed.error is not None)
     return predictions
+
+
+def check_labels_match(
+    labels: Sequence[Label], predictions: dict[str, Prediction], labels_path: str | Path,
+    predictions_path: str | Path,
+) -> None:
+    """Raise on labels that cannot be meant for these predictions: a rule id that no result
+    has (a typo, or another policy), or not one labelled image among the results (paths written
+    differently). Some missing images are normal (a partial run) and count as not covered."""
+    if not labels or not predictions:
+        return
+    if not any(label.image in predictions for label in labels):
+        raise EvalInputError(
+            f"{labels_path}: none of its images is in {predictions_path} (labels name "
+            f"{labels[0].image!r}, results name {next(iter(predictions))!r}); write the image "
+            "paths as the results do"
+        )
+    known = {rule for p in predictions.values() for rule in p.verdicts}
+    if not known:  # no image was judged: nothing to check the rule ids against
+        return
+    unknown = sorted({label.rule_id for label in labels} - known - {ANY_RULE})
+    if unknown:
+        raise EvalInputError(
+            f"{labels_path}: rule {', '.join(map(repr, unknown))} is in no result of "
+            f"{predictions_path} (its rules: {', '.join(sorted(known))}, or * for the image)"
+        )
 
 
 def join(labels: Iterable[Label], predictions: dict[str, Prediction]) -> list[Outcome]:

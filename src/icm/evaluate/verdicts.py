@@ -33,7 +33,14 @@ from icm.evaluate.metrics import (
     selective_curve,
     threshold_curve,
 )
-from icm.evaluate.records import Outcome, Status, join, load_labels, load_predictions
+from icm.evaluate.records import (
+    Outcome,
+    Status,
+    check_labels_match,
+    join,
+    load_labels,
+    load_predictions,
+)
 
 
 @dataclass
@@ -136,7 +143,9 @@ def evaluate_files(
     seed: int = 0,
 ) -> VerdictEvaluation:
     """Read a predictions JSONL and a labels JSONL and evaluate."""
-    outcomes = join(load_labels(labels), load_predictions(predictions))
+    labelled, predicted = load_labels(labels), load_predictions(predictions)
+    check_labels_match(labelled, predicted, labels, predictions)
+    outcomes = join(labelled, predicted)
     return evaluate_outcomes(
         outcomes, name=name or Path(predictions).stem, resamples=resamples, seed=seed
     )
