@@ -38,17 +38,34 @@ class ResultSink:
         self.close()
 
 
+class ResultFileError(ValueError):
+    """The file to resume is not a results file (another JSONL, a labels file ...)."""
+
+
 def judged_keys(path: Path, policy_id: str, policy_version: int) -> set[str]:
-    """Images already judged (without error) under this policy version, according to the file."""
+    """Images already judged (without error) under this policy version, according to the file.
+
+    A complete line that is not a result means the file is not ours: resuming would append to
+    someone else's file, so that is an error. Only a partial last line (a killed run) is skipped.
+    """
     done: set[str] = set()
     if not path.exists():
         return done
     with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                continue
+                row = None
+            if not (isinstance(row, dict) and "image" in row and "policy" in row):
+                if not line.endswith("\n"):
+                    continue  # the partial last line of a killed run, cut off before appending
+                raise ResultFileError(
+                    f"{path}:{number}: not a moderation result; --resume continues a file "
+                    "written by --out"
+                )
             policy = row.get("policy") or {}
             if (
                 row.get("error") is None

@@ -97,3 +97,23 @@ def test_eval_labels_partly_missing_still_evaluate(tmp_path: Path) -> None:
                                  "--json", "--bootstrap", "0"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["uncovered"] == {"uncertain": 0, "error": 1, "missing": 1}
+
+
+def test_out_that_is_a_folder_is_a_usage_error(tmp_path: Path) -> None:
+    sample_image("coffee").save(tmp_path / "coffee.jpg")
+    (tmp_path / "results").mkdir()
+    result = runner.invoke(app, ["moderate", str(tmp_path / "coffee.jpg"), "-q",
+                                 "--out", str(tmp_path / "results"), "--overwrite"])
+    _one_clear_error(result, "cannot write")
+
+
+def test_resume_onto_a_file_that_is_not_results_leaves_it_alone(tmp_path: Path) -> None:
+    sample_image("coffee").save(tmp_path / "coffee.jpg")
+    labels = _write(tmp_path / "labels.jsonl", [
+        {"image": "coffee.jpg", "rule_id": "*", "label": "complies"},
+    ])
+    before = labels.read_text()
+    result = runner.invoke(app, ["moderate", str(tmp_path / "coffee.jpg"), "-q",
+                                 "--out", str(labels), "--resume"])
+    _one_clear_error(result, "labels.jsonl:1: not a moderation result")
+    assert labels.read_text() == before

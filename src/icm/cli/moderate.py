@@ -81,6 +81,7 @@ def moderate(
     from icm.backends.base import BackendError
     from icm.moderator import Moderator
     from icm.policy.load import PolicyError
+    from icm.sink import ResultFileError
     from icm.sources import SourceError
 
     stdout = Console()
@@ -129,8 +130,11 @@ def moderate(
     try:
         with progress:
             summary = moderator.run(paths, out=out, resume=resume, on_result=on_result)
-    except (SourceError, BackendError) as exc:
+    except (SourceError, BackendError, ResultFileError) as exc:
         stderr.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except OSError as exc:  # --out is a folder, or not writable
+        stderr.print(f"[red]error:[/red] cannot write {exc.filename or out}: {exc.strerror or exc}")
         raise typer.Exit(2) from exc
     finally:
         moderator.close()
