@@ -156,3 +156,23 @@ def test_where_phrases() -> None:
     assert where([140, 140, 20, 20], 300, 300) == "centre"
     assert where([250, 140, 20, 20], 300, 300) == "right"
     assert where(None, 300, 300) == ""
+
+
+def test_every_matching_observation_is_cited_strongest_first() -> None:
+    policy = load_policy("general")
+    lines = [
+        Signal(key="text:any", score=0.95, text="DM me now", box=[0, 0, 10, 10]),
+        Signal(key="text:any", score=0.99, text="CRYPTO GIVEAWAY", box=[0, 20, 10, 10]),
+        Signal(key="text:any", score=0.90, text="a normal sentence"),
+    ]
+    verdict = judge_rule(policy.rule("spam-contact"), policy, obs(*lines))
+    assert [(e.signal, e.text) for e in verdict.evidence] == [
+        ("text:keywords", "CRYPTO GIVEAWAY"), ("text:keywords", "DM me")
+    ]
+    faces = [Signal(key="nudenet:FACE_FEMALE", score=s, box=[i * 50, 0, 40, 40]) for i, s in enumerate([0.6, 0.9, 0.3])]
+    rule = parse_policy(
+        "id: p\nrules:\n  - id: faces\n    text: No faces.\n    criteria:\n"
+        "      - {id: face, description: A face is visible., signals: ['nudenet:FACE_FEMALE>=0.5']}\n"
+    )
+    cited = judge_policy(rule, obs(*faces))[0].evidence
+    assert [e.score for e in cited] == [0.9, 0.6]  # the 0.3 detection does not meet the threshold

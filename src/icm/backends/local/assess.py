@@ -21,6 +21,8 @@ PHONE = re.compile(
     r"(?<!\w)(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?"  # country code, area code
     r"\d{3,4}[\s.-]?\d{3,4}(?:[\s.-]?\d{2,4})?(?!\w)"
 )
+#: Observations cited per signal of a criterion (two faces, three keyword lines ...), strongest first.
+MAX_EVIDENCE = 5
 _BUILTIN_PATTERNS = {"text:url": URL, "text:email": EMAIL, "text:phone": PHONE}
 
 
@@ -90,23 +92,24 @@ def assess_criterion(criterion: Criterion, obs: Observations) -> CriterionAssess
         else:
             candidates = obs.of(ref.key)
         score = max((s.score for s in candidates), default=0.0)
-        best = max(candidates, key=lambda s: s.score, default=None)
         probability = ref.probability(score)
         if result.strongest is None or probability > ref.probability(result.strongest[1]):
             result.strongest = (ref, score)
         result.probability = max(result.probability, probability)
-        if ref.holds(score) and best is not None:
+        found = [c for c in sorted(candidates, key=lambda s: -s.score) if ref.holds(c.score)]
+        if ref.holds(score) and found:
             result.holds = True
-            result.evidence.append(
+            result.evidence += [
                 Evidence(
                     criterion=criterion.id,
                     signal=ref.key,
-                    score=round(score, 4),
-                    box=_scale_box(best.box, obs.scale),
-                    frame=best.frame,
-                    text=best.text,
+                    score=round(c.score, 4),
+                    box=_scale_box(c.box, obs.scale),
+                    frame=c.frame,
+                    text=c.text,
                 )
-            )
+                for c in found[:MAX_EVIDENCE]
+            ]
         elif ref.holds(score):  # a "<" test that holds because nothing was seen
             result.holds = True
             result.evidence.append(Evidence(criterion=criterion.id, signal=ref.key, score=score))
