@@ -80,7 +80,7 @@ def _emit(evaluations: Sequence[VerdictEvaluation], as_json: bool, report: Path 
             payload: dict[str, Any] = evaluations[0].as_dict()
         else:
             payload = {"runs": {e.name: e.as_dict() for e in evaluations}}
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(payload))
     else:
         _print_verdicts(evaluations)
     if report is not None:
@@ -240,7 +240,7 @@ def mqa(
     except EvalInputError as exc:
         raise _fail(exc) from exc
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json.dumps(result.as_dict()))
         return
     table = Table("questions", "accuracy", "correct", "total", "missing", "unparsed", title="MQA")
     rows = [("all", result.overall)] + sorted(result.by_type.items())
@@ -322,7 +322,7 @@ def meq(
 
 def _emit_meq(summary: MEQSummary, as_json: bool, report: Path | None) -> None:
     if as_json:
-        print(json.dumps(summary.as_dict(), indent=2))
+        print(json.dumps(summary.as_dict()))
     else:
         table = Table("", "mean", title=f"MEQ: {summary.judged} of {summary.n} judged")
         for name, value in summary.means.items():
