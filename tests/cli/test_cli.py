@@ -106,3 +106,19 @@ def test_import_and_help_stay_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_backend_options_from_a_yaml_file(images: Path, tmp_path: Path) -> None:
+    options = tmp_path / "local.yaml"
+    options.write_text("detectors: [nudenet]  # no OCR: text signals cannot be assessed\n")
+    args = ["moderate", str(images / "phone.png"), "-p", str(images / "policy.yaml"), "-f", "jsonl", "-q"]
+    result = runner.invoke(app, [*args, "--backend-options", str(options)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["backend"]["models"] == {}  # nudenet alone: the policy needs only OCR
+    assert record["verdicts"][0]["verdict"] == "uncertain"  # never complies unassessed
+    options.write_text("detector: [nudenet]\n")
+    typo = runner.invoke(app, [*args, "--backend-options", str(options)])
+    assert typo.exit_code == 2 and "cannot take these arguments" in typo.output
+    options.write_text("- a list\n")
+    assert "a YAML mapping" in runner.invoke(app, [*args, "--backend-options", str(options)]).output

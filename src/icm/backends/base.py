@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib
 import inspect
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+import yaml
 
 from icm.media import DecodedImage
 from icm.policy.schema import Policy
@@ -81,6 +84,20 @@ def load_backend(spec: str | Backend, **options: Any) -> Backend:
         raise BackendError(f"backend {name!r} cannot take these arguments: {exc}") from exc
     backend: Backend = cls(*args, **options)
     return backend
+
+
+def load_backend_options(path: Path) -> dict[str, Any]:
+    """Backend keywords from a YAML mapping (``images: false``, ``timeout: 30`` ...), checked later
+    against the backend's constructor by :func:`load_backend`."""
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BackendError(f"{path}: cannot read backend options: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise BackendError(f"{path}: backend options are a YAML mapping of keyword: value")
+    return data
 
 
 def _extra_for(name: str) -> str:

@@ -6,7 +6,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -47,6 +47,12 @@ def moderate(
         "local", "--backend", "-b",
         help="Backend spec: local, transformers:MODEL_DIR, openai:MODEL@BASE_URL or vllm:MODEL.",
     ),
+    backend_options: Path | None = typer.Option(
+        None, "--backend-options",
+        help="YAML file of backend keywords, e.g. `images: false` and `response_format: json_object` "
+        "for a text-only model behind an OpenAI-compatible server (see the backend's docstring).",
+        show_default=False,
+    ),
     explain: Explain | None = typer.Option(
         None, "--explain",
         help="Model backends: write explanations for all rules, violated rules only, or none "
@@ -78,7 +84,7 @@ def moderate(
 
       icm moderate photos/ --policy my-policy.yaml --out results.jsonl --resume
     """
-    from icm.backends.base import BackendError
+    from icm.backends.base import BackendError, load_backend_options
     from icm.moderator import Moderator
     from icm.policy.load import PolicyError
     from icm.sink import ResultFileError
@@ -101,7 +107,9 @@ def moderate(
         stderr.print(f"[red]error:[/red] no images found in {', '.join(paths)}")
         raise typer.Exit(2)
     try:
-        options: dict[str, Any] = {"explain": explain} if explain is not None else {}
+        options = load_backend_options(backend_options) if backend_options is not None else {}
+        if explain is not None:
+            options["explain"] = explain
         moderator = Moderator(policy, backend, workers=workers, **options)
     except (PolicyError, BackendError, ValueError) as exc:
         stderr.print(f"[red]error:[/red] {exc}")
