@@ -24,6 +24,7 @@ from icm.backends.base import BackendError, Explain
 from icm.backends.scoring import AnswerTokens, resolve_answer_tokens, two_way_probability
 from icm.backends.vlm import (
     LocalFacts,
+    ModelDirectoryBackend,
     PromptSet,
     attach_explanations,
     explain_with_reask,
@@ -34,7 +35,7 @@ from icm.backends.vlm import (
 )
 from icm.media import DecodedImage
 from icm.policy.schema import Policy
-from icm.results import BackendInfo, RuleVerdict
+from icm.results import RuleVerdict
 
 #: Processor outputs that run along the token axis, cut together with ``input_ids``.
 _PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
@@ -115,7 +116,7 @@ def score_prompts(
     return probabilities
 
 
-class TransformersBackend:
+class TransformersBackend(ModelDirectoryBackend):
     """A local VLM: verdicts from Yes/No logits, explanations by generation where asked."""
 
     name = "transformers"
@@ -208,16 +209,6 @@ class TransformersBackend:
             ) from exc
         model = model.to(self.device)  # type: ignore[arg-type]  # transformers' stub is too narrow
         return model.eval(), processor
-
-    def info(self) -> BackendInfo:
-        models = {"model": self.model_path, "prompts": self.prompts.ids}
-        if self.adapter_path is not None:
-            models["adapter"] = str(self.adapter_path)
-        return BackendInfo(name=self.name, models=models)
-
-    def prepare(self, policy: Policy) -> None:
-        if self._facts is not None:
-            self._facts.prepare(policy)
 
     def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
         frames = [Image.fromarray(f) for f in pick_frames(image, self.max_frames)]

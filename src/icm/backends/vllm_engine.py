@@ -24,6 +24,7 @@ from icm.backends.base import BackendError, Explain
 from icm.backends.scoring import probability_from_token_logprobs, resolve_answer_tokens
 from icm.backends.vlm import (
     LocalFacts,
+    ModelDirectoryBackend,
     PromptSet,
     attach_explanations,
     chat_messages,
@@ -38,10 +39,10 @@ from icm.backends.vlm import (
 )
 from icm.media import DecodedImage
 from icm.policy.schema import Policy
-from icm.results import BackendInfo, RuleVerdict
+from icm.results import RuleVerdict
 
 
-class VLLMBackend:
+class VLLMBackend(ModelDirectoryBackend):
     """A VLM run by vLLM in this process."""
 
     name = "vllm"
@@ -110,16 +111,6 @@ class VLLMBackend:
         self.answer = resolve_answer_tokens(
             lambda text: tokenizer.encode(text, add_special_tokens=False), yes, no
         )
-
-    def info(self) -> BackendInfo:
-        models = {"model": self.model_path, "prompts": self.prompts.ids}
-        if self.adapter_path is not None:
-            models["adapter"] = str(self.adapter_path)
-        return BackendInfo(name=self.name, models=models)
-
-    def prepare(self, policy: Policy) -> None:
-        if self._facts is not None:
-            self._facts.prepare(policy)
 
     def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
         urls = [

@@ -24,7 +24,7 @@ from icm.backends.base import BackendError, Explain
 from icm.media import DecodedImage
 from icm.policy.schema import Policy, Rule
 from icm.prompts import render, template_id
-from icm.results import Evidence, RuleVerdict, Verdict
+from icm.results import BackendInfo, Evidence, RuleVerdict, Verdict
 
 
 class RuleExplanation(BaseModel):
@@ -106,6 +106,26 @@ class PromptSet:
     @staticmethod
     def reask_prompt(error: str) -> str:
         return render("reask", error=error)
+
+
+class ModelDirectoryBackend:
+    """``info`` and ``prepare`` of the backends that load a model directory (transformers, vllm)."""
+
+    name: str
+    model_path: str
+    adapter_path: Path | None
+    prompts: PromptSet
+    _facts: LocalFacts | None
+
+    def info(self) -> BackendInfo:
+        models = {"model": self.model_path, "prompts": self.prompts.ids}
+        if self.adapter_path is not None:
+            models["adapter"] = str(self.adapter_path)
+        return BackendInfo(name=self.name, models=models)
+
+    def prepare(self, policy: Policy) -> None:
+        if self._facts is not None:
+            self._facts.prepare(policy)
 
 
 class LocalFacts:

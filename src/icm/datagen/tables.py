@@ -8,6 +8,7 @@ rows plus a list of rejected lines with their reason, never silently dropping on
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 _SEPARATOR = re.compile(r"^:?-{2,}:?$")
@@ -41,7 +42,8 @@ class Parsed:
 
 
 def _cells(line: str) -> list[str] | None:
-    text = line.strip()
+    """The cells of a stripped table row, or None for a line that is not one."""
+    text = line
     if "|" not in text:
         return None
     if text.startswith("|"):
@@ -71,33 +73,38 @@ def normalise_letter(answer: str) -> str | None:
     return match.group(1).upper() if match else None
 
 
+def _data_rows(text: str, parsed: Parsed) -> Iterator[tuple[str, list[str]]]:
+    """(line, cells) of each data row; prose lines are recorded as rejected, headers skipped."""
+    for raw in text.splitlines():
+        line = raw.strip()
+        cells = _cells(line)
+        if cells is None:
+            if line:
+                parsed.rejected.append(("not a table row", line))
+        elif not _is_structural(cells):
+            yield line, cells
+
+
 def parse_qa_table(text: str) -> Parsed:
     """Rows of ``Type of Question | Question | Answer``."""
     parsed = Parsed()
-    for line in text.splitlines():
-        cells = _cells(line)
-        if cells is None:
-            if line.strip():
-                parsed.rejected.append(("not a table row", line.strip()))
-            continue
-        if _is_structural(cells):
-            continue
+    for line, cells in _data_rows(text, parsed):
         if len(cells) < 3 or not cells[0] or not cells[-1]:
-            parsed.rejected.append(("missing cells", line.strip()))
+            parsed.rejected.append(("missing cells", line))
             continue
         kind = _TYPES.get(cells[0].lower().rstrip("?:. "))
         if kind is None:
-            parsed.rejected.append(("unknown question type", line.strip()))
+            parsed.rejected.append(("unknown question type", line))
             continue
         question = " | ".join(c for c in cells[1:-1] if c).strip()  # a stray pipe inside the question
         answer = cells[-1]
         if not question:
-            parsed.rejected.append(("missing cells", line.strip()))
+            parsed.rejected.append(("missing cells", line))
             continue
         if kind == "yes_no":
             normalised = normalise_yes_no(answer)
             if normalised is None:
-                parsed.rejected.append(("yes/no answer is neither yes nor no", line.strip()))
+                parsed.rejected.append(("yes/no answer is neither yes nor no", line))
                 continue
             answer = normalised + "."
         parsed.qa.append(QARow(kind=kind, question=question, answer=answer))
@@ -107,34 +114,27 @@ def parse_qa_table(text: str) -> Parsed:
 def parse_mc_table(text: str) -> Parsed:
     """Rows of ``Question | Choices | Answer`` with four choices A-D, in one cell or several."""
     parsed = Parsed()
-    for line in text.splitlines():
-        cells = _cells(line)
-        if cells is None:
-            if line.strip():
-                parsed.rejected.append(("not a table row", line.strip()))
-            continue
-        if _is_structural(cells):
-            continue
+    for line, cells in _data_rows(text, parsed):
         while cells and not cells[-1]:
             cells.pop()
         if len(cells) < 3:
-            parsed.rejected.append(("missing cells", line.strip()))
+            parsed.rejected.append(("missing cells", line))
             continue
         question, answer_cell = cells[0], cells[-1]
         choices = _split_choices(" | ".join(cells[1:-1]))
         letter = normalise_letter(answer_cell)
         if letter is None and len(choices) == 3:
             # The answer cell is really choice D with the answer missing.
-            parsed.rejected.append(("missing answer", line.strip()))
+            parsed.rejected.append(("missing answer", line))
             continue
         if not question:
-            parsed.rejected.append(("missing cells", line.strip()))
+            parsed.rejected.append(("missing cells", line))
             continue
         if sorted(choices) != ["A", "B", "C", "D"]:
-            parsed.rejected.append(("not four choices A-D", line.strip()))
+            parsed.rejected.append(("not four choices A-D", line))
             continue
         if letter is None:
-            parsed.rejected.append(("answer is not a letter A-D", line.strip()))
+            parsed.rejected.append(("answer is not a letter A-D", line))
             continue
         parsed.mc.append(MCRow(question=question, choices=choices, answer=letter))
     return parsed
