@@ -84,13 +84,16 @@ def test_real_server_verdicts_from_first_token_logprobs(llama_server: str, astro
         client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hello."}],
                                        max_tokens=1)
 
-    backend = OpenAIBackend(f"smollm2@{llama_server}", images=False, explain="none", max_retries=0,
-                            max_concurrency=1)
+    backend = OpenAIBackend(f"smollm2@{llama_server}", images=False, with_signals=True, explain="none",
+                            max_retries=0, max_concurrency=1)
+    image = load_image(astronaut)
     reset()
-    verdicts = backend.judge(load_image(astronaut), POLICY)
+    verdicts = backend.judge(image, POLICY)
     assert [v.rule_id for v in verdicts] == [r.id for r in POLICY.rules]
-    # the same question asked by hand: p = softmax over the Yes and No logprobs
-    question = backend.prompts.verdict_prompts(POLICY, [])[0]
+    # the same question asked by hand (with the same local-engine facts): p = softmax over the
+    # Yes and No logprobs
+    assert backend._facts is not None
+    question = backend.prompts.verdict_prompts(POLICY, backend._facts(image, POLICY))[0]
     reset()
     response = client.chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": question}], max_tokens=1,
@@ -107,8 +110,8 @@ def test_real_server_verdicts_from_first_token_logprobs(llama_server: str, astro
 
 def test_real_server_json_object_explanation(llama_server: str, astronaut: Path) -> None:
     backend = OpenAIBackend(
-        f"smollm2@{llama_server}", images=False, explain="all", response_format="json_object",
-        max_tokens=48, max_retries=0,
+        f"smollm2@{llama_server}", images=False, with_signals=True, explain="all",
+        response_format="json_object", max_tokens=48, max_retries=0,
     )
     verdicts = backend.judge(load_image(astronaut), POLICY)
     for verdict in verdicts:
@@ -120,9 +123,13 @@ def test_real_server_json_object_explanation(llama_server: str, astronaut: Path)
 
 def test_real_server_errors_are_per_item_never_complies(llama_server: str, astronaut: Path) -> None:
     # llama-cpp-python rejects json_schema response formats: the explanation fails, verdicts stay
-    backend = OpenAIBackend(f"smollm2@{llama_server}", images=False, explain="all", max_retries=0)
+    backend = OpenAIBackend(f"smollm2@{llama_server}", images=False, with_signals=True, explain="all",
+                            max_retries=0)
     verdicts = backend.judge(load_image(astronaut), POLICY)
     assert all("request failed" in v.explanation for v in verdicts)
+    # without the image and without the local engine's facts the model would judge blind: refused
+    with pytest.raises(BackendError, match="with_signals=True"):
+        OpenAIBackend(f"smollm2@{llama_server}", images=False)
     # a text-only chat format cannot take image parts: every request fails -> a per-item error
     moderator = Moderator(POLICY, f"openai:smollm2@{llama_server}", explain="none", max_retries=0)
     result = moderator.moderate(astronaut)

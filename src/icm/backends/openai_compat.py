@@ -111,6 +111,12 @@ class OpenAIBackend:
             raise BackendError("max_concurrency and max_frames must be at least 1")
         if response_format not in ("json_schema", "json_object", "none"):
             raise BackendError(f"unknown response_format {response_format!r}")
+        if not images and not with_signals:
+            # A verdict the model gave without seeing the image, or anything about it, is a guess.
+            raise BackendError(
+                "images=False sends the model nothing about the image: set with_signals=True so a "
+                "text-only model judges from the local engine's findings"
+            )
         self.model, self.base_url = parse_spec(spec)
         self.explain = Explain(explain)
         self.threshold = threshold

@@ -49,8 +49,8 @@ def moderate(
     ),
     backend_options: Path | None = typer.Option(
         None, "--backend-options",
-        help="YAML file of backend keywords, e.g. `images: false` and `response_format: json_object` "
-        "for a text-only model behind an OpenAI-compatible server (see the backend's docstring).",
+        help="YAML file of backend keywords, e.g. `images: false`, `with_signals: true` and "
+        "`response_format: json_object` for a text-only model behind an OpenAI-compatible server.",
         show_default=False,
     ),
     explain: Explain | None = typer.Option(
