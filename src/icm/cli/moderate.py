@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 EXIT_HELP = """
 Exit status: 0 every image was judged; 1 some images could not be judged (each has an error
 record); 2 bad usage, policy or backend, or no images in the given folders and manifests; 3 some
-decision reached --fail-on.
+decision reached --fail-on; 130 interrupted (Ctrl-C): what was written stays, --resume goes on.
 """
 
 
@@ -128,7 +128,11 @@ def moderate(
     )
     task = progress.add_task(f"moderating under {moderator.policy.id}", total=total)
 
+    written = 0
+
     def on_result(result: ModerationResult) -> None:
+        nonlocal written
+        written += 1
         progress.advance(task)
         if fmt is OutputFormat.jsonl:
             print(result.to_json(), flush=True)
@@ -144,6 +148,10 @@ def moderate(
     except OSError as exc:  # --out is a folder, or not writable
         stderr.print(f"[red]error:[/red] cannot write {exc.filename or out}: {exc.strerror or exc}")
         raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        kept = f"; the results written so far are in {out}: add --resume to go on" if out else ""
+        stderr.print(f"interrupted after {written} images{kept}")
+        raise typer.Exit(130) from None
     finally:
         moderator.close()
 
