@@ -113,6 +113,9 @@ def generate(
     except (PipelineError, PolicyError, LLMError, BackendError) as exc:
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        errors.print(f"interrupted; every model answer so far is cached in {out / 'cache'}: add --resume to go on")
+        raise typer.Exit(130) from None
     if as_json:
         typer.echo(json.dumps(report))
         return
