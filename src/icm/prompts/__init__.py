@@ -21,8 +21,9 @@ class PromptError(LookupError):
     """A template that does not exist."""
 
 
+@cache
 def available() -> dict[str, list[int]]:
-    """Template name -> its versions, oldest first."""
+    """Template name -> its versions, oldest first (the package's files, listed once)."""
     found: dict[str, list[int]] = {}
     for entry in files(__name__).iterdir():
         match = _FILE.match(entry.name)

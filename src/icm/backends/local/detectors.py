@@ -7,6 +7,7 @@ happen in the constructors, so only the detectors a policy needs are ever loaded
 from __future__ import annotations
 
 import threading
+from functools import cache
 from importlib import metadata
 from typing import Any, Protocol
 
@@ -23,7 +24,9 @@ class Detector(Protocol):
     def detect(self, frame: np.ndarray) -> list[Signal]: ...
 
 
+@cache
 def package_version(package: str) -> str:
+    """The installed version (read once: it is in every result's backend info)."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
