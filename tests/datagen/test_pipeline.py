@@ -164,3 +164,17 @@ def test_cli_reports_and_refuses_unknown_labels(labelled: Path, tmp_path: Path) 
     report = json.loads(result.stdout)
     assert report["kinds"]["verdict"] == sum(len(load_policy(f"icm-r{i}").rules) for i in range(1, 5))
     assert (tmp_path / "o" / "report.json").exists()
+
+
+def test_a_failing_model_rejects_its_items_and_the_run_goes_on(labelled: Path, tmp_path: Path) -> None:
+    # A real model whose context cannot hold the Q-A prompt: every call fails inside llama.cpp.
+    cramped = LlamaCppModel("smollm2", context=128)
+    out = tmp_path / "out"
+    report = Pipeline(config(labelled, out), llm=cramped).run()
+    qa = report["stages"]["qa"]
+    assert qa["rejected"] == {"model error": 4} and qa["out"] == 0
+    assert len(qa["errors"]) >= 1 and "context" in qa["errors"][0]
+    assert report["kinds"]["verdict"] > 0  # explanations and verdict samples are still exported
+    # Failures are not cached: a resumed run asks the model again.
+    again = Pipeline(config(labelled, out, resume=True), llm=cramped).run()
+    assert again["stages"]["qa"]["cached"] == 0 and again["stages"]["explain"]["cached"] == 4

@@ -68,13 +68,16 @@ class LlamaCppModel:
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         with self._lock:
-            response: Any = self._model.create_chat_completion(
-                messages=[{"role": "user", "content": prompt}],
-                max_tokens=max_tokens,
-                temperature=self.temperature,
-                seed=self._seed,
-                **kwargs,
-            )
+            try:
+                response: Any = self._model.create_chat_completion(
+                    messages=[{"role": "user", "content": prompt}],
+                    max_tokens=max_tokens,
+                    temperature=self.temperature,
+                    seed=self._seed,
+                    **kwargs,
+                )
+            except (ValueError, RuntimeError) as exc:  # e.g. the prompt does not fit the context
+                raise LLMError(f"{self.spec}: {exc}") from exc
         text = response["choices"][0]["message"]["content"] or ""
         return Generation(text=text, tokens=int(response.get("usage", {}).get("total_tokens", 0)))
 

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,10 +74,12 @@ class StageReport:
     tokens: int = 0
     seconds: float = 0.0
     rejected: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)  # the first few distinct error messages
 
     def as_dict(self) -> dict[str, Any]:
-        return {"in": self.inputs, "out": self.outputs, "cached": self.cached, "tokens": self.tokens,
-                "seconds": round(self.seconds, 2), "rejected": dict(self.rejected)}
+        report = {"in": self.inputs, "out": self.outputs, "cached": self.cached, "tokens": self.tokens,
+                  "seconds": round(self.seconds, 2), "rejected": dict(self.rejected)}
+        return {**report, "errors": self.errors} if self.errors else report
 
 
 def collect_images(source: Path, label_map: dict[str, list[str]], policies: list[Policy]) -> list[LabelledImage]:
@@ -155,18 +158,19 @@ class Pipeline:
         explain = self.report["explain"] = StageReport(inputs=len(items))
         begin = time.perf_counter()
         explained: list[dict[str, Any]] = []
-        for _item, (record, problem) in self._map("explain", items, self._explain_one(explain_stage)):
-            if record is None:
-                explain.rejected[problem or "unknown"] += 1
-                continue
-            explained.append(record)
+        for _item, result in self._map("explain", items, partial(_explain_one, explain_stage)):
+            self._count(explain, result)
+            if result.record is not None:
+                explained.append(result.record)
         explain.seconds = time.perf_counter() - begin
         explain.outputs = len(explained)
 
         flt = self.report["filter_explanations"] = StageReport(inputs=len(explained))
         kept: list[dict[str, Any]] = []
+        leaks = 0
         for record in explained:
-            cleaned, problem, _ = filter_explanation(record)
+            cleaned, problem, removed = filter_explanation(record)
+            leaks += removed
             if cleaned is None:
                 flt.rejected[problem or "unknown"] += 1
             else:
@@ -180,9 +184,7 @@ class Pipeline:
         answers: dict[str, dict[str, Any]] = {}
         for record, result in self._map("qa", kept, qa_stage.run):
             self._count(qa, result)
-            if result.record is None:
-                qa.rejected[result.rejected or "unknown"] += 1
-            else:
+            if result.record is not None:
                 answers[record["image_id"]] = result.record
         qa.seconds = time.perf_counter() - begin
         qa.outputs = len(answers)
@@ -214,6 +216,7 @@ class Pipeline:
             "stages": {name: stage.as_dict() for name, stage in self.report.items()},
             "rejected": dict(sum((s.rejected for s in self.report.values()), Counter())),
             "tokens": sum(s.tokens for s in self.report.values()),
+            "prior_sentences_removed": leaks,
             "samples": {split: info["samples"] for split, info in manifest["splits"].items()},
             "kinds": dict(sum((Counter(info["kinds"]) for info in manifest["splits"].values()), Counter())),
             "layouts": [str(p.relative_to(config.out)) for p in layouts],
@@ -222,24 +225,23 @@ class Pipeline:
         (config.out / "report.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
         return summary
 
-    def _explain_one(self, stage: ExplainStage) -> Callable[[LabelledImage], tuple[dict[str, Any] | None, str | None]]:
-        report = self.report["explain"]
-
-        def work(item: LabelledImage) -> tuple[dict[str, Any] | None, str | None]:
-            try:
-                image = load_image(item.path)
-            except MediaError as exc:
-                return None, f"image unreadable ({exc.code})"
-            result = stage.run(item, image)
-            self._count(report, result)
-            return result.record, result.rejected
-
-        return work
-
     @staticmethod
     def _count(report: StageReport, result: StageResult) -> None:
+        """Called on the main thread only, so the counters need no lock."""
         report.cached += int(result.cached)
         report.tokens += result.tokens
+        if result.record is None:
+            report.rejected[result.rejected or "unknown"] += 1
+        if result.error is not None and len(report.errors) < 5 and result.error not in report.errors:
+            report.errors.append(result.error)
+
+
+def _explain_one(stage: ExplainStage, item: LabelledImage) -> StageResult:
+    try:
+        image = load_image(item.path)
+    except MediaError as exc:
+        return StageResult(record=None, rejected=f"image unreadable ({exc.code})", error=f"{item.path}: {exc.message}")
+    return stage.run(item, image)
 
 
 def run_pipeline(config: GenerateConfig, progress: Progress | None = None) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from icm.backends.base import BackendError
 from icm.backends.vlm import ExplanationError, ImageExplanation, RuleExplanation, explanation_schema, parse_explanation
 from icm.datagen.cache import StageCache, cache_key
 from icm.datagen.labels import explicit_description, policy_labels
-from icm.datagen.llm import Generation
+from icm.datagen.llm import Generation, LLMError
 from icm.media import DecodedImage
 from icm.policy.schema import Policy
 from icm.prompts import render, template_id
@@ -38,6 +39,7 @@ class StageResult:
     rejected: str | None = None
     cached: bool = False
     tokens: int = 0
+    error: str | None = None  # what went wrong, for the report, when a model call failed
 
 
 class Explainer(Protocol):
@@ -112,7 +114,12 @@ class VLMExplainer:
 
     def explain(self, image: DecodedImage, prompt: str, policy: Policy, labels: dict[str, bool],
                 criteria: tuple[str, ...]) -> Generation:
-        text = self._backend.generate(image, prompt, schema=explanation_schema())
+        try:
+            text = self._backend.generate(image, prompt, schema=explanation_schema())
+        except BackendError:
+            raise
+        except Exception as exc:  # the model itself failed (out of memory, bad input ...): this item only
+            raise BackendError(f"{self.spec}: {type(exc).__name__}: {exc}") from exc
         return Generation(text=text, tokens=0)
 
 
@@ -145,8 +152,13 @@ class ExplainStage:
         prior = explicit_description(self.policy, list(item.criteria))
         note, tokens, answers = "", 0, []
         for _attempt in range(2):
-            generation = self.explainer.explain(image, self.prompt(labels, prior, note), self.policy, labels,
-                                                item.criteria)
+            try:
+                generation = self.explainer.explain(image, self.prompt(labels, prior, note), self.policy, labels,
+                                                    item.criteria)
+            except (BackendError, LLMError) as exc:
+                # A failed call is not an answer: not cached, so --resume asks again.
+                return StageResult(record=None, rejected="model error", tokens=tokens,
+                                   error=f"{item.image_id}: {exc}")
             tokens += generation.tokens
             answers.append(generation.text)
             problem, parsed = self._check(generation.text, labels)

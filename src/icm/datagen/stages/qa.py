@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from icm.datagen.cache import StageCache, cache_key
-from icm.datagen.llm import TextModel, parse_json_object
+from icm.datagen.llm import LLMError, TextModel, parse_json_object
 from icm.datagen.stages.explain import StageResult
 from icm.datagen.tables import normalise_letter, normalise_yes_no, parse_mc_table, parse_qa_table
 from icm.prompts import render, template_id
@@ -123,7 +123,11 @@ class QAStage:
             return StageResult(record=cached if not cached.get("rejected") else None,
                                rejected=cached.get("rejected"), cached=True)
         prompt = render("qa", explanation=text, counts=self.counts)
-        generation = self.model.complete(prompt, schema=self._schema, max_tokens=self.max_tokens)
+        try:
+            generation = self.model.complete(prompt, schema=self._schema, max_tokens=self.max_tokens)
+        except LLMError as exc:
+            # A failed call is not an answer: not cached, so --resume asks again.
+            return StageResult(record=None, rejected="model error", error=f"{record['image_id']}: {exc}")
         try:
             answer, form = parse_qa_answer(generation.text)
         except ValueError:
