@@ -162,24 +162,27 @@ class ExplainStage:
             tokens += generation.tokens
             answers.append(generation.text)
             problem, parsed = self._check(generation.text, labels)
-            if parsed is not None and problem is None:
+            if problem is None and parsed is not None:
                 record = {"image_id": item.image_id, "path": str(item.path), "label": item.label,
                           "criteria": list(item.criteria), "sha256": image.sha256, "labels": labels,
                           "explanation": parsed.model_dump(), "attempts": len(answers), "tokens": tokens,
                           "model": self.explainer.spec, "prompt": self.template}
                 self.cache.put(key, record)
                 return StageResult(record=record, tokens=tokens)
-            note = problem or ""
-        reason = "conclusion contradicts the label" if "contradicts" in note else "explanation unreadable"
+            reason, note = problem or ("explanation unreadable", "")
         self.cache.put(key, {"rejected": reason, "answers": answers})
         return StageResult(record=None, rejected=reason, tokens=tokens)
 
-    def _check(self, text: str, labels: dict[str, bool]) -> tuple[str | None, ImageExplanation | None]:
+    def _check(
+        self, text: str, labels: dict[str, bool]
+    ) -> tuple[tuple[str, str] | None, ImageExplanation | None]:
+        """((rejection reason, note for the re-ask) or None, the parsed answer or None)."""
         try:
             parsed = parse_explanation(text, self.policy.rules)
         except ExplanationError as exc:
-            return str(exc), None
+            return ("explanation unreadable", str(exc)), None
         wrong = [r.rule_id for r in parsed.rules if r.rule_id in labels and r.violates != labels[r.rule_id]]
         if wrong:
-            return f"the conclusion for {wrong} contradicts what is known about the image", parsed
+            note = f"the conclusion for {wrong} contradicts what is known about the image"
+            return ("conclusion contradicts the label", note), parsed
         return None, parsed
