@@ -8,14 +8,17 @@ rows plus a list of rejected lines with their reason, never silently dropping on
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 _SEPARATOR = re.compile(r"^:?-{2,}:?$")
 _HEADER_WORDS = {"type of question", "type", "question", "questions", "answer", "answers", "choices", "options"}
 _CHOICE = re.compile(r"(?:^|(?<=\s)|(?<=\|))\(?([A-Da-d])\s*[.):]\s*")
-_LETTER = re.compile(r"^\s*(?:answer\s*[:\-]?\s*)?\(?([A-Da-d])\b\s*[.):]?", re.I)
-_YES_NO = re.compile(r"^\s*(yes|no)\b", re.I)
+_ANSWER_PREFIX = re.compile(r"^\W*(the\s+)?(correct\s+)?(answer|option|choice)\s*(is|:)?\s*", re.I)
+_LEADING_LETTER = re.compile(r"^[\s(\[*]*([A-Ha-h])\s*(?:[.):\]*,]|$|\s)")
+_LETTERS = "ABCDEFGH"
+_YES = {"yes", "y", "true", "correct"}
+_NO = {"no", "n", "false", "incorrect"}
 _TYPES = {"yes/no": "yes_no", "yes or no": "yes_no", "yes-no": "yes_no", "yesno": "yes_no",
           "what": "what", "how": "how"}
 
@@ -25,6 +28,7 @@ class QARow:
     kind: str  # yes_no | what | how
     question: str
     answer: str
+    line: int = 0  # 1-based line in the text it was read from
 
 
 @dataclass
@@ -32,6 +36,7 @@ class MCRow:
     question: str
     choices: dict[str, str]  # letter -> text, A-D
     answer: str  # a letter
+    line: int = 0
 
 
 @dataclass
@@ -63,32 +68,67 @@ def _is_structural(cells: list[str]) -> bool:
     return all(c.lower().strip("* ") in _HEADER_WORDS for c in non_empty)
 
 
+def read_yes_no(answer: str) -> str | None:
+    """``"Yes."``, ``"yes, it is"``, ``"**No**"``, ``"The answer is no"`` -> ``yes`` / ``no``; else None."""
+    words = re.findall(r"[a-z]+", answer.lower())
+    if not words:
+        return None
+    if words[0] in _YES:
+        return "yes"
+    if words[0] in _NO:
+        return "no"
+    if words[:3] == ["the", "answer", "is"] and len(words) > 3:
+        return read_yes_no(" ".join(words[3:]))
+    return None
+
+
+def read_choice(answer: str, choices: Iterable[str] = ()) -> str | None:
+    """The letter an answer picks: ``"B."``, ``"B) text"``, ``"(b)"``, ``"Answer: B"``, or the text
+    of one of ``choices`` (written with or without their letter); None when none can be read."""
+    text = _ANSWER_PREFIX.sub("", answer.strip())
+    match = _LEADING_LETTER.match(text)
+    if match:
+        return match.group(1).upper()
+    wanted = _plain(text)
+    if wanted:
+        for letter, choice in zip(_LETTERS, choices, strict=False):
+            if _plain(re.sub(r"^\s*[A-Ha-h]\s*[.)]\s*", "", choice)) == wanted:
+                return letter
+    return None
+
+
+def _plain(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
 def normalise_yes_no(answer: str) -> str | None:
-    match = _YES_NO.match(answer)
-    return match.group(1).capitalize() if match else None
+    """``Yes`` / ``No`` as a table row's answer, or None."""
+    value = read_yes_no(answer)
+    return value.capitalize() if value else None
 
 
 def normalise_letter(answer: str) -> str | None:
-    match = _LETTER.match(answer.strip().strip("*"))
-    return match.group(1).upper() if match else None
+    """A multiple-choice answer's letter, A-D only (the four-choice tables), or None."""
+    letter = read_choice(answer)
+    return letter if letter is not None and letter in "ABCD" else None
 
 
-def _data_rows(text: str, parsed: Parsed) -> Iterator[tuple[str, list[str]]]:
-    """(line, cells) of each data row; prose lines are recorded as rejected, headers skipped."""
-    for raw in text.splitlines():
+def _data_rows(text: str, parsed: Parsed) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, line, cells) of each data row; prose lines are recorded as rejected."""
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         cells = _cells(line)
         if cells is None:
             if line:
                 parsed.rejected.append(("not a table row", line))
         elif not _is_structural(cells):
-            yield line, cells
+            yield number, line, cells
 
 
 def parse_qa_table(text: str) -> Parsed:
     """Rows of ``Type of Question | Question | Answer``."""
     parsed = Parsed()
-    for line, cells in _data_rows(text, parsed):
+    for number, line, cells in _data_rows(text, parsed):
         if len(cells) < 3 or not cells[0] or not cells[-1]:
             parsed.rejected.append(("missing cells", line))
             continue
@@ -107,14 +147,14 @@ def parse_qa_table(text: str) -> Parsed:
                 parsed.rejected.append(("yes/no answer is neither yes nor no", line))
                 continue
             answer = normalised + "."
-        parsed.qa.append(QARow(kind=kind, question=question, answer=answer))
+        parsed.qa.append(QARow(kind=kind, question=question, answer=answer, line=number))
     return parsed
 
 
 def parse_mc_table(text: str) -> Parsed:
     """Rows of ``Question | Choices | Answer`` with four choices A-D, in one cell or several."""
     parsed = Parsed()
-    for line, cells in _data_rows(text, parsed):
+    for number, line, cells in _data_rows(text, parsed):
         while cells and not cells[-1]:
             cells.pop()
         if len(cells) < 3:
@@ -136,7 +176,7 @@ def parse_mc_table(text: str) -> Parsed:
         if letter is None:
             parsed.rejected.append(("answer is not a letter A-D", line))
             continue
-        parsed.mc.append(MCRow(question=question, choices=choices, answer=letter))
+        parsed.mc.append(MCRow(question=question, choices=choices, answer=letter, line=number))
     return parsed
 
 

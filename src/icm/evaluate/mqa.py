@@ -13,19 +13,16 @@ and counted as missing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from icm.datagen.tables import Parsed, parse_mc_table, parse_qa_table, read_choice, read_yes_no
 from icm.evaluate.records import EvalInputError
 from icm.jsonl import JsonlError, read_jsonl
 
 QuestionType = Literal["yesno", "mc"]
-_LETTERS = "ABCDEFGH"
-_YES = {"yes", "y", "true", "correct"}
-_NO = {"no", "n", "false", "incorrect"}
 
 
 @dataclass(frozen=True)
@@ -39,43 +36,10 @@ class Question:
     category: str | None = None
 
 
-def normalise_yes_no(answer: str) -> str | None:
-    """``"Yes."``, ``"yes, it is"``, ``"**No**"`` -> ``yes`` / ``no``; anything else -> None."""
-    words = re.findall(r"[a-z]+", answer.lower())
-    if not words:
-        return None
-    if words[0] in _YES:
-        return "yes"
-    if words[0] in _NO:
-        return "no"
-    if words[:3] == ["the", "answer", "is"] and len(words) > 3:
-        return normalise_yes_no(" ".join(words[3:]))
-    return None
-
-
-def normalise_choice(answer: str, choices: Iterable[str] = ()) -> str | None:
-    """The letter an answer picks: ``"B."``, ``"B) text"``, ``"(b)"``, ``"Answer: B"``, or the
-    text of a choice; None when no single letter can be read."""
-    text = answer.strip()
-    text = re.sub(r"^\W*(the\s+)?(correct\s+)?(answer|option|choice)\s*(is|:)?\s*", "", text,
-                  flags=re.IGNORECASE)
-    match = re.match(r"^[\s(\[*]*([A-Ha-h])\s*(?:[.):\]*,]|$|\s)", text)
-    if match:
-        return match.group(1).upper()
-    wanted = _plain(text)
-    if wanted:
-        for letter, choice in zip(_LETTERS, choices, strict=False):
-            if _plain(_strip_letter(choice)) == wanted:
-                return letter
-    return None
-
-
-def _strip_letter(choice: str) -> str:
-    return re.sub(r"^\s*[A-Ha-h]\s*[.)]\s*", "", choice)
-
-
-def _plain(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+#: The answer readers the data engine's table parsers use, shared so gold and model answers are
+#: read the same way everywhere.
+normalise_yes_no = read_yes_no
+normalise_choice = read_choice
 
 
 def normalise(question: Question, answer: str) -> str | None:
@@ -132,20 +96,10 @@ def _with_answer(question: Question, answer: str) -> Question:
                     question.choices, question.category)
 
 
-def _table_rows(path: Path) -> Iterable[tuple[int, list[str]]]:
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
-        line = line.strip()
-        if not line.startswith("|"):
-            continue
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if all(re.fullmatch(r":?-{3,}:?", c) for c in cells):
-            continue
-        yield number, cells
-
-
 def load_release_questions(folder: str | Path) -> list[Question]:
     """Yes/no questions from ``qa/*.txt`` and multiple-choice ones from ``mc/*.txt`` (the
-    release's stage-B markdown tables); the image is the file name without ``.txt``."""
+    release's stage-B markdown tables, read by the data engine's parsers); the image is the file
+    name without ``.txt``. A malformed row is an error naming file and line, never skipped."""
     from icm.evaluate.importers import category_of
 
     folder = Path(folder)
@@ -155,34 +109,39 @@ def load_release_questions(folder: str | Path) -> list[Question]:
     questions: list[Question] = []
     for path in sorted(qa_dir.glob("*.txt")) if qa_dir.is_dir() else []:
         image = path.name.removesuffix(".txt")
-        for number, cells in _table_rows(path):
-            if cells[0].lower().startswith("type"):
-                continue  # header
-            if len(cells) != 3:
-                raise EvalInputError(f"{path}:{number}: expected 3 cells, got {len(cells)}")
-            if cells[0].lower().replace(" ", "") != "yes/no":
+        parsed = parse_qa_table(_read_table(path))
+        _refuse_bad_rows(path, parsed)
+        for row in parsed.qa:
+            if row.kind != "yes_no":
                 continue  # What / How: open questions, not scored by MQA
-            gold = normalise_yes_no(cells[2])
-            if gold is None:
-                raise EvalInputError(f"{path}:{number}: cannot read the answer {cells[2]!r}")
-            questions.append(Question(f"{image}#qa{number}", image, "yesno", cells[1], gold,
+            gold = read_yes_no(row.answer)
+            assert gold is not None  # the parser keeps only yes/no rows it can read
+            questions.append(Question(f"{image}#qa{row.line}", image, "yesno", row.question, gold,
                                       category=_category(image, category_of)))
     for path in sorted(mc_dir.glob("*.txt")) if mc_dir.is_dir() else []:
         image = path.name.removesuffix(".txt")
-        for number, cells in _table_rows(path):
-            if cells[0].lower() == "question":
-                continue
-            # "| question | A. x | B. y | C. z | D. w | D. |": the choices take one cell each
-            if len(cells) < 4:
-                raise EvalInputError(f"{path}:{number}: expected question, choices and answer")
-            choices = tuple(cells[1:-1])
-            mc = Question(f"{image}#mc{number}", image, "mc", cells[0], "", choices,
-                          _category(image, category_of))
-            gold = normalise_choice(cells[-1], choices)
-            if gold is None:
-                raise EvalInputError(f"{path}:{number}: cannot read the answer {cells[-1]!r}")
-            questions.append(_with_answer(mc, gold))
+        parsed = parse_mc_table(_read_table(path))
+        _refuse_bad_rows(path, parsed)
+        for mc in parsed.mc:
+            choices = tuple(f"{letter}. {text}" for letter, text in sorted(mc.choices.items()))
+            questions.append(Question(f"{image}#mc{mc.line}", image, "mc", mc.question, mc.answer, choices,
+                                      _category(image, category_of)))
     return questions
+
+
+def _read_table(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
+
+
+def _refuse_bad_rows(path: Path, parsed: Parsed) -> None:
+    """Gold data must be whole: a row the parser rejected is an error (prose around tables is not)."""
+    bad = [(reason, line) for reason, line in parsed.rejected if reason != "not a table row"]
+    if bad:
+        reason, line = bad[0]
+        raise EvalInputError(f"{path}: {reason}: {line!r}")
 
 
 def _category(image: str, category_of: Any) -> str | None:
