@@ -15,24 +15,23 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from icm.datagen.labels import category_from_filename
 from icm.evaluate.records import EvalInputError, Label, Outcome, Status
 
-_CATEGORY = re.compile(r"^(?P<category>[a-z][a-z_]*?)_\d{8,}")
 _SOFTMAX_TOLERANCE = 1e-6
 
 
 def category_of(image_name: str) -> str:
-    """``upper_bust_2022072011061710820_v2.jpg`` -> ``upper_bust``."""
-    match = _CATEGORY.match(Path(image_name).name)
-    if match is None:
+    """``upper_bust_2022072011061710820_v2.jpg`` -> ``upper_bust`` (the release's naming)."""
+    category = category_from_filename(image_name)
+    if category is None:
         raise ValueError(f"no category prefix (name_<timestamp>) in image name {image_name!r}")
-    return match.group("category")
+    return category
 
 
 def r1_label(category: str) -> bool:
