@@ -10,6 +10,7 @@ from corpus import write_broken
 from helpers import render_text, sample_image
 
 from icm import Moderator
+from icm.backends.base import BackendTimeout
 from icm.policy.load import parse_policy
 from icm.results import ModerationResult
 
@@ -96,7 +97,7 @@ class Exploding:
     ("error", "code"),
     [
         (TimeoutError("model server did not answer in 30 s"), "timeout"),
-        (RuntimeError("every request to m failed; first: APITimeoutError: Request timed out."), "timeout"),
+        (BackendTimeout("every request to m failed; first: APITimeoutError: Request timed out."), "timeout"),
         (RuntimeError("CUDA out of memory"), "backend_error"),
     ],
 )

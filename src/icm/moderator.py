@@ -233,11 +233,9 @@ class Moderator:
 
 
 def _error_code(exc: Exception) -> ErrorCode:
-    """``timeout`` for a model or server that did not answer in time, else ``backend_error``."""
-    text = f"{type(exc).__name__} {exc}".lower()
-    if isinstance(exc, TimeoutError) or "timeout" in text or "timed out" in text:
-        return ErrorCode.timeout
-    return ErrorCode.backend_error
+    """``timeout`` for a model or server that did not answer in time (backends raise
+    :class:`~icm.backends.base.BackendTimeout`, a TimeoutError), else ``backend_error``."""
+    return ErrorCode.timeout if isinstance(exc, TimeoutError) else ErrorCode.backend_error
 
 
 def _timing(decode_ms: float, judge_started: float) -> dict[str, float]:

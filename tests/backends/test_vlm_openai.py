@@ -317,8 +317,11 @@ def test_server_errors_retries_and_timeouts(scripted: tuple[str, Script], astron
     # every request times out: a per-item error
     script.reply = lambda body: (200, completion("No"), 1.5)
     backend = OpenAIBackend(f"vlm@{url}", explain="none", timeout=0.3, max_retries=0)
-    with pytest.raises(BackendError, match="Timeout"):
+    with pytest.raises(BackendError, match="Timeout") as raised:
         backend.judge(load_image(astronaut), POLICY)
+    assert isinstance(raised.value, TimeoutError)  # so the Moderator records code "timeout"
+    result = Moderator(POLICY, backend).moderate(astronaut)
+    assert result.error is not None and result.error.code is ErrorCode.timeout
 
 
 def test_concurrency_is_bounded(scripted: tuple[str, Script], astronaut: Path) -> None:

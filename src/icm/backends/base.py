@@ -27,6 +27,10 @@ class BackendError(RuntimeError):
     """A backend that cannot be created or cannot judge (missing extra, bad model, server down)."""
 
 
+class BackendTimeout(BackendError, TimeoutError):
+    """The model or its server did not answer in time (an image's result gets code ``timeout``)."""
+
+
 class Explain(StrEnum):
     """Which rules a model backend writes an explanation for (``--explain``)."""
 

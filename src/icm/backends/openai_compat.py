@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import openai
 
-from icm.backends.base import BackendError, Explain
+from icm.backends.base import BackendError, BackendTimeout, Explain
 from icm.backends.scoring import parse_yes_no, probability_from_top_logprobs
 from icm.backends.vlm import (
     LocalFacts,
@@ -48,6 +48,7 @@ class _Answer:
     top_logprobs: dict[str, float] | None = None
     refused: bool = False
     error: str | None = None
+    timed_out: bool = False
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -166,7 +167,8 @@ class OpenAIBackend:
                                       prompts))
         failures = [a.error for a in answers if a.error is not None]
         if len(failures) == len(answers):
-            raise BackendError(f"every request to {self.model} failed; first: {failures[0]}")
+            failed = BackendTimeout if all(a.timed_out for a in answers) else BackendError
+            raise failed(f"every request to {self.model} failed; first: {failures[0]}")
         verdicts = [self._verdict(rule.id, a) for rule, a in zip(policy.rules, answers, strict=True)]
         rules = rules_to_explain(self.explain, policy, verdicts)
         if rules:
@@ -220,7 +222,7 @@ class OpenAIBackend:
                 **options,
             )
         except openai.OpenAIError as exc:
-            return _Answer(error=_describe(exc))
+            return _Answer(error=_describe(exc), timed_out=isinstance(exc, openai.APITimeoutError))
         if not response.choices:
             return _Answer(error="the server returned no choices")
         choice = response.choices[0]
@@ -246,7 +248,8 @@ class OpenAIBackend:
         try:
             return self._pool.submit(self._complete, messages, schema, "answer").result()
         except openai.OpenAIError as exc:
-            raise BackendError(f"{self.model}: {_describe(exc)}") from exc
+            failed = BackendTimeout if isinstance(exc, openai.APITimeoutError) else BackendError
+            raise failed(f"{self.model}: {_describe(exc)}") from exc
 
     def _complete(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None, name: str) -> str:
         options: dict[str, Any] = {}
