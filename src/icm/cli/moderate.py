@@ -163,13 +163,7 @@ def moderate(
         stderr.print(summary_table(summary))
         if out is not None:
             stderr.print(f"results: {out}")
-    if fail_on is not None and any(
-        r.decision.rank >= fail_on.rank for r in results if fmt is not OutputFormat.jsonl
-    ):
-        raise typer.Exit(3)
-    if fail_on is not None and fmt is OutputFormat.jsonl and any(
-        Action(d).rank >= fail_on.rank for d in summary.decisions
-    ):
+    if fail_on is not None and any(Action(d).rank >= fail_on.rank for d in summary.decisions):
         raise typer.Exit(3)
     if summary.failed:
         raise typer.Exit(1)
