@@ -14,7 +14,7 @@ from icm.backends.base import Backend, load_backend
 from icm.decision import decide, error_statement, statement_of_reasons
 from icm.media import DecodedImage, MediaError, MediaLimits, load_image
 from icm.policy.load import load_policy
-from icm.policy.schema import Action, Policy
+from icm.policy.schema import Policy
 from icm.results import ErrorCode, ErrorInfo, ModerationResult, PolicyRef, Verdict
 from icm.sink import ResultSink, judged_keys
 from icm.sources import ImageItem, iter_sources
@@ -218,13 +218,11 @@ class Moderator:
         sha256: str | None,
         media: dict[str, Any],
     ) -> ModerationResult:
-        action = self.policy.uncertainty.error_action
-        assert action is not Action.allow
         return ModerationResult(
             image=item.key,
             sha256=sha256,
             policy=policy_ref,
-            decision=action,
+            decision=self.policy.uncertainty.error_action,  # never allow: the schema refuses it
             explanation=error_statement(self.policy, error),
             backend=self.backend.info(),
             media=media,
