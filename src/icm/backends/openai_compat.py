@@ -21,8 +21,7 @@ import openai
 from icm.backends.base import BackendError, BackendTimeout, Explain
 from icm.backends.scoring import parse_yes_no, probability_from_top_logprobs
 from icm.backends.vlm import (
-    LocalFacts,
-    PromptSet,
+    ModelBackend,
     attach_explanations,
     chat_messages,
     data_url,
@@ -59,7 +58,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return model.strip(), (base_url.strip() or None)
 
 
-class OpenAIBackend:
+class OpenAIBackend(ModelBackend):
     """A model behind an OpenAI-compatible server."""
 
     name = "openai"
@@ -106,8 +105,7 @@ class OpenAIBackend:
             api_key_env: the environment variable holding the API key (local servers need none).
             yes, no: the answer words.
         """
-        if not 0.0 < threshold < 1.0:
-            raise BackendError("threshold must lie strictly between 0 and 1")
+        self._setup_judging(explain, with_signals, threshold)
         if max_concurrency < 1 or max_frames < 1:
             raise BackendError("max_concurrency and max_frames must be at least 1")
         if response_format not in ("json_schema", "json_object", "none"):
@@ -119,8 +117,6 @@ class OpenAIBackend:
                 "text-only model judges from the local engine's findings"
             )
         self.model, self.base_url = parse_spec(spec)
-        self.explain = Explain(explain)
-        self.threshold = threshold
         self.supports_images = images
         self.logprobs = logprobs
         self.top_logprobs = top_logprobs
@@ -130,8 +126,6 @@ class OpenAIBackend:
         self.max_image_side = max_image_side
         self.max_image_bytes = max_image_bytes
         self.yes, self.no = yes, no
-        self.prompts = PromptSet(with_signals)
-        self._facts = LocalFacts() if with_signals else None
         self.client = openai.OpenAI(
             # Local servers take any key; the client insists on one.
             api_key=os.environ.get(api_key_env) or "EMPTY",
@@ -146,10 +140,6 @@ class OpenAIBackend:
         if self.base_url:
             models["base_url"] = self.base_url
         return BackendInfo(name=self.name, models=models)
-
-    def prepare(self, policy: Policy) -> None:
-        if self._facts is not None:
-            self._facts.prepare(policy)
 
     def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
         urls = []

@@ -23,9 +23,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from icm.backends.base import BackendError, Explain
 from icm.backends.scoring import AnswerTokens, resolve_answer_tokens, two_way_probability
 from icm.backends.vlm import (
-    LocalFacts,
     ModelDirectoryBackend,
-    PromptSet,
     attach_explanations,
     explain_with_reask,
     pick_frames,
@@ -153,18 +151,13 @@ class TransformersBackend(ModelDirectoryBackend):
             max_frames: frames of an animated image shown to the model (evenly spaced).
             yes, no: the answer words whose first-token logits are compared.
         """
-        if not 0.0 < threshold < 1.0:
-            raise BackendError("threshold must lie strictly between 0 and 1")
+        self._setup_judging(explain, with_signals, threshold)
         if max_frames < 1 or batch_size < 1:
             raise BackendError("max_frames and batch_size must be at least 1")
-        self.explain = Explain(explain)
-        self.threshold = threshold
         self.share_prefix = share_prefix
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.max_frames = max_frames
-        self.prompts = PromptSet(with_signals)
-        self._facts = LocalFacts() if with_signals else None
         self._lock = threading.Lock()
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device

@@ -20,12 +20,10 @@ from vllm import LLM, SamplingParams
 from vllm.lora.request import LoRARequest
 from vllm.sampling_params import StructuredOutputsParams
 
-from icm.backends.base import BackendError, Explain
+from icm.backends.base import Explain
 from icm.backends.scoring import probability_from_token_logprobs, resolve_answer_tokens
 from icm.backends.vlm import (
-    LocalFacts,
     ModelDirectoryBackend,
-    PromptSet,
     attach_explanations,
     chat_messages,
     data_url,
@@ -79,17 +77,12 @@ class VLLMBackend(ModelDirectoryBackend):
             max_frames, max_image_side, max_image_bytes: what is sent of each image.
             yes, no: the answer words.
         """
-        if not 0.0 < threshold < 1.0:
-            raise BackendError("threshold must lie strictly between 0 and 1")
-        self.explain = Explain(explain)
-        self.threshold = threshold
+        self._setup_judging(explain, with_signals, threshold)
         self.top_logprobs = top_logprobs
         self.max_tokens = max_tokens
         self.max_frames = max_frames
         self.max_image_side = max_image_side
         self.max_image_bytes = max_image_bytes
-        self.prompts = PromptSet(with_signals)
-        self._facts = LocalFacts() if with_signals else None
         self._lock = threading.Lock()
         self.model_path, self.adapter_path = resolve_model_path(path)
         options: dict[str, Any] = {}

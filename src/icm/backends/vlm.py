@@ -108,24 +108,40 @@ class PromptSet:
         return render("reask", error=error)
 
 
-class ModelDirectoryBackend:
-    """``info`` and ``prepare`` of the backends that load a model directory (transformers, vllm)."""
+class ModelBackend:
+    """What every model backend keeps: which rules it explains, the verdict threshold, its prompt
+    set and, with ``with_signals``, the local engine's findings to give the model as facts."""
+
+    explain: Explain
+    threshold: float
+    prompts: PromptSet
+    _facts: LocalFacts | None
+
+    def _setup_judging(self, explain: Explain | str, with_signals: bool, threshold: float) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise BackendError("threshold must lie strictly between 0 and 1")
+        self.explain = Explain(explain)
+        self.threshold = threshold
+        self.prompts = PromptSet(with_signals)
+        self._facts = LocalFacts() if with_signals else None
+
+    def prepare(self, policy: Policy) -> None:
+        if self._facts is not None:
+            self._facts.prepare(policy)
+
+
+class ModelDirectoryBackend(ModelBackend):
+    """``info`` of the backends that load a model directory (transformers, vllm)."""
 
     name: str
     model_path: str
     adapter_path: Path | None
-    prompts: PromptSet
-    _facts: LocalFacts | None
 
     def info(self) -> BackendInfo:
         models = {"model": self.model_path, "prompts": self.prompts.ids}
         if self.adapter_path is not None:
             models["adapter"] = str(self.adapter_path)
         return BackendInfo(name=self.name, models=models)
-
-    def prepare(self, policy: Policy) -> None:
-        if self._facts is not None:
-            self._facts.prepare(policy)
 
 
 class LocalFacts:
