@@ -88,7 +88,7 @@ def moderate(
     from icm.moderator import Moderator
     from icm.policy.load import PolicyError
     from icm.sink import ResultFileError
-    from icm.sources import SourceError
+    from icm.sources import SourceError, iter_sources
 
     stdout = Console()
     stderr = Console(stderr=True, soft_wrap=True)
@@ -101,8 +101,14 @@ def moderate(
     if out is not None and out.exists() and not (resume or overwrite):
         stderr.print(f"[red]error:[/red] {out} exists; add --resume to continue it or --overwrite.")
         raise typer.Exit(2)
-    total = None if "-" in paths else _count(paths)
-    if total == 0:
+    # Folders and manifests are walked once, here: the list feeds both the progress bar and the run.
+    # Paths on stdin stay a stream.
+    try:
+        items = None if "-" in paths else list(iter_sources(paths))
+    except SourceError as exc:
+        stderr.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if items is not None and not items:
         # A folder or manifest that holds no image is almost always a wrong path; stdin may be empty.
         stderr.print(f"[red]error:[/red] no images found in {', '.join(paths)}")
         raise typer.Exit(2)
@@ -126,7 +132,7 @@ def moderate(
         disable=not show_progress,
         transient=True,
     )
-    task = progress.add_task(f"moderating under {moderator.policy.id}", total=total)
+    task = progress.add_task(f"moderating under {moderator.policy.id}", total=len(items) if items else None)
 
     written = 0
 
@@ -141,7 +147,7 @@ def moderate(
 
     try:
         with progress:
-            summary = moderator.run(paths, out=out, resume=resume, on_result=on_result)
+            summary = moderator.run(paths if items is None else items, out=out, resume=resume, on_result=on_result)
     except (SourceError, BackendError, ResultFileError) as exc:
         stderr.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -196,16 +202,6 @@ def results_table(results: list[ModerationResult]) -> Table:
         reasons = [r.explanation] + [v.explanation for v in r.verdicts if v.verdict.value == "violates"]
         table.add_row(r.image, f"[{style}]{r.decision.value}[/{style}]", rules, "\n".join(reasons))
     return table
-
-
-def _count(paths: list[str]) -> int | None:
-    """How many images the paths expand to, for the progress bar (None if a manifest is bad)."""
-    from icm.sources import SourceError, iter_sources
-
-    try:
-        return sum(1 for _ in iter_sources(paths))
-    except (SourceError, OSError):
-        return None
 
 
 def summary_table(summary: RunSummary) -> Table:
