@@ -151,3 +151,13 @@ def parse_yes_no(text: str, yes: str = "Yes", no: str = "No") -> bool | None:
     if word == no.lower():
         return False
     return None
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all the sequences share."""
+    shortest = min(len(s) for s in sequences)
+    for i in range(shortest):
+        token = sequences[0][i]
+        if any(s[i] != token for s in sequences[1:]):
+            return i
+    return shortest

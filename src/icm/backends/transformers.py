@@ -21,7 +21,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from icm.backends.base import BackendError, Explain
-from icm.backends.scoring import AnswerTokens, resolve_answer_tokens, two_way_probability
+from icm.backends.scoring import AnswerTokens, common_prefix_length, resolve_answer_tokens, two_way_probability
 from icm.backends.vlm import (
     ModelDirectoryBackend,
     attach_explanations,
@@ -43,15 +43,6 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
-
-
-def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
-    shortest = min(len(s) for s in sequences)
-    for i in range(shortest):
-        token = sequences[0][i]
-        if any(s[i] != token for s in sequences[1:]):
-            return i
-    return shortest
 
 
 def _answer_probabilities(last_logits: torch.Tensor, answer: AnswerTokens) -> list[float]:

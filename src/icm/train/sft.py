@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icm.backends.scoring import common_prefix_length
 from icm.datagen.dataset import DatasetError, read_samples, resolve_image
 from icm.train.config import Method, MixSource, TrainConfig
 
@@ -123,14 +124,6 @@ def mix_records(
 # --- collation ----------------------------------------------------------------------------------
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
 @dataclass
 class ConversationCollator:
     """Loads and caps the images, chat-formats, tokenizes, and masks everything but the assistant.
@@ -195,13 +188,13 @@ class ConversationCollator:
                 continue
             before = messages[:i]
             shown = sum(p["type"] == "image" for m in before for p in m["content"])
-            start = _common_prefix(self._ids(self._render(before, True), frames[:shown]), full)
+            start = common_prefix_length([self._ids(self._render(before, True), frames[:shown]), full])
             if i == len(messages) - 1:
                 end = len(full)
             else:
                 through = messages[: i + 1]
                 shown = sum(p["type"] == "image" for m in through for p in m["content"])
-                end = _common_prefix(self._ids(self._render(through), frames[:shown]), full)
+                end = common_prefix_length([self._ids(self._render(through), frames[:shown]), full])
             if end > start:
                 spans.append((start, end))
         return spans
