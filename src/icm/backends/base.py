@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -62,6 +63,21 @@ class Backend(Protocol):
 def parse_spec(spec: str) -> tuple[str, str | None]:
     name, _, argument = spec.partition(":")
     return name.strip(), (argument.strip() or None)
+
+
+_MODEL_AT_URL = re.compile(r"^(?P<model>.+?)@(?P<url>https?://\S+)$")
+
+
+def split_model_url(target: str) -> tuple[str, str | None]:
+    """``MODEL@BASE_URL`` -> (model, base URL); ``MODEL`` -> (model, None), and the OpenAI client
+    reads OPENAI_BASE_URL. The URL starts at the first ``@http(s)://``, so a URL with credentials
+    in it stays whole. One parser for every OpenAI-compatible spec (backend, judge, text model)."""
+    text = target.strip()
+    match = _MODEL_AT_URL.match(text)
+    model, base_url = (match["model"], match["url"]) if match else text.partition("@")[::2]
+    if not model.strip():
+        raise BackendError(f"no model name in {target!r}; write MODEL@BASE_URL")
+    return model.strip(), (base_url.strip() or None)
 
 
 def load_backend(spec: str | Backend, **options: Any) -> Backend:

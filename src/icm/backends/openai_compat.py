@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import openai
 
-from icm.backends.base import BackendError, BackendTimeout, Explain
+from icm.backends.base import BackendError, BackendTimeout, Explain, split_model_url
 from icm.backends.scoring import parse_yes_no, probability_from_top_logprobs
 from icm.backends.vlm import (
     ModelBackend,
@@ -50,12 +50,8 @@ class _Answer:
     timed_out: bool = False
 
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """``MODEL@BASE_URL`` -> (model, base_url); without ``@`` the client reads OPENAI_BASE_URL."""
-    model, _, base_url = spec.partition("@")
-    if not model.strip():
-        raise BackendError(f"no model name in {spec!r}; use openai:MODEL@BASE_URL")
-    return model.strip(), (base_url.strip() or None)
+#: ``MODEL@BASE_URL`` -> (model, base_url).
+parse_spec = split_model_url
 
 
 class OpenAIBackend(ModelBackend):

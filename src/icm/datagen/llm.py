@@ -90,14 +90,17 @@ class OpenAITextModel:
             import openai
         except ImportError as exc:
             raise LLMError("openai models need the openai client: pip install 'icm-assistant[openai]'") from exc
-        model, _, base_url = target.partition("@")
-        if not model:
-            raise LLMError("an openai text model is written openai:MODEL@BASE_URL")
+        from icm.backends.base import BackendError, split_model_url
+
+        try:
+            model, base_url = split_model_url(target)
+        except BackendError as exc:
+            raise LLMError(f"an openai text model is written openai:MODEL@BASE_URL: {exc}") from exc
         self.spec = f"openai:{target}"
         self.model = model
         self.temperature = temperature
         self._client = openai.OpenAI(
-            base_url=base_url or None,
+            base_url=base_url,
             api_key=os.environ.get("OPENAI_API_KEY", "not-needed"),
             timeout=timeout,
             max_retries=retries,

@@ -12,9 +12,9 @@ The API key comes from ``OPENAI_API_KEY``; local servers accept any value.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
+from icm.backends.base import BackendError, split_model_url
 from icm.evaluate.meq import JudgeAnswerError, JudgeScores, parse_judge_answer, render_judge_prompt
 
 _SCHEMA = {
@@ -43,10 +43,10 @@ def parse_judge_spec(spec: str) -> tuple[str, str | None]:
             f"unknown judge {spec!r}: use openai:MODEL@http://host:port/v1 (any OpenAI-compatible "
             "server) or openai:MODEL with OPENAI_BASE_URL set"
         )
-    match = re.match(r"^(?P<model>.+?)@(?P<url>https?://\S+)$", rest.strip())
-    if match:
-        return match.group("model"), match.group("url")
-    return rest.strip(), None
+    try:
+        return split_model_url(rest)
+    except BackendError as exc:
+        raise JudgeSpecError(str(exc)) from exc
 
 
 class OpenAIJudge:
