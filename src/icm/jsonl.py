@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from icm.errors import InputError
 
-class JsonlError(ValueError):
+
+class JsonlError(InputError):
     """A file that cannot be read, or a line that is not a JSON object."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from icm.errors import InputError
 from icm.results import ErrorCode
 
 # Raster formats only: Pillow can also hand some vector formats to external programs.
@@ -37,7 +38,7 @@ _EXTENSIONS = {
 }
 
 
-class MediaError(Exception):
+class MediaError(InputError):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code

@@ -14,6 +14,8 @@ from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from icm.errors import InputError
+
 NUDENET_LABELS: tuple[str, ...] = (
     "FEMALE_GENITALIA_COVERED",
     "FACE_FEMALE",
@@ -69,7 +71,7 @@ _REF = re.compile(
 )
 
 
-class SignalError(ValueError):
+class SignalError(InputError):
     """A signal reference that does not parse or names no known signal."""
 
 

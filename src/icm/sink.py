@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import IO
 
+from icm.errors import InputError
 from icm.results import ModerationResult
 
 
@@ -38,7 +39,7 @@ class ResultSink:
         self.close()
 
 
-class ResultFileError(ValueError):
+class ResultFileError(InputError):
     """The file to resume is not a results file (another JSONL, a labels file ...)."""
 
 

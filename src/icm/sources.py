@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from icm.errors import InputError
 from icm.jsonl import JsonlError, read_jsonl
 
 IMAGE_SUFFIXES = frozenset(
@@ -18,7 +19,7 @@ IMAGE_SUFFIXES = frozenset(
 MANIFEST_SUFFIXES = frozenset({".jsonl", ".csv"})
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A manifest that cannot be read (no image column, malformed line)."""
 
 

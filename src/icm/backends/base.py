@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import yaml
 
+from icm.errors import ModelError, ModelTimeout
 from icm.media import DecodedImage
 from icm.policy.schema import Policy
 from icm.results import BackendInfo, RuleVerdict
@@ -24,11 +25,11 @@ REGISTRY: dict[str, str] = {
 }
 
 
-class BackendError(RuntimeError):
+class BackendError(ModelError):
     """A backend that cannot be created or cannot judge (missing extra, bad model, server down)."""
 
 
-class BackendTimeout(BackendError, TimeoutError):
+class BackendTimeout(BackendError, ModelTimeout):
     """The model or its server did not answer in time (an image's result gets code ``timeout``)."""
 
 

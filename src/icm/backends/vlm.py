@@ -21,6 +21,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from icm.backends.base import BackendError, Explain
+from icm.errors import ModelOutputError
 from icm.media import DecodedImage
 from icm.policy.schema import Policy, Rule
 from icm.prompts import render, template_id
@@ -50,7 +51,7 @@ def explanation_schema() -> dict[str, Any]:
     return ImageExplanation.model_json_schema()
 
 
-class ExplanationError(ValueError):
+class ExplanationError(ModelOutputError):
     """A model answer that is not a valid explanation for the rules asked about."""
 
 

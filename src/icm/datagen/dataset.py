@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from icm.datagen.sample import Sample
+from icm.errors import InputError
 
 SPLITS = ("train", "validation")
 MANIFEST = "dataset.json"
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset directory or record that cannot be read."""
 
 

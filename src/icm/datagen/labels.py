@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from icm.errors import InputError
 from icm.policy.schema import Criterion, Policy, Rule
 
 #: ICM-Instruct release categories -> the criterion ids the built-in icm-r1..r4 policies use.
@@ -46,7 +47,7 @@ BENIGN_DESCRIPTION = "The exposure level of the image is very low; it is an appr
 _CATEGORY = re.compile(r"^(?P<category>[a-z_]+?)_(?=\d{8,})")
 
 
-class LabelError(ValueError):
+class LabelError(InputError):
     """A label that maps to nothing known, or a malformed label map."""
 
 

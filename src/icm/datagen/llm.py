@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from icm.errors import ModelError
 
-class LLMError(RuntimeError):
+
+class LLMError(ModelError):
     """A text model that cannot be loaded or did not answer."""
 
 

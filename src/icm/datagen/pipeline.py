@@ -34,6 +34,7 @@ from icm.datagen.stages.augment import explanation_samples, question_samples, ve
 from icm.datagen.stages.explain import Explainer, ExplainStage, LabelledImage, StageResult, load_explainer
 from icm.datagen.stages.filter import filter_explanation, filter_questions
 from icm.datagen.stages.qa import DEFAULT_COUNTS, QAStage
+from icm.errors import InputError
 from icm.media import MediaError, load_image
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
@@ -44,7 +45,7 @@ R = TypeVar("R")
 Progress = Callable[[str, int], Callable[[], None]]
 
 
-class PipelineError(ValueError):
+class PipelineError(InputError):
     """A run that cannot start: no images, unknown labels, an output directory in the way."""
 
 

@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from icm.backends.base import BackendError, split_model_url
+from icm.errors import InputError
 from icm.evaluate.meq import JudgeAnswerError, JudgeScores, parse_judge_answer, render_judge_prompt
 
 _SCHEMA = {
@@ -31,7 +32,7 @@ _SCHEMA = {
 }
 
 
-class JudgeSpecError(ValueError):
+class JudgeSpecError(InputError):
     """A --judge value that names no judge we have."""
 
 

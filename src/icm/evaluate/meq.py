@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, ValidationError
 
+from icm.errors import ModelOutputError
 from icm.evaluate.records import EvalInputError
 from icm.jsonl import JsonlError, read_jsonl
 
@@ -39,12 +40,8 @@ class JudgeScores(BaseModel):
     raw: str | None = Field(None, description="the judge's answer as written, kept for audit")
 
 
-class JudgeAnswerError(ValueError):
+class JudgeAnswerError(ModelOutputError):
     """A judge answer with neither a valid JSON object nor a readable score table."""
-
-    def __init__(self, message: str, raw: str | None = None) -> None:
-        super().__init__(message)
-        self.raw = raw
 
 
 @runtime_checkable

@@ -25,12 +25,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from icm.errors import InputError
 from icm.jsonl import JsonlError, read_jsonl
 
 ANY_RULE = "*"
 
 
-class EvalInputError(ValueError):
+class EvalInputError(InputError):
     """A labels, predictions or answers file that cannot be read; the message names the line."""
 
 

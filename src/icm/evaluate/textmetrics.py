@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from icm.errors import IcmError
+
 DEGENERATE_REP4 = 0.3
 DEGENERATE_SPAN = 10
 
 
-class MissingExtraError(RuntimeError):
+class MissingExtraError(IcmError, RuntimeError):
     """An optional metric whose packages are not installed."""
 
 

@@ -9,12 +9,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from icm.errors import InputError
 from icm.policy.schema import Policy
 
 _BUILTIN_PACKAGE = "icm.policy.builtin"
 
 
-class PolicyError(ValueError):
+class PolicyError(InputError):
     """A policy that cannot be loaded: unreadable, not YAML, or not a valid policy."""
 
 

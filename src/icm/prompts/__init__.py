@@ -14,10 +14,12 @@ from typing import Any
 
 import jinja2
 
+from icm.errors import IcmError
+
 _FILE = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)\.v(?P<version>[0-9]+)\.jinja$")
 
 
-class PromptError(LookupError):
+class PromptError(IcmError, LookupError):
     """A template that does not exist."""
 
 

@@ -23,12 +23,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from icm.backends.local.assess import Observations, judge_rule
+from icm.errors import InputError
 from icm.policy.schema import Policy, Rule
 from icm.results import Verdict
 from icm.signals import SignalRef
 
 
-class CalibrationError(ValueError):
+class CalibrationError(InputError):
     """Labels that cannot be read or do not fit the policy, or an image that cannot be judged."""
 
 

@@ -13,11 +13,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from icm.errors import InputError
+
 #: Learning rates of the paper, by method.
 DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A training configuration that cannot be read or is invalid."""
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from icm.backends.scoring import common_prefix_length
 from icm.datagen.dataset import DatasetError, read_samples, resolve_image
+from icm.errors import ModelError
 from icm.train.config import Method, MixSource, TrainConfig
 
 #: Module names of vision towers and projectors (across architectures) and of output heads: LoRA
@@ -33,7 +34,7 @@ PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids
 ADAPTER_DIR = "adapter"  # where --merge keeps the adapter, beside the merged model
 
 
-class TrainError(RuntimeError):
+class TrainError(ModelError):
     """A training run that cannot start or finish (bad data, model, output directory ...)."""
 
 
