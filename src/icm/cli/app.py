@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import click
 import typer
+from typer.core import TyperGroup
 
 from icm import __version__
 from icm.cli import data, eval, moderate, policy, schema, train
+from icm.errors import IcmError
+
+
+def report_error(exc: BaseException) -> None:
+    """One line on stderr, the message printed as it is (never read as rich markup)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    line = Text("error: ", style="red")
+    line.append(str(exc) or type(exc).__name__)
+    Console(stderr=True, soft_wrap=True, highlight=False).print(line)
+
+
+class IcmGroup(TyperGroup):
+    """The root command: any :class:`~icm.errors.IcmError` that a command lets through becomes
+    one line on stderr and the error's exit status (2 for bad input or a failed model)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IcmError as exc:
+            report_error(exc)
+            raise typer.Exit(exc.exit_code) from exc
+
 
 app = typer.Typer(
+    cls=IcmGroup,
     name="icm",
     help=(
         "Rule-based, explainable image content moderation: your written rules in, a verdict, "
