@@ -153,11 +153,6 @@ def read_previous(path: Path, policy_id: str, policy_version: int) -> PreviousRe
     return previous
 
 
-def judged_keys(path: Path, policy_id: str, policy_version: int) -> set[str]:
-    """Images already judged (without error) under this policy version, according to the file."""
-    return read_previous(path, policy_id, policy_version).judged
-
-
 def _drop_partial_last_line(path: Path) -> None:
     with path.open("rb+") as handle:
         handle.seek(0, os.SEEK_END)
