@@ -51,7 +51,8 @@ def output_lock(target: str | Path) -> Iterator[Path]:
     fd = _acquire(target, path)
     try:
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         yield path
