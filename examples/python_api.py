@@ -17,5 +17,7 @@ for result in moderator.stream([here / "images"]):
         print(f"  {verdict.rule_id}: {verdict.verdict} (p={verdict.probability})")
     print(f"  {result.explanation}")
 
-summary = moderator.run([here / "images"], out=Path("results.jsonl"))  # streamed, one line per image
+# Streamed, one line per image. resume=True continues the file on a second run (images already
+# judged are skipped); without it, a file that already holds results is refused, never truncated.
+summary = moderator.run([here / "images"], out=Path("kids-results.jsonl"), resume=True)
 print(summary.as_dict())

@@ -33,8 +33,14 @@ def test_labels_manifest_and_label_map_point_at_real_images() -> None:
 
 
 def test_python_api_example_runs(tmp_path: Path) -> None:
+    (tmp_path / "results.jsonl").write_text('{"written by": "icm moderate --out"}\n')
     done = subprocess.run([sys.executable, str(EXAMPLES / "python_api.py")], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "scam-flyer.png: block" in done.stdout
-    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "kids-results.jsonl").read_text().splitlines()) == 4
+    again = subprocess.run([sys.executable, str(EXAMPLES / "python_api.py")], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert len((tmp_path / "kids-results.jsonl").read_text().splitlines()) == 4  # continued
+    assert (tmp_path / "results.jsonl").read_text() == '{"written by": "icm moderate --out"}\n'

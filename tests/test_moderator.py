@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,11 @@ from helpers import render_text, sample_image
 
 from icm import Moderator
 from icm.backends.base import BackendTimeout
+from icm.errors import InputError
+from icm.lock import OutputLockedError
 from icm.policy.load import parse_policy
 from icm.results import ModerationResult
+from icm.sink import OutputExistsError
 
 PHONE_POLICY = parse_policy(
     """
@@ -163,3 +167,127 @@ def test_manifests_and_stdin(moderator: Moderator, folder: Path) -> None:
     (folder / "bad.csv").write_text("path\nx.jpg\n")
     with pytest.raises(SourceError, match="needs an 'image' column"):
         list(iter_sources([folder / "bad.csv"]))
+
+
+def _lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_resume_loop_keeps_one_line_per_image(moderator: Moderator, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    broken = write_broken(folder)
+    sample_image("coffee").save(folder / "coffee.jpg")
+    render_text("call 0161 496 0000").save(folder / "phone.png")
+    out = tmp_path / "results.jsonl"
+    images = len(broken) + 2
+
+    first = moderator.run([folder], out=out)
+    assert (first.judged, first.failed) == (2, len(broken))
+    rows = _lines(out)
+    assert len(rows) == images and rows[0]["schema_version"] == "1.1"
+    assert all(r["error"]["file"]["size"] == (folder / Path(r["image"]).name).stat().st_size
+               for r in rows if r["error"])  # what a resume compares against
+
+    for _ in range(3):  # the files did not change: a resume has nothing to do
+        again = moderator.run([folder], out=out, resume=True)
+        assert (again.judged, again.skipped, again.unchanged_errors) == (0, 2, len(broken))
+        assert again.failed == len(broken)  # still not judged, so still counted (exit status 1)
+        assert len(_lines(out)) == images
+
+    sample_image("chelsea").save(folder / "truncated.png")  # a broken file replaced by a good one
+    fixed = moderator.run([folder], out=out, resume=True)
+    assert (fixed.judged, fixed.unchanged_errors) == (1, len(broken) - 1)
+    rows = _lines(out)
+    assert len(rows) == images + 1
+    assert {Path(r["image"]).name: r["error"] for r in rows}["truncated.png"] is None  # later wins
+
+    stat = (folder / "empty.jpg").stat()  # the same bytes, touched: tried again, fails again
+    os.utime(folder / "empty.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    touched = moderator.run([folder], out=out, resume=True)
+    assert touched.unchanged_errors == len(broken) - 2 and touched.errors["empty_file"] == 1
+    assert len(_lines(out)) == images + 2  # the new line records the new modification time
+    assert moderator.run([folder], out=out, resume=True).unchanged_errors == len(broken) - 1
+    assert len(_lines(out)) == images + 2
+
+    retried = moderator.run([folder], out=out, resume=True, retry_errors=True)
+    assert (retried.unchanged_errors, retried.failed, retried.skipped) == (0, len(broken) - 1, 3)
+    assert len(_lines(out)) == images + 2  # every retry failed exactly as recorded: no duplicate
+
+
+def test_resume_retries_transient_errors(moderator: Moderator, folder: Path) -> None:
+    out = folder / "results.jsonl"
+    manifest = folder / "m.csv"
+    manifest.write_text("image\na-coffee.jpg\nc-cat.png\nlater.png\n")
+    down = Moderator(PHONE_POLICY, backend=Exploding(TimeoutError("model server did not answer")))
+    first = down.run([manifest], out=out)
+    assert first.errors == {"timeout": 2, "not_found": 1}
+    for _ in range(2):  # still down, still missing: tried again, and no line is added
+        again = down.run([manifest], out=out, resume=True)
+        assert again.errors == {"timeout": 2, "not_found": 1} and again.unchanged_errors == 0
+        assert len(_lines(out)) == 3
+
+    render_text("call 0161 496 0000").save(folder / "later.png")
+    back = moderator.run([manifest], out=out, resume=True)
+    assert (back.judged, back.failed) == (3, 0)
+    latest = {r["image"]: r for r in _lines(out)}
+    assert [latest[k]["decision"] for k in ("a-coffee.jpg", "c-cat.png", "later.png")] == [
+        "allow", "allow", "block"]
+    assert moderator.run([manifest], out=out, resume=True).skipped == 3
+    assert len(_lines(out)) == 6
+
+
+def test_resume_tries_once_more_an_error_line_without_a_file_record(
+    moderator: Moderator, tmp_path: Path
+) -> None:
+    """Lines written before errors recorded the file (schema 1.0) say nothing about whether the
+    file changed: the image is judged once more, and that new line settles it."""
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    out = tmp_path / "results.jsonl"
+    moderator.run([tmp_path / "broken.jpg"], out=out)
+    old = _lines(out)[0]
+    old["schema_version"] = "1.0"
+    del old["error"]["file"]
+    out.write_text(json.dumps(old) + "\n")
+    assert moderator.run([tmp_path / "broken.jpg"], out=out, resume=True).unchanged_errors == 0
+    assert moderator.run([tmp_path / "broken.jpg"], out=out, resume=True).unchanged_errors == 1
+    assert [r["schema_version"] for r in _lines(out)] == ["1.0", "1.1"]
+
+
+def test_run_never_overwrites_results(moderator: Moderator, folder: Path) -> None:
+    out = folder / "results.jsonl"
+    moderator.run([folder / "a-coffee.jpg"], out=out)
+    before = out.read_text()
+    with pytest.raises(OutputExistsError, match="resume=True or overwrite=True"):
+        moderator.run([folder / "c-cat.png"], out=out)
+    assert out.read_text() == before
+    assert issubclass(OutputExistsError, InputError)
+
+    moderator.run([folder / "c-cat.png"], out=out, resume=True)
+    assert [Path(r["image"]).name for r in _lines(out)] == ["a-coffee.jpg", "c-cat.png"]
+    moderator.run([folder / "c-cat.png"], out=out, overwrite=True)
+    assert [Path(r["image"]).name for r in _lines(out)] == ["c-cat.png"]
+
+    empty = folder / "empty.jsonl"
+    empty.touch()  # an empty file holds no results to lose (mktemp, a shell's > redirect)
+    assert moderator.run([folder / "c-cat.png"], out=empty).judged == 1
+    with pytest.raises(InputError, match="add --out"):
+        moderator.run([folder / "c-cat.png"], resume=True)
+    with pytest.raises(InputError, match="choose one"):
+        moderator.run([folder / "c-cat.png"], out=out, resume=True, overwrite=True)
+    with pytest.raises(InputError, match="add --resume"):
+        moderator.run([folder / "c-cat.png"], out=out, retry_errors=True)
+    assert [Path(r["image"]).name for r in _lines(out)] == ["c-cat.png"]
+    assert not (folder / "results.jsonl.lock").exists()  # the lock goes with the run
+
+
+def test_a_second_writer_on_the_same_file_is_refused(moderator: Moderator, folder: Path) -> None:
+    out = folder / "results.jsonl"
+    seen: list[str] = []
+
+    def second_run(result: ModerationResult) -> None:
+        with pytest.raises(OutputLockedError, match=f"process {os.getpid()} on "):
+            moderator.run([folder / "c-cat.png"], out=out, resume=True)
+        seen.append(result.image)
+
+    moderator.run([folder / "a-coffee.jpg"], out=out, on_result=second_run)
+    assert seen and [Path(r["image"]).name for r in _lines(out)] == ["a-coffee.jpg"]

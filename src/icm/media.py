@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from icm.errors import InputError
-from icm.results import ErrorCode
+from icm.results import ErrorCode, FileStamp
 
 # Raster formats only: Pillow can also hand some vector formats to external programs.
 _RASTER = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM", "TGA", "AVIF")
@@ -85,6 +86,15 @@ class DecodedImage:
         if self.warnings:
             info["warnings"] = self.warnings
         return info
+
+
+def file_stamp(path: str | Path) -> FileStamp | None:
+    """Size and modification time of a file; None when it cannot be looked at (missing ...)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return FileStamp(size=info.st_size, mtime_ns=info.st_mtime_ns)
 
 
 def read_bytes(path: str | Path, limits: MediaLimits = MediaLimits()) -> bytes:

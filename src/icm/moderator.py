@@ -12,11 +12,11 @@ from typing import Any
 
 from icm.backends.base import Backend, load_backend
 from icm.decision import decide, error_statement, statement_of_reasons
-from icm.media import DecodedImage, MediaError, MediaLimits, load_image
+from icm.media import DecodedImage, MediaError, MediaLimits, file_stamp, load_image
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
 from icm.results import ErrorCode, ErrorInfo, ModerationResult, PolicyRef, Verdict
-from icm.sink import ResultSink, judged_keys
+from icm.sink import PreviousResults, ResultSink, check_output
 from icm.sources import ImageItem, iter_sources
 
 ImageSource = str | Path | ImageItem
@@ -24,10 +24,16 @@ ImageSource = str | Path | ImageItem
 
 @dataclass
 class RunSummary:
-    """What a run did: counts by decision, violations and uncertainty per rule, errors, speed."""
+    """What a run did: counts by decision, violations and uncertainty per rule, errors, speed.
+
+    ``errors`` counts every image of the run that has no judgement, by code: those that failed
+    now, and (``unchanged_errors`` of them) those a resumed run left alone because their file
+    failed to decode before and has not changed since.
+    """
 
     judged: int = 0
     skipped: int = 0
+    unchanged_errors: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
@@ -40,7 +46,7 @@ class RunSummary:
 
     @property
     def images_per_second(self) -> float:
-        done = self.judged + self.failed
+        done = self.judged + self.failed - self.unchanged_errors
         return done / self.seconds if self.seconds > 0 else 0.0
 
     def add(self, result: ModerationResult) -> None:
@@ -59,6 +65,7 @@ class RunSummary:
         return {
             "judged": self.judged,
             "skipped": self.skipped,
+            "unchanged_errors": self.unchanged_errors,
             "failed": self.failed,
             "errors": dict(self.errors),
             "decisions": dict(self.decisions),
@@ -131,27 +138,43 @@ class Moderator:
         out: Path | None = None,
         *,
         resume: bool = False,
+        overwrite: bool = False,
+        retry_errors: bool = False,
         on_result: Callable[[ModerationResult], None] | None = None,
     ) -> RunSummary:
         """Judge everything, append each result to ``out`` as it comes, return a summary.
 
-        With ``resume``, images already judged without error under the same policy version in
-        ``out`` are skipped; the rest are appended.
+        ``out`` is written by this run alone (a second run on it raises
+        :class:`~icm.lock.OutputLockedError`), and a file that already holds results is refused
+        (:class:`~icm.sink.OutputExistsError`) unless ``resume`` or ``overwrite``.
+
+        With ``resume``, images already judged under the same policy version in ``out`` are
+        skipped, and so are images whose file failed to decode and has not changed since (their
+        error line stands); the rest (timeouts, backend failures, missing files, changed files)
+        are judged again and appended. ``retry_errors`` judges every image with an error again.
+        A retry that fails exactly as recorded adds no line.
         """
+        check_output(out, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
         summary = RunSummary()
-        done = judged_keys(out, self.policy.id, self.policy.version) if (out and resume) else set()
+        start = time.perf_counter()
+        policy = PolicyRef(id=self.policy.id, version=self.policy.version)
+        sink = ResultSink(out, policy, resume=resume, overwrite=overwrite) if out is not None else None
+        previous = sink.previous if sink is not None else PreviousResults()
 
         def skip(item: ImageItem) -> bool:
-            if item.key in done:
+            if item.key in previous.judged:
                 summary.skipped += 1
+                return True
+            standing = None if retry_errors else previous.standing_error(item)
+            if standing is not None:
+                summary.unchanged_errors += 1
+                summary.errors[standing.code.value] += 1
                 return True
             return False
 
-        start = time.perf_counter()
-        sink = ResultSink(out, append=resume) if out is not None else None
         try:
             for result in self.stream(sources, skip=skip):
-                if sink is not None:
+                if sink is not None and not previous.repeats(result):
                     sink.write(result)
                 summary.add(result)
                 if on_result is not None:
@@ -173,14 +196,20 @@ class Moderator:
             self._prepared = True
 
     def _decode(self, item: ImageItem) -> DecodedImage | ErrorInfo:
+        # Looked at before reading: a file rewritten while it is read then differs from its
+        # stamp, and --resume tries it again.
+        stamp = file_stamp(item.path) if item.data is None and item.path is not None else None
         try:
             if item.data is not None:
                 return load_image(item.key, data=item.data, limits=self.limits)
             return load_image(item.path or item.key, limits=self.limits)
         except MediaError as exc:
-            return ErrorInfo(code=exc.code, message=exc.message)
+            error = ErrorInfo(code=exc.code, message=exc.message)
+            error.file = stamp if error.code.permanent else None
+            return error
         except Exception as exc:  # a decoder bug must not stop the batch
-            return ErrorInfo(code=ErrorCode.not_an_image, message=f"{type(exc).__name__}: {exc}")
+            return ErrorInfo(code=ErrorCode.not_an_image, message=f"{type(exc).__name__}: {exc}",
+                             file=stamp)
 
     def _judge_when_decoded(
         self, item: ImageItem, decoded: Future[DecodedImage | ErrorInfo]

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from icm.policy.schema import Action
 
-SCHEMA_VERSION = "1.0"
+#: 1.1 added ``error.file`` (optional): a 1.0 line reads as a 1.1 line without it.
+SCHEMA_VERSION = "1.1"
 
 
 class Verdict(StrEnum):
@@ -32,6 +33,19 @@ class ErrorCode(StrEnum):
     backend_error = "backend_error"
     model_output = "model_output"
     timeout = "timeout"
+
+    @property
+    def permanent(self) -> bool:
+        """The file itself cannot be judged (corrupt, not an image, too small, a bomb ...): trying
+        the same bytes again fails the same way. The other codes (a missing or unreadable file, a
+        backend failure, a timeout, an unreadable model answer) may pass on another try."""
+        return self in _PERMANENT
+
+
+_PERMANENT = frozenset({
+    ErrorCode.empty_file, ErrorCode.not_an_image, ErrorCode.truncated, ErrorCode.too_large,
+    ErrorCode.too_small, ErrorCode.unsupported,
+})
 
 
 class Evidence(BaseModel):
@@ -69,9 +83,21 @@ class BackendInfo(BaseModel):
     models: dict[str, str] = Field(default_factory=dict)
 
 
+class FileStamp(BaseModel):
+    """Size and modification time of a file, to tell whether it changed since it was read."""
+
+    size: int
+    mtime_ns: int
+
+
 class ErrorInfo(BaseModel):
     code: ErrorCode
     message: str
+    file: FileStamp | None = Field(
+        None,
+        description="the file as it was when it failed to decode (a permanent error); --resume "
+        "judges it again only if its size or modification time changed",
+    )
 
 
 class ModerationResult(BaseModel):

@@ -50,8 +50,13 @@ def test_jsonl_output_exit_status_and_out_file(images: Path) -> None:
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--resume" in again.output  # never silently overwritten
     resumed = runner.invoke(app, [*args, "--resume"])
-    assert resumed.exit_code == 1  # the broken file is retried and fails again
-    assert len(out.read_text().splitlines()) == 4
+    assert resumed.exit_code == 1  # the broken file still has no judgement
+    assert len(out.read_text().splitlines()) == 3  # unchanged since it failed: left alone
+    retried = runner.invoke(app, [*args, "--resume", "--retry-errors"])
+    assert retried.exit_code == 1  # judged again, and fails again
+    assert [json.loads(line)["image"] for line in retried.stdout.splitlines()] == [
+        str(images / "broken.jpg")]
+    assert len(out.read_text().splitlines()) == 3  # the same failure is not written twice
 
 
 def test_fail_on_gate_and_table_output(images: Path) -> None:

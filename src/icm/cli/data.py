@@ -93,6 +93,7 @@ def generate(
     from icm.backends.base import BackendError
     from icm.datagen.llm import LLMError
     from icm.datagen.pipeline import GenerateConfig, PipelineError, run_pipeline
+    from icm.lock import OutputLockedError
     from icm.policy.load import PolicyError
 
     config = GenerateConfig(
@@ -110,7 +111,7 @@ def generate(
     try:
         with bars:
             report = run_pipeline(config, progress=progress)
-    except (PipelineError, PolicyError, LLMError, BackendError) as exc:
+    except (PipelineError, PolicyError, LLMError, BackendError, OutputLockedError) as exc:
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 EXIT_HELP = """
 Exit status: 0 every image was judged; 1 some images could not be judged (each has an error
-record); 2 bad usage, policy or backend, or no images in the given folders and manifests; 3 some
-decision reached --fail-on; 130 interrupted (Ctrl-C): what was written stays, --resume goes on.
+record); 2 bad usage, policy or backend, no images in the given folders and manifests, or --out
+being written by another run; 3 some decision reached --fail-on; 130 interrupted (Ctrl-C): what
+was written stays, --resume goes on.
 """
 
 
@@ -62,7 +63,12 @@ def moderate(
         None, "--out", "-o", help="Write one ModerationResult per line (JSONL), flushed per image."
     ),
     resume: bool = typer.Option(
-        False, "--resume", help="Skip images already judged in --out under the same policy version."
+        False, "--resume",
+        help="Continue --out: skip images already judged under the same policy version, and images "
+        "whose file failed to decode and has not changed since; retry the other errors.",
+    ),
+    retry_errors: bool = typer.Option(
+        False, "--retry-errors", help="With --resume, judge every image with an error again."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Images judged in parallel."),
@@ -85,9 +91,11 @@ def moderate(
       icm moderate photos/ --policy my-policy.yaml --out results.jsonl --resume
     """
     from icm.backends.base import BackendError, load_backend_options
+    from icm.errors import InputError
+    from icm.lock import OutputLockedError
     from icm.moderator import Moderator
     from icm.policy.load import PolicyError
-    from icm.sink import ResultFileError
+    from icm.sink import ResultFileError, check_output
     from icm.sources import SourceError, iter_sources
 
     stdout = Console()
@@ -95,12 +103,11 @@ def moderate(
     fmt = output_format or (
         OutputFormat.table if sys.stdout.isatty() or out is not None else OutputFormat.jsonl
     )
-    if resume and out is None:
-        stderr.print("[red]error:[/red] --resume continues an --out file; add --out FILE.")
-        raise typer.Exit(2)
-    if out is not None and out.exists() and not (resume or overwrite):
-        stderr.print(f"[red]error:[/red] {out} exists; add --resume to continue it or --overwrite.")
-        raise typer.Exit(2)
+    try:
+        check_output(out, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
+    except InputError as exc:
+        stderr.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     # Folders and manifests are walked once, here: the list feeds both the progress bar and the run.
     # Paths on stdin stay a stream.
     try:
@@ -147,8 +154,9 @@ def moderate(
 
     try:
         with progress:
-            summary = moderator.run(paths if items is None else items, out=out, resume=resume, on_result=on_result)
-    except (SourceError, BackendError, ResultFileError) as exc:
+            summary = moderator.run(paths if items is None else items, out=out, resume=resume,
+                                    overwrite=overwrite, retry_errors=retry_errors, on_result=on_result)
+    except (SourceError, BackendError, ResultFileError, OutputLockedError) as exc:
         stderr.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     except OSError as exc:  # --out is a folder, or not writable
@@ -209,6 +217,8 @@ def summary_table(summary: RunSummary) -> Table:
     table.add_row("judged", str(summary.judged))
     if summary.skipped:
         table.add_row("skipped (already judged)", str(summary.skipped))
+    if summary.unchanged_errors:
+        table.add_row("errors kept (file unchanged)", str(summary.unchanged_errors))
     table.add_row("errors", ", ".join(f"{k}: {v}" for k, v in summary.errors.items()) or "0")
     table.add_row("decisions", ", ".join(f"{k}: {v}" for k, v in summary.decisions.items()) or "-")
     table.add_row(

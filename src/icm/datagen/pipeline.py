@@ -35,6 +35,7 @@ from icm.datagen.stages.explain import Explainer, ExplainStage, LabelledImage, S
 from icm.datagen.stages.filter import filter_explanation, filter_questions
 from icm.datagen.stages.qa import DEFAULT_COUNTS, QAStage
 from icm.errors import InputError
+from icm.lock import output_lock
 from icm.media import MediaError, load_image
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
@@ -246,8 +247,13 @@ def _explain_one(stage: ExplainStage, item: LabelledImage) -> StageResult:
 
 
 def run_pipeline(config: GenerateConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Run every stage; returns the report that is also written to ``OUT/report.json``."""
+    """Run every stage; returns the report that is also written to ``OUT/report.json``.
+
+    The run holds OUT's one-writer lock throughout: a second run on the same OUT raises
+    :class:`~icm.lock.OutputLockedError` at once.
+    """
     try:
-        return Pipeline(config, progress=progress).run()
+        with output_lock(config.out):
+            return Pipeline(config, progress=progress).run()
     except LabelError as exc:
         raise PipelineError(str(exc)) from exc
