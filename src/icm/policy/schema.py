@@ -61,10 +61,12 @@ def _unique_ids(what: str) -> WrapValidator:
         except ValidationError as exc:
             if not duplicates:
                 raise
-            others: list[InitErrorDetails] = [
-                {"type": e["type"], "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
-                for e in exc.errors()
-            ]
+            others: list[InitErrorDetails] = []
+            for e in exc.errors():
+                other: InitErrorDetails = {"type": e["type"], "loc": e["loc"], "input": e["input"]}
+                if "ctx" in e:
+                    other["ctx"] = e["ctx"]
+                others.append(other)
             raise ValidationError.from_exception_data(exc.title, [*others, *duplicates]) from None
         if duplicates:
             raise ValidationError.from_exception_data(what, duplicates)
