@@ -138,6 +138,8 @@ class Moderator:
         With ``resume``, images already judged without error under the same policy version in
         ``out`` are skipped; the rest are appended.
         """
+        if isinstance(sources, list | tuple):  # walked before ``out`` is opened: a missing folder leaves no file
+            sources = list(_expand(sources))
         summary = RunSummary()
         done = judged_keys(out, self.policy.id, self.policy.version) if (out and resume) else set()
 
