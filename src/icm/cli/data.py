@@ -128,7 +128,8 @@ def generate(
         errors.print(output.error(exc))
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
-        errors.print(f"interrupted; every model answer so far is cached in {out / 'cache'}: add --resume to go on")
+        cache = out / "cache"
+        errors.print(Text(f"interrupted; every model answer so far is cached in {cache}: add --resume to go on"))
         raise typer.Exit(130) from None
     if as_json:
         typer.echo(json.dumps(report))
