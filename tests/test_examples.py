@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from icm.cli.app import app
 from icm.datagen.labels import load_label_map
 from icm.policy import load_policy
 
@@ -44,3 +47,33 @@ def test_python_api_example_runs(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert len((tmp_path / "kids-results.jsonl").read_text().splitlines()) == 4  # continued
     assert (tmp_path / "results.jsonl").read_text() == '{"written by": "icm moderate --out"}\n'
+
+
+def test_mqa_answers_example_writes_a_file_that_eval_mqa_scores(tmp_path: Path) -> None:
+    """The README's recipe for an answers file, on a tiny random LLaVA built here (no weights)."""
+    from backends.tiny_vlm import save_tiny_llava
+
+    model = save_tiny_llava(tmp_path / "tiny-llava")
+    questions = tmp_path / "gold.jsonl"
+    questions.write_text(
+        json.dumps({"id": "q1", "image": "astronaut.jpg", "type": "yesno", "question": "Is a person shown?",
+                    "answer": "yes"}) + "\n"
+        + json.dumps({"id": "q2", "image": "coffee.jpg", "type": "mc", "question": "What is shown?",
+                      "choices": ["A. a cup", "B. a cat"], "answer": "A"}) + "\n"
+    )
+    answers = tmp_path / "answers.jsonl"
+    options = tmp_path / "options.yaml"
+    options.write_text("max_new_tokens: 4\n")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "mqa_answers.py"), "--questions", str(questions),
+         "--images", str(EXAMPLES / "images"), "--backend", f"transformers:{model}",
+         "--backend-options", str(options), "--out", str(answers)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["q1", "q2"] and all(isinstance(r["answer"], str) for r in rows)
+    scored = CliRunner().invoke(app, ["eval", "mqa", "-q", str(questions), "-a", str(answers), "--json"])
+    assert scored.exit_code == 0, scored.output
+    report = json.loads(scored.stdout)
+    assert report["total"] == 2 and report["missing"] == 0  # every question has its answer

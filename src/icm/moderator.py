@@ -154,6 +154,8 @@ class Moderator:
         are judged again and appended. ``retry_errors`` judges every image with an error again.
         A retry that fails exactly as recorded adds no line.
         """
+        if isinstance(sources, list | tuple):  # walked before ``out`` is opened: a missing folder leaves no file
+            sources = list(_expand(sources))
         check_output(out, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
         summary = RunSummary()
         start = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -108,8 +109,15 @@ class SignalRef(BaseModel):
             return 0.5 * s / t
         return 0.5 + 0.5 * (s - t) / (1 - t)
 
+    @property
+    def condition(self) -> str:
+        """The comparison as a policy writes it, threshold in full: ``>=0.5``, ``<0.125``."""
+        # repr is the shortest text that reads back as the same float; Decimal spells it without
+        # an exponent (1e-05 -> 0.00001), which the reference grammar requires.
+        return f"{self.op}{format(Decimal(repr(self.threshold)), 'f').removesuffix('.0')}"
+
     def __str__(self) -> str:
-        return f"{self.key}{self.op}{self.threshold:g}"
+        return f"{self.key}{self.condition}"
 
     @classmethod
     def parse(cls, text: str) -> SignalRef:

@@ -20,7 +20,7 @@ MANIFEST_SUFFIXES = frozenset({".jsonl", ".csv"})
 
 
 class SourceError(InputError):
-    """A manifest that cannot be read (no image column, malformed line)."""
+    """A folder or manifest that does not exist, or a manifest that cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,9 @@ class ImageItem:
 def iter_sources(paths: Iterable[str | Path], stdin: TextIO | None = None) -> Iterator[ImageItem]:
     """Expand paths into image items, lazily, in a stable order.
 
-    A path that does not exist still yields an item: it becomes a ``not_found`` error record
-    rather than stopping the batch.
+    A missing path named like an image file (by its suffix) still yields an item: it becomes a
+    ``not_found`` error record rather than stopping the batch. Any other missing path (a folder,
+    a manifest) is a wrong argument, not a missing image: :class:`SourceError`.
     """
     for raw in paths:
         text = str(raw)
@@ -57,6 +58,8 @@ def iter_sources(paths: Iterable[str | Path], stdin: TextIO | None = None) -> It
                     yield ImageItem(key=str(child), path=child)
         elif path.suffix.lower() in MANIFEST_SUFFIXES and path.is_file():
             yield from iter_manifest(path)
+        elif path.suffix.lower() not in IMAGE_SUFFIXES and not path.exists():
+            raise SourceError(f"no such folder or file: {text}")
         else:
             yield ImageItem(key=text, path=path)
 

@@ -82,6 +82,23 @@ def test_whole_image_label(write_jsonl, result) -> None:
     ]
 
 
+def test_whole_image_violation_keeps_its_probability_beside_an_unmeasured_rule(write_jsonl, result) -> None:
+    """An uncertain rule carries no probability (nothing was measured for it); it cannot lower the
+    probability of an image that a violated rule already decides."""
+    labels = write_jsonl("labels.jsonl", [
+        {"image": "a.jpg", "rule_id": "*", "label": "violates"},
+        {"image": "b.jpg", "rule_id": "*", "label": "violates"},
+    ])
+    predictions = write_jsonl("p.jsonl", [
+        result("a.jpg", ("x", "uncertain", None), ("y", "violates", 0.8), ("z", "complies", 0.1)),
+        result("b.jpg", ("x", "complies", 0.6), ("y", "violates", None)),  # a violation without one
+    ])
+    outcomes = join(load_labels(labels), load_predictions(predictions))
+    assert [(o.status, o.predicted, o.probability) for o in outcomes] == [
+        (Status.judged, True, 0.8), (Status.judged, True, None)
+    ]
+
+
 def test_a_later_line_for_an_image_replaces_the_earlier(write_jsonl, result) -> None:
     path = write_jsonl("p.jsonl", [result("a.jpg", error=True),
                                    result("a.jpg", ("r", "violates", 0.8))])

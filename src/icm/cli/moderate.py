@@ -12,13 +12,17 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from icm.backends.base import Explain
+from icm.cli import output
 from icm.policy.schema import Action
+from icm.results import Verdict
 
 if TYPE_CHECKING:
     from icm.moderator import RunSummary
     from icm.results import ModerationResult
+    from icm.sources import ImageItem
 
 EXIT_HELP = """
 Exit status: 0 every image was judged; 1 some images could not be judged (each has an error
@@ -88,7 +92,7 @@ def moderate(
 
       icm moderate examples/images --policy general
 
-      icm moderate photos/ --policy my-policy.yaml --out results.jsonl --resume
+      icm moderate examples/images --policy examples/policies/kids-conservative.yaml --out results.jsonl --resume
     """
     from icm.backends.base import BackendError, load_backend_options
     from icm.errors import InputError
@@ -106,18 +110,22 @@ def moderate(
     try:
         check_output(out, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
     except InputError as exc:
-        stderr.print(f"[red]error:[/red] {exc}")
+        stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
-    # Folders and manifests are walked once, here: the list feeds both the progress bar and the run.
-    # Paths on stdin stay a stream.
+    # Folders and manifests are walked once, here, before --out is touched: a missing folder is a
+    # usage error that leaves no file behind. The list feeds both the progress bar and the run;
+    # paths on stdin stay a stream.
+    streaming = "-" in paths
+    items: list[ImageItem | str] = []
     try:
-        items = None if "-" in paths else list(iter_sources(paths))
+        for path in paths:
+            items += ["-"] if path == "-" else iter_sources([path])
     except SourceError as exc:
-        stderr.print(f"[red]error:[/red] {exc}")
+        stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
-    if items is not None and not items:
+    if not streaming and not items:
         # A folder or manifest that holds no image is almost always a wrong path; stdin may be empty.
-        stderr.print(f"[red]error:[/red] no images found in {', '.join(paths)}")
+        stderr.print(output.error(f"no images found in {', '.join(paths)}"))
         raise typer.Exit(2)
     try:
         options = load_backend_options(backend_options) if backend_options is not None else {}
@@ -125,7 +133,7 @@ def moderate(
             options["explain"] = explain
         moderator = Moderator(policy, backend, workers=workers, **options)
     except (PolicyError, BackendError, ValueError) as exc:
-        stderr.print(f"[red]error:[/red] {exc}")
+        stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
 
     results: list[ModerationResult] = []
@@ -139,7 +147,7 @@ def moderate(
         disable=not show_progress,
         transient=True,
     )
-    task = progress.add_task(f"moderating under {moderator.policy.id}", total=len(items) if items else None)
+    task = progress.add_task(f"moderating under {moderator.policy.id}", total=None if streaming else len(items))
 
     written = 0
 
@@ -154,17 +162,17 @@ def moderate(
 
     try:
         with progress:
-            summary = moderator.run(paths if items is None else items, out=out, resume=resume,
-                                    overwrite=overwrite, retry_errors=retry_errors, on_result=on_result)
+            summary = moderator.run(items, out=out, resume=resume, overwrite=overwrite,
+                                    retry_errors=retry_errors, on_result=on_result)
     except (SourceError, BackendError, ResultFileError, OutputLockedError) as exc:
-        stderr.print(f"[red]error:[/red] {exc}")
+        stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
     except OSError as exc:  # --out is a folder, or not writable
-        stderr.print(f"[red]error:[/red] cannot write {exc.filename or out}: {exc.strerror or exc}")
+        stderr.print(output.error(f"cannot write {exc.filename or out}: {exc.strerror or exc}"))
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         kept = f"; the results written so far are in {out}: add --resume to go on" if out else ""
-        stderr.print(f"interrupted after {written} images{kept}")
+        stderr.print(Text(f"interrupted after {written} images{kept}"))
         raise typer.Exit(130) from None
     finally:
         moderator.close()
@@ -176,7 +184,7 @@ def moderate(
     if not quiet:
         stderr.print(summary_table(summary))
         if out is not None:
-            stderr.print(f"results: {out}")
+            stderr.print(Text(f"results: {out}"))
     if fail_on is not None and any(Action(d).rank >= fail_on.rank for d in summary.decisions):
         raise typer.Exit(3)
     if summary.failed:
@@ -190,43 +198,46 @@ _DECISION_STYLE = {"allow": "green", "review": "yellow", "blur": "magenta", "age
 
 
 def results_table(results: list[ModerationResult]) -> Table:
-    """One row per image: decision, the rules that did not comply, and the reasons."""
-    table = Table("image", "decision", "rules", "reason", show_lines=True, expand=True)
+    """One row per image: decision, the rules that did not comply, and the reasons.
+
+    A violation shows its probability; an uncertain rule shows none (nothing was measured for
+    the rule as a whole), but the criteria that could not be assessed.
+    """
+    table = output.table("image", "decision", "rules", "reason", show_lines=True, expand=True)
     for r in results:
-        style = _DECISION_STYLE.get(r.decision.value, "")
+        rules = Text()
         if r.error is not None:
-            rules = f"[red]error: {r.error.code}[/red]"
+            rules.append(f"error: {r.error.code.value}", style="red")
         else:
-            lines = []
             for v in r.verdicts:
-                if v.verdict.value == "complies":
-                    continue
-                p = f" p={v.probability:.2f}" if v.probability is not None else ""
-                colour = "red" if v.verdict.value == "violates" else "yellow"
-                lines.append(f"[{colour}]{v.verdict.value}[/{colour}] {v.rule_id}{p}")
-            complying = sum(v.verdict.value == "complies" for v in r.verdicts)
-            lines.append(f"[green]complies[/green] with {complying} of {len(r.verdicts)} rules")
-            rules = "\n".join(lines)
-        reasons = [r.explanation] + [v.explanation for v in r.verdicts if v.verdict.value == "violates"]
-        table.add_row(r.image, f"[{style}]{r.decision.value}[/{style}]", rules, "\n".join(reasons))
+                if v.verdict is Verdict.violates:
+                    p = f" p={v.probability:.2f}" if v.probability is not None else ""
+                    rules.append("violates", style="red").append(f" {v.rule_id}{p}\n")
+                elif v.verdict is Verdict.uncertain:
+                    missing = f" (not assessed: {', '.join(v.unassessed)})" if v.unassessed else ""
+                    rules.append("uncertain", style="yellow").append(f" {v.rule_id}{missing}\n")
+            complying = sum(v.verdict is Verdict.complies for v in r.verdicts)
+            rules.append("complies", style="green").append(f" with {complying} of {len(r.verdicts)} rules")
+        reasons = [r.explanation] + [v.explanation for v in r.verdicts if v.verdict is Verdict.violates]
+        decision = Text(r.decision.value, style=_DECISION_STYLE.get(r.decision.value, ""))
+        output.add_row(table, r.image, decision, rules, "\n".join(reasons))
     return table
 
 
 def summary_table(summary: RunSummary) -> Table:
-    table = Table(title="summary", show_header=False)
-    table.add_row("judged", str(summary.judged))
+    table = output.table(title="summary", show_header=False)
+    output.add_row(table, "judged", summary.judged)
     if summary.skipped:
-        table.add_row("skipped (already judged)", str(summary.skipped))
+        output.add_row(table, "skipped (already judged)", summary.skipped)
     if summary.unchanged_errors:
-        table.add_row("errors kept (file unchanged)", str(summary.unchanged_errors))
-    table.add_row("errors", ", ".join(f"{k}: {v}" for k, v in summary.errors.items()) or "0")
-    table.add_row("decisions", ", ".join(f"{k}: {v}" for k, v in summary.decisions.items()) or "-")
-    table.add_row(
-        "violations per rule", ", ".join(f"{k}: {v}" for k, v in summary.violations.items()) or "-"
+        output.add_row(table, "errors kept (file unchanged)", summary.unchanged_errors)
+    output.add_row(table, "errors", ", ".join(f"{k}: {v}" for k, v in summary.errors.items()) or "0")
+    output.add_row(table, "decisions", ", ".join(f"{k}: {v}" for k, v in summary.decisions.items()) or "-")
+    output.add_row(
+        table, "violations per rule", ", ".join(f"{k}: {v}" for k, v in summary.violations.items()) or "-"
     )
-    table.add_row(
-        "unassessed (uncertain) rules",
-        ", ".join(f"{k}: {v}" for k, v in summary.uncertain.items()) or "-",
+    output.add_row(
+        table, "unassessed (uncertain) rules", ", ".join(f"{k}: {v}" for k, v in summary.uncertain.items()) or "-"
     )
-    table.add_row("images/s", f"{summary.images_per_second:.2f}")
+    output.add_row(table, "images/s", f"{summary.images_per_second:.2f}")
     return table

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
-app = typer.Typer(help="List, show and validate moderation policies.", no_args_is_help=True)
+from icm.cli import output
+
+if TYPE_CHECKING:
+    from icm.policy import Policy
+    from icm.policy.decompose import DecomposeReport
+
+app = typer.Typer(help="List, show, validate and decompose moderation policies.", no_args_is_help=True)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -18,11 +27,14 @@ def list_policies() -> None:
     """The built-in policies, loadable by name with --policy NAME."""
     from icm.policy import builtin_policy_names, load_policy
 
-    table = Table("name", "version", "rules", "description", show_lines=False)
-    for name in builtin_policy_names():
-        policy = load_policy(name)
-        table.add_row(name, str(policy.version), str(len(policy.rules)), policy.name)
-    console.print(table)
+    console.print(policies_table({name: load_policy(name) for name in builtin_policy_names()}))
+
+
+def policies_table(policies: dict[str, Policy]) -> Table:
+    table = output.table("name", "version", "rules", "description", show_lines=False)
+    for name, policy in policies.items():
+        output.add_row(table, name, policy.version, len(policy.rules), policy.name)
+    return table
 
 
 @app.command("show")
@@ -38,40 +50,47 @@ def show(
     try:
         policy = load_policy(name)
     except PolicyError as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+        errors.print(output.error(exc))
         raise typer.Exit(2) from exc
     if as_yaml:
         data = policy.model_dump(mode="json")
-        for rule in data["rules"]:
-            for criterion in rule["criteria"]:
-                criterion["signals"] = [
-                    f"{s['source']}:{s['name']}{s['op']}{s['threshold']:g}"
-                    for s in criterion["signals"]
-                ]
+        for rule, dumped in zip(policy.rules, data["rules"], strict=True):
+            for criterion, dumped_criterion in zip(rule.criteria, dumped["criteria"], strict=True):
+                dumped_criterion["signals"] = [str(s) for s in criterion.signals]
         typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
         return
-    console.print(f"[bold]{policy.id}[/bold] v{policy.version}: {policy.name}")
+    console.print(policy_view(policy))
+
+
+def policy_view(policy: Policy) -> Group:
+    """The policy's heading and a table of its rules, criteria and local signals."""
+    heading = Text.assemble((policy.id, "bold"), f" v{policy.version}: {policy.name}")
+    lines: list[Text | Table] = [heading]
     if policy.description:
-        console.print(policy.description.strip())
-    console.print(
-        f"uncertain rules -> {policy.uncertainty.action}; unjudged images -> "
-        f"{policy.uncertainty.error_action}"
-    )
-    table = Table("rule", "severity", "action", "criterion", "local signals", show_lines=True)
+        lines.append(Text(policy.description.strip()))
+    lines.append(Text(
+        f"uncertain rules -> {policy.uncertainty.action}; unjudged images -> {policy.uncertainty.error_action}"
+    ))
+    table = output.table("rule", "severity", "action", "criterion", "local signals", show_lines=True)
     for rule in policy.rules:
         for i, criterion in enumerate(rule.criteria or []):
-            signals = ", ".join(str(s) for s in criterion.signals) or "[yellow]none: uncertain[/yellow]"
+            signals = (
+                Text(", ".join(str(s) for s in criterion.signals))
+                if criterion.signals else Text("none: uncertain", style="yellow")
+            )
             first = i == 0
-            table.add_row(
+            output.add_row(
+                table,
                 f"{rule.id}\n{rule.text}" if first else "",
-                str(rule.severity) if first else "",
-                str(rule.action) if first else "",
+                rule.severity.value if first else "",
+                rule.action.value if first else "",
                 f"{criterion.id}: {criterion.description}",
                 signals,
             )
         if not rule.criteria:
-            table.add_row(f"{rule.id}\n{rule.text}", str(rule.severity), str(rule.action), "", "")
-    console.print(table)
+            output.add_row(table, f"{rule.id}\n{rule.text}", rule.severity.value, rule.action.value, "", "")
+    lines.append(table)
+    return Group(*lines)
 
 
 @app.command("validate")
@@ -85,11 +104,20 @@ def validate(files: list[Path] = typer.Argument(..., help="Policy YAML files to 
             policy = load_policy(file)
         except PolicyError as exc:
             failed = True
-            errors.print(f"[red]invalid[/red] {file}: {exc}")
+            errors.print(validation_line(file, exc))
             continue
-        console.print(f"[green]valid[/green] {file}: {policy.id} v{policy.version}, {len(policy.rules)} rules")
+        console.print(validation_line(file, policy), soft_wrap=True)
     if failed:
         raise typer.Exit(2)
+
+
+def validation_line(file: Path | str, outcome: Policy | Exception) -> Text:
+    """``valid FILE: ...`` or ``invalid FILE: every problem``."""
+    if isinstance(outcome, Exception):
+        return output.labelled("invalid", "red", f"{file}: {outcome}")
+    return output.labelled(
+        "valid", "green", f"{file}: {outcome.id} v{outcome.version}, {len(outcome.rules)} rules"
+    )
 
 
 @app.command("decompose")
@@ -109,10 +137,17 @@ def decompose(
     try:
         target, report = decompose_file(file, load_text_model(llm), out)
     except (PolicyError, LLMError, FileExistsError) as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+        errors.print(output.error(exc))
         raise typer.Exit(2) from exc
-    for rule_id, criteria in report.drafted.items():
-        console.print(f"[green]drafted[/green] {rule_id}: {', '.join(criteria)}")
-    for rule_id, why in report.failed.items():
-        console.print(f"[yellow]not drafted[/yellow] {rule_id}: {why}")
-    console.print(f"draft written to {target}; review it before use")
+    console.print(decompose_report(report, target), soft_wrap=True)
+
+
+def decompose_report(report: DecomposeReport, target: Path) -> Group:
+    """One line per rule drafted or not, and where the draft is."""
+    lines: Sequence[Text] = [
+        *(output.labelled("drafted", "green", f"{rule_id}: {', '.join(criteria)}")
+          for rule_id, criteria in report.drafted.items()),
+        *(output.labelled("not drafted", "yellow", f"{rule_id}: {why}") for rule_id, why in report.failed.items()),
+        Text(f"draft written to {target}; review it before use"),
+    ]
+    return Group(*lines)

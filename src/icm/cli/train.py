@@ -6,12 +6,19 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from icm.cli import output
 from icm.train.config import Method
+
+if TYPE_CHECKING:
+    from icm.train.calibrate import CalibrationResult
+    from icm.train.sft import TrainResult
 
 
 def train(
@@ -42,9 +49,11 @@ def train(
     The output directory loads as `--backend transformers:OUT`. Several GPUs or DeepSpeed: run the
     same command under `accelerate launch --config_file ACCELERATE.yaml $(which icm) train ...`.
 
-    Example:
+    Example (MODEL_DIR: a model directory on disk, e.g. llava-hf/llava-1.5-7b-hf):
 
-      icm train --model llava-1.5-7b-hf --data icm-data/ --out icm-assistant/ --json
+      icm data import-icm tests/fixtures/icm_release/raw --out data/icm-r1
+
+      icm train --model MODEL_DIR --data data/icm-r1 --out runs/icm-r1 --json
     """
     from icm.train.config import ConfigError, MixSource, TrainConfig
 
@@ -64,31 +73,36 @@ def train(
             merge=True if merge else None,
         )
     except ConfigError as exc:
-        stderr.print(f"[red]error:[/red] {exc}")
+        stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
     try:
+        from icm.train.precision import PrecisionError
         from icm.train.sft import TrainError
         from icm.train.sft import train as run_training
     except ImportError as exc:
-        stderr.print(f"[red]error:[/red] training needs {exc.name!r}: pip install 'icm-assistant[train]'")
+        stderr.print(output.error(f"training needs {exc.name!r}: pip install 'icm-assistant[train]'"))
         raise typer.Exit(2) from exc
     try:
         # Trainer logs go to stderr: stdout carries only the result.
         with contextlib.redirect_stdout(sys.stderr):
             result = run_training(settings, resume=resume)
-    except TrainError as exc:
-        stderr.print(f"[red]error:[/red] {exc}")
+    except (TrainError, PrecisionError) as exc:
+        stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
     if json_out:
         print(json.dumps(result.as_dict()), flush=True)
         return
-    table = Table(title="training", show_header=False)
+    Console().print(training_table(result))
+    stderr.print(Text(f"use it: icm moderate IMAGES --backend transformers:{result.output}"))
+
+
+def training_table(result: TrainResult) -> Table:
+    table = output.table(title="training", show_header=False)
     for key in ("output", "method", "steps", "initial_loss", "final_loss", "initial_eval_loss",
                 "final_eval_loss", "train_samples", "seconds", "merged"):
         value = getattr(result, key)
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    stderr.print(f"use it: icm moderate IMAGES --backend transformers:{result.output}")
+        output.add_row(table, key, f"{value:.4f}" if isinstance(value, float) else value)
+    return table
 
 
 def calibrate(
@@ -104,7 +118,10 @@ def calibrate(
     """Fit the local engine's signal thresholds on labelled images; write a new policy version.
 
     Reports accuracy and expected calibration error (ECE) before and after. Use the result with
-    `icm moderate --policy OUT`; every result names the calibrated version.
+    `icm moderate --policy OUT`; every result names the calibrated version. When no threshold
+    changes, nothing is written.
+
+    Example: icm calibrate --policy general --labels examples/labels.jsonl --out general.calibrated.yaml
     """
     from icm.backends.base import BackendError, parse_spec
     from icm.policy.load import PolicyError, load_policy
@@ -113,31 +130,41 @@ def calibrate(
 
     stderr = Console(stderr=True, soft_wrap=True)
     if parse_spec(backend) != ("local", None):
-        stderr.print(
-            f"[red]error:[/red] calibrate fits the local engine's thresholds; got --backend {backend}. "
+        stderr.print(output.error(
+            f"calibrate fits the local engine's thresholds; got --backend {backend}. "
             "Model backends are tuned by `icm train`."
-        )
+        ))
         raise typer.Exit(2)
     try:
         result = fit(load_policy(policy), read_labels(labels))
     except (PolicyError, CalibrationError, BackendError) as exc:
-        stderr.print(f"[red]error:[/red] {exc}")
+        stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
-    if out is not None:
-        out.write_text(policy_yaml(result), encoding="utf-8")
+    # A policy no threshold of which moved is not a new version: nothing to write.
+    written = out if out is not None and result.changes else None
+    if written is not None:
+        written.write_text(policy_yaml(result), encoding="utf-8")
     if json_out:
-        print(json.dumps({**result.as_dict(), "output": None if out is None else str(out)}), flush=True)
+        print(json.dumps({**result.as_dict(), "output": None if written is None else str(written)}), flush=True)
         return
-    table = Table("", "before", "after", title=f"calibration of {result.source} on {result.before.labels} labels")
+    Console().print(calibration_table(result))
+    for change in result.changes:
+        stderr.print(Text(f"{change.rule_id}/{change.criterion_id}: {change.before} -> {change.after}"))
+    if not result.changes:
+        stderr.print(Text(
+            "no threshold changed: the policy already fits these labels as well as its signals allow"
+            + (f"; {out} not written" if out is not None else "")
+        ))
+    elif written is not None:
+        stderr.print(Text(f"calibrated policy: {written} ({result.policy.id} v{result.policy.version})"))
+    else:
+        stderr.print(Text("add --out FILE to write the calibrated policy"))
+
+
+def calibration_table(result: CalibrationResult) -> Table:
+    title = f"calibration of {result.source} on {result.before.labels} labels"
+    table = output.table("", "before", "after", title=title)
     for key in ("accuracy", "ece", "brier", "uncertain"):
         b, a = getattr(result.before, key), getattr(result.after, key)
-        table.add_row(key, *("-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in (b, a)))
-    Console().print(table)
-    for change in result.changes:
-        stderr.print(f"{change.rule_id}/{change.criterion_id}: {change.before} -> {change.after}")
-    if not result.changes:
-        stderr.print("no threshold changed: the policy already fits these labels as well as its signals allow")
-    if out is not None:
-        stderr.print(f"calibrated policy: {out} ({result.policy.id} v{result.policy.version})")
-    else:
-        stderr.print("add --out FILE to write the calibrated policy")
+        output.add_row(table, key, *("-" if v is None else f"{v:.4f}" if isinstance(v, float) else v for v in (b, a)))
+    return table

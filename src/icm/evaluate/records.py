@@ -115,6 +115,11 @@ class Prediction:
         # it is unknown as soon as one rule has none.
         probability = None if None in probabilities else max(p for p in probabilities if p is not None)
         if "violates" in kinds:
+            # An uncertain rule was not measured and cannot lower what a violated rule decided;
+            # a violated rule without a probability leaves the image's unknown.
+            violated = [p for v, p in self.verdicts.values() if v == "violates"]
+            known = [p for v, p in self.verdicts.values() if v != "uncertain" and p is not None]
+            probability = None if None in violated else max(known)
             return Outcome(label, Status.judged, True, probability)
         if "uncertain" in kinds:
             return Outcome(label, Status.uncertain, probability=probability)

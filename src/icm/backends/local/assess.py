@@ -143,6 +143,10 @@ def judge_rule(rule: Rule, policy: Policy, obs: Observations) -> RuleVerdict:
     else:
         verdict = Verdict.complies
     evidence = [e for a in holding for e in a.evidence] if verdict is Verdict.violates else []
+    if verdict is Verdict.uncertain:
+        # What was assessed bounds the rule's probability but is not it: a 0.00 here would read
+        # as "certainly not". The scores of the assessed criteria are in the explanation.
+        probability = None
     return RuleVerdict(
         rule_id=rule.id,
         verdict=verdict,
@@ -161,13 +165,20 @@ def judge_policy(policy: Policy, obs: Observations) -> list[RuleVerdict]:
 
 
 def where(box: list[int] | None, width: int, height: int) -> str:
-    """A human phrase for where a box lies: "upper left", "centre" ..."""
+    """A place for a box, to be followed by "of the image": "upper left", "upper part",
+    "right side", "centre" ..."""
     if not box or width <= 0 or height <= 0:
         return ""
     cx, cy = (box[0] + box[2] / 2) / width, (box[1] + box[3] / 2) / height
     vertical = "upper" if cy < 1 / 3 else "lower" if cy > 2 / 3 else ""
     horizontal = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
-    return " ".join(p for p in (vertical, horizontal) if p) or "centre"
+    if vertical and horizontal:
+        return f"{vertical} {horizontal}"
+    if vertical:
+        return f"{vertical} part"
+    if horizontal:
+        return f"{horizontal} side"
+    return "centre"
 
 
 def _describe_evidence(e: Evidence, obs: Observations) -> str:
@@ -202,17 +213,20 @@ def explain(
         if rule.exceptions:
             text += " Exceptions not checked by the local engine: " + "; ".join(rule.exceptions) + "."
         return text
-    checked = []
+    checked: list[tuple[str, bool]] = []
     for a in assessments:
         if a.assessed and a.strongest is not None:
             ref, score = a.strongest
-            checked.append(f"{a.criterion.id} ({ref.key} {score:.2f}, needs {ref.op}{ref.threshold:g})")
+            checked.append((f"{a.criterion.id} ({ref.key} {score:.2f}, needs {ref.condition})", a.holds))
     missing = [a.criterion for a in assessments if not a.assessed]
     if verdict is Verdict.complies:
-        return f"Complies with {name}: no criterion holds; checked " + ", ".join(checked) + "."
+        return f"Complies with {name}: no criterion holds; checked " + ", ".join(c for c, _ in checked) + "."
     text = f"Uncertain for {name}: the local engine has no detector for " + "; ".join(
         f"{c.id} ({c.description.rstrip('.')})" for c in missing
     )
-    if checked:
-        text += ". Checked and not found: " + ", ".join(checked)
+    found = [c for c, holds in checked if holds]  # match: all, and every assessed criterion holds
+    if found:
+        text += ". Checked and found: " + ", ".join(found)
+    if len(found) < len(checked):
+        text += ". Checked and not found: " + ", ".join(c for c, holds in checked if not holds)
     return text + "."
