@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from icm.datagen.labels import load_label_map
 from icm.policy import load_policy
+from icm.policy.categories import load_label_map
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -12,12 +12,11 @@ from icm.evaluate.metrics import (
     average_precision,
     best_f1_threshold,
     bootstrap_ci,
-    expected_calibration_error,
-    reliability,
     roc_auc,
     selective_curve,
     threshold_curve,
 )
+from icm.reliability import expected_calibration_error
 
 # 8 items: labels and predictions
 Y = [1, 1, 1, 0, 0, 0, 0, 1]
@@ -75,18 +74,6 @@ def test_threshold_curve_and_best_f1_by_hand() -> None:
     tie = best_f1_threshold([1, 0, 0, 1], [0.9, 0.8, 0.7, 0.6])
     assert tie is not None and tie["threshold"] == 0.9 and tie["f1"] == pytest.approx(2 / 3)
     assert best_f1_threshold([0, 0], [0.2, 0.4]) is None  # no positive: no F1 to maximise
-
-
-def test_ece_and_reliability_by_hand() -> None:
-    # bin [0.1,0.2): p 0.1, 0.1 labels 0, 1 -> mean p 0.1, rate 0.5, gap 0.4, weight 2/4
-    # bin [0.9,1.0]: p 0.9, 1.0 labels 1, 1 -> mean p 0.95, rate 1.0, gap 0.05, weight 2/4
-    # ECE = 0.5*0.4 + 0.5*0.05 = 0.225
-    y, p = [0, 1, 1, 1], [0.1, 0.1, 0.9, 1.0]
-    assert expected_calibration_error(y, p) == pytest.approx(0.225)
-    bins = reliability(y, p)
-    assert len(bins) == 10 and [b.count for b in bins] == [0, 2, 0, 0, 0, 0, 0, 0, 0, 2]
-    assert bins[9].mean_probability == pytest.approx(0.95)
-    assert expected_calibration_error([1, 0], [1.0, 0.0]) == 0.0  # perfectly calibrated
 
 
 def test_selective_curve_by_hand() -> None:

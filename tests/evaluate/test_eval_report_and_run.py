@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 from typer.testing import CliRunner
 
 from icm.cli.app import app
-from icm.evaluate.importers import load_paper_predictions, paper_outcomes
 from icm.evaluate.meq import load_judgements, summarise_judgements
+from icm.evaluate.paper_predictions import load_paper_predictions, paper_outcomes
 from icm.evaluate.report import write_meq_report, write_verdict_report
 from icm.evaluate.verdicts import evaluate_outcomes
 

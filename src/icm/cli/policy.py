@@ -28,12 +28,13 @@ def list_policies() -> None:
 @app.command("show")
 def show(
     name: str = typer.Argument(..., help="Built-in policy name or YAML file."),
-    as_yaml: bool = typer.Option(False, "--yaml", help="Print the normalised policy as YAML."),
+    as_yaml: bool = typer.Option(
+        False, "--yaml", help="Print the policy as a YAML policy file (defaults left out)."
+    ),
 ) -> None:
     """Show a policy's rules, criteria and how the local engine sees each criterion."""
-    import yaml
-
     from icm.policy import PolicyError, load_policy
+    from icm.policy.load import dump_policy
 
     try:
         policy = load_policy(name)
@@ -41,14 +42,7 @@ def show(
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     if as_yaml:
-        data = policy.model_dump(mode="json")
-        for rule in data["rules"]:
-            for criterion in rule["criteria"]:
-                criterion["signals"] = [
-                    f"{s['source']}:{s['name']}{s['op']}{s['threshold']:g}"
-                    for s in criterion["signals"]
-                ]
-        typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        typer.echo(dump_policy(policy), nl=False)
         return
     console.print(f"[bold]{policy.id}[/bold] v{policy.version}: {policy.name}")
     if policy.description:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icm.datagen.labels import category_from_filename
-from icm.evaluate.records import EvalInputError, Label, Outcome, Status
+from icm.evaluate.records import EvalInputError, Outcome, Status
+from icm.labels import Label, write_labels
+from icm.policy.categories import category_from_filename
 
 _SOFTMAX_TOLERANCE = 1e-6
 
@@ -45,7 +46,7 @@ def builtin_category_labels(rule_set: str, categories: set[str]) -> dict[str, bo
     The category maps to policy criteria through the data engine's ICM category map; the image
     violates the rule set when any of its rules is violated.
     """
-    from icm.datagen.labels import ICM_CATEGORIES, policy_labels
+    from icm.policy.categories import ICM_CATEGORIES, policy_labels
     from icm.policy.load import PolicyError, load_policy
 
     try:
@@ -191,8 +192,6 @@ def write_paper_as_icm(
     outcomes: list[Outcome], predictions_out: str | Path, labels_out: str | Path
 ) -> None:
     """Write imported outcomes as ModerationResult JSONL plus labels JSONL, for ``icm eval``."""
-    from icm.evaluate.records import write_labels
-
     rule_id = outcomes[0].label.rule_id if outcomes else "icm-r1"
     with Path(predictions_out).open("w", encoding="utf-8") as handle:
         for o in outcomes:
