@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -109,7 +110,10 @@ class SignalRef(BaseModel):
         return 0.5 + 0.5 * (s - t) / (1 - t)
 
     def __str__(self) -> str:
-        return f"{self.key}{self.op}{self.threshold:g}"
+        """The policy-file form, ``nudenet:BELLY_EXPOSED>=0.5``; it parses back to an equal reference."""
+        # the shortest digits that read back as the same float, written without an exponent
+        threshold = format(Decimal(repr(self.threshold)).normalize(), "f")
+        return f"{self.key}{self.op}{threshold}"
 
     @classmethod
     def parse(cls, text: str) -> SignalRef:
