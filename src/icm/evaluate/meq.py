@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field, ValidationError
 
 from icm.errors import ModelOutputError
-from icm.evaluate.records import EvalInputError
+from icm.evaluate.records import EvalInputError, read_text
 from icm.jsonl import read_jsonl
 from icm.prompts import render, template_id
 from icm.validation import describe_validation_error
@@ -184,7 +184,7 @@ def load_judgements(path: str | Path) -> list[Judgement]:
         files = sorted(path.glob("*.txt"))
         if not files:
             raise EvalInputError(f"{path}: no *.txt judgement files")
-        return [parse_release_judgement(_read(f), str(f)) for f in files]
+        return [parse_release_judgement(read_text(f), str(f)) for f in files]
     judgements = []
     for number, row in read_jsonl(path, error=EvalInputError):
         where = f"{path}:{number}"
@@ -218,13 +218,6 @@ def load_pairs(path: str | Path) -> list[Judgement]:
     if not pairs:
         raise EvalInputError(f"{path}: no explanations to judge")
     return pairs
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
 
 
 def run_judge(judge: Judge, pairs: Iterable[Judgement], concurrency: int = 1) -> list[Judgement]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from icm.evaluate.records import EvalInputError
+from icm.evaluate.records import EvalInputError, read_text
 from icm.jsonl import read_jsonl
 from icm.policy.categories import category_from_filename
 from icm.tables import Parsed, parse_mc_table, parse_qa_table, read_choice, read_yes_no
@@ -107,7 +107,7 @@ def load_release_questions(folder: str | Path) -> list[Question]:
     questions: list[Question] = []
     for path in sorted(qa_dir.glob("*.txt")) if qa_dir.is_dir() else []:
         image = path.name.removesuffix(".txt")
-        parsed = parse_qa_table(_read_table(path))
+        parsed = parse_qa_table(read_text(path))
         _refuse_bad_rows(path, parsed)
         for row in parsed.qa:
             if row.kind != "yes_no":
@@ -118,20 +118,13 @@ def load_release_questions(folder: str | Path) -> list[Question]:
                                       category=category_from_filename(image)))
     for path in sorted(mc_dir.glob("*.txt")) if mc_dir.is_dir() else []:
         image = path.name.removesuffix(".txt")
-        parsed = parse_mc_table(_read_table(path))
+        parsed = parse_mc_table(read_text(path))
         _refuse_bad_rows(path, parsed)
         for mc in parsed.mc:
             choices = tuple(f"{letter}. {text}" for letter, text in sorted(mc.choices.items()))
             questions.append(Question(f"{image}#mc{mc.line}", image, "mc", mc.question, mc.answer, choices,
                                       category_from_filename(image)))
     return questions
-
-
-def _read_table(path: Path) -> str:
-    try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
 
 
 def _refuse_bad_rows(path: Path, parsed: Parsed) -> None:

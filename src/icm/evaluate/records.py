@@ -30,6 +30,14 @@ class EvalInputError(InputError):
     """A labels, predictions or answers file that cannot be read; the message names the line."""
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 input file's text; one that cannot be read is an EvalInputError."""
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
+
+
 class Status(StrEnum):
     judged = "judged"
     uncertain = "uncertain"
