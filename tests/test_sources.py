@@ -77,5 +77,8 @@ def test_stdin_lists_paths_skipping_blanks_and_comments() -> None:
 
 
 def test_sources_are_expanded_lazily(tree: Path) -> None:
-    items = iter_sources([tree, tree / "missing.jsonl"])
-    assert next(items).key == str(tree / "a.JPG")  # nothing read beyond the first item yet
+    (tree / "bad.jsonl").write_text("not json\n")
+    items = iter_sources([tree / "b.png", tree / "bad.jsonl"])
+    assert next(items).key == str(tree / "b.png")  # the bad manifest is not read yet
+    with pytest.raises(SourceError, match="bad.jsonl:1"):
+        next(items)
