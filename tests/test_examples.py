@@ -11,8 +11,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from icm.cli.app import app
-from icm.datagen.labels import load_label_map
 from icm.policy import load_policy
+from icm.policy.categories import load_label_map
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -7,20 +7,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from icm.errors import InputError
+from icm.errors import IcmError, InputError
 
 
 class JsonlError(InputError):
     """A file that cannot be read, or a line that is not a JSON object."""
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; the first bad line raises JsonlError."""
+def read_jsonl(
+    path: str | Path, *, error: type[IcmError] = JsonlError
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; the first bad line raises ``error``.
+
+    ``error`` lets a reader of one kind of file (labels, predictions, a manifest) raise its own
+    class with the same message, instead of catching and re-raising.
+    """
     path = Path(path)
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
-        raise JsonlError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from exc
     with handle:
         try:
             for number, line in enumerate(handle, start=1):
@@ -29,9 +35,9 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise JsonlError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
+                    raise error(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
                 if not isinstance(row, dict):
-                    raise JsonlError(f"{path}:{number}: expected a JSON object")
+                    raise error(f"{path}:{number}: expected a JSON object")
                 yield number, row
         except UnicodeDecodeError as exc:
-            raise JsonlError(f"{path}: not UTF-8 text: {exc.reason}") from exc
+            raise error(f"{path}: not UTF-8 text: {exc.reason}") from exc

@@ -24,19 +24,22 @@ from icm.results import ErrorCode, FileStamp
 _RASTER = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM", "TGA", "AVIF")
 Image.init()
 SAFE_FORMATS = tuple(f for f in _RASTER if f in Image.OPEN)
-_EXTENSIONS = {
-    "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"},
-    "MPO": {".jpg", ".jpeg", ".mpo"},
-    "PNG": {".png", ".apng"},
-    "GIF": {".gif"},
-    "WEBP": {".webp"},
-    "BMP": {".bmp", ".dib"},
-    "TIFF": {".tif", ".tiff"},
-    "ICO": {".ico"},
-    "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
-    "TGA": {".tga"},
-    "AVIF": {".avif"},
+#: format -> the file-name suffixes it goes by
+FORMAT_SUFFIXES: dict[str, frozenset[str]] = {
+    "JPEG": frozenset({".jpg", ".jpeg", ".jpe", ".jfif"}),
+    "MPO": frozenset({".jpg", ".jpeg", ".mpo"}),
+    "PNG": frozenset({".png", ".apng"}),
+    "GIF": frozenset({".gif"}),
+    "WEBP": frozenset({".webp"}),
+    "BMP": frozenset({".bmp", ".dib"}),
+    "TIFF": frozenset({".tif", ".tiff"}),
+    "ICO": frozenset({".ico"}),
+    "PPM": frozenset({".ppm", ".pgm", ".pbm", ".pnm"}),
+    "TGA": frozenset({".tga"}),
+    "AVIF": frozenset({".avif"}),
 }
+#: the suffixes of image files: what a folder walk picks up
+IMAGE_SUFFIXES: frozenset[str] = frozenset().union(*FORMAT_SUFFIXES.values())
 
 
 class MediaError(InputError):
@@ -174,7 +177,7 @@ def load_image(
         frame_indices=indices,
     )
     suffix = Path(name).suffix.lower()
-    if suffix and suffix not in _EXTENSIONS.get(fmt, {suffix}):
+    if suffix and suffix not in FORMAT_SUFFIXES.get(fmt, {suffix}):
         decoded.warnings.append(f"file name says {suffix} but the content is {fmt}")
     decoded.decode_ms = round((time.perf_counter() - started) * 1000, 2)
     return decoded

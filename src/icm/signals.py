@@ -117,6 +117,7 @@ class SignalRef(BaseModel):
         return f"{self.op}{format(Decimal(repr(self.threshold)), 'f').removesuffix('.0')}"
 
     def __str__(self) -> str:
+        """The policy-file form, ``nudenet:BELLY_EXPOSED>=0.5``; it parses back to an equal reference."""
         return f"{self.key}{self.condition}"
 
     @classmethod

@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from icm.errors import InputError
-from icm.jsonl import JsonlError, read_jsonl
+from icm.jsonl import read_jsonl
+from icm.media import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .ico .ppm .pgm .pbm .pnm "
-    ".tga .avif .mpo".split()
-)
 MANIFEST_SUFFIXES = frozenset({".jsonl", ".csv"})
 
 
@@ -50,18 +47,24 @@ def iter_sources(paths: Iterable[str | Path], stdin: TextIO | None = None) -> It
             continue
         path = Path(text)
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                relative = child.relative_to(path)
-                if any(part.startswith(".") for part in relative.parts):
-                    continue
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
-                    yield ImageItem(key=str(child), path=child)
+            for child in iter_images(path):
+                yield ImageItem(key=str(child), path=child)
         elif path.suffix.lower() in MANIFEST_SUFFIXES and path.is_file():
             yield from iter_manifest(path)
         elif path.suffix.lower() not in IMAGE_SUFFIXES and not path.exists():
             raise SourceError(f"no such folder or file: {text}")
         else:
             yield ImageItem(key=text, path=path)
+
+
+def iter_images(folder: Path) -> Iterator[Path]:
+    """The image files below ``folder`` (by suffix, recursively), sorted; anything hidden (a name
+    starting with a dot, or inside such a folder) is left out."""
+    for child in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in child.relative_to(folder).parts):
+            continue
+        if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+            yield child
 
 
 def iter_manifest(path: Path) -> Iterator[ImageItem]:
@@ -75,13 +78,10 @@ def iter_manifest(path: Path) -> Iterator[ImageItem]:
             for row in reader:
                 yield _manifest_item(base, dict(row), path, reader.line_num)
         return
-    try:
-        for number, row in read_jsonl(path):
-            if "image" not in row:
-                raise SourceError(f"{path}:{number}: each line needs an 'image' field")
-            yield _manifest_item(base, row, path, number)
-    except JsonlError as exc:
-        raise SourceError(str(exc)) from exc
+    for number, row in read_jsonl(path, error=SourceError):
+        if "image" not in row:
+            raise SourceError(f"{path}:{number}: each line needs an 'image' field")
+        yield _manifest_item(base, row, path, number)
 
 
 def _manifest_item(base: Path, row: dict[str, Any], manifest: Path, line: int) -> ImageItem:

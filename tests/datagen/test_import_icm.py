@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from icm.cli.app import app
 from icm.datagen.dataset import read_samples
 from icm.datagen.importers.icm_release import import_icm_release
-from icm.datagen.labels import category_from_filename
+from icm.policy.categories import category_from_filename
 
 
 def test_category_from_release_file_names() -> None:
@@ -26,9 +26,11 @@ def test_import_counts_match_the_files() -> None:
     counts = report.as_dict()
     # 105 images, 3 per category (README of the fixtures), 35 categories.
     assert (counts["images"], counts["categories"]) == (105, 35)
-    # 105 reason files; wearing_bras_20231207094925_232.JPG.txt is empty (0 bytes): 104 explanations.
-    assert counts["explanation"] == 104
+    # 105 reason files; wearing_bras_20231207094925_232.JPG.txt is empty (0 bytes), and 6 loop (a run
+    # of 10 to 22 words said twice: looping as icm.repetition defines it for evaluation too): 98.
+    assert counts["explanation"] == 98
     assert counts["rejected"]["empty explanation"] == 1
+    assert counts["rejected"]["degenerate repetition"] == 6
     # Raw rows (see test_tables): 680 yes/no, 238 what, 240 how, 511 multiple choice. Kept rows plus
     # rows rejected as duplicate or unanswerable add back up to them.
     kept_qa = counts["yes_no"] + counts["what"] + counts["how"]

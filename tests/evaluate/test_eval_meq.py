@@ -267,6 +267,21 @@ def test_cli_judge_needs_input() -> None:
     assert out.exit_code == 2 and "--judge needs --pairs" in out.stderr
 
 
+def test_judgements_record_the_prompt_template_they_were_asked_with(server: _Server, tmp_path: Path) -> None:
+    from icm.evaluate.meq import Judgement
+    from icm.prompts import render
+
+    server.reply(GOOD)
+    judged = run_judge(OpenAIJudge("judge-model", server.url), [Judgement("a", " r1 ", "c1")])
+    assert judged[0].prompt == "judge.v1" and judged[0].as_dict()["prompt"] == "judge.v1"
+    # The prompt sent is icm.prompts' rendering of that template, not a copy of it.
+    sent = server.requests[0]["body"]["messages"][0]["content"]
+    assert sent.strip() == render("judge", 1, reference="r1", candidate="c1", rule=None)
+    path = tmp_path / "j.jsonl"
+    path.write_text(json.dumps(judged[0].as_dict()) + "\n", encoding="utf-8")
+    assert load_judgements(path)[0].prompt == "judge.v1"
+
+
 def test_run_judge_in_parallel_keeps_the_order() -> None:
     """A judge (the Judge protocol, implemented in the test) that takes time and scores by input."""
     import threading
@@ -276,6 +291,7 @@ def test_run_judge_in_parallel_keeps_the_order() -> None:
 
     class SlowJudge:
         name = "slow"
+        prompt = None  # it asks with no prompt template of ours
 
         def __init__(self) -> None:
             self.running = 0

@@ -12,12 +12,11 @@ from icm.evaluate.metrics import (
     average_precision,
     best_f1_threshold,
     bootstrap_ci,
-    expected_calibration_error,
-    reliability,
     roc_auc,
     selective_curve,
     threshold_curve,
 )
+from icm.reliability import expected_calibration_error
 
 # 8 items: labels and predictions
 Y = [1, 1, 1, 0, 0, 0, 0, 1]
@@ -77,18 +76,6 @@ def test_threshold_curve_and_best_f1_by_hand() -> None:
     assert best_f1_threshold([0, 0], [0.2, 0.4]) is None  # no positive: no F1 to maximise
 
 
-def test_ece_and_reliability_by_hand() -> None:
-    # bin [0.1,0.2): p 0.1, 0.1 labels 0, 1 -> mean p 0.1, rate 0.5, gap 0.4, weight 2/4
-    # bin [0.9,1.0]: p 0.9, 1.0 labels 1, 1 -> mean p 0.95, rate 1.0, gap 0.05, weight 2/4
-    # ECE = 0.5*0.4 + 0.5*0.05 = 0.225
-    y, p = [0, 1, 1, 1], [0.1, 0.1, 0.9, 1.0]
-    assert expected_calibration_error(y, p) == pytest.approx(0.225)
-    bins = reliability(y, p)
-    assert len(bins) == 10 and [b.count for b in bins] == [0, 2, 0, 0, 0, 0, 0, 0, 0, 2]
-    assert bins[9].mean_probability == pytest.approx(0.95)
-    assert expected_calibration_error([1, 0], [1.0, 0.0]) == 0.0  # perfectly calibrated
-
-
 def test_selective_curve_by_hand() -> None:
     # confidence |p-0.5|: 0.45, 0.05, 0.35 -> order items 0, 2, 1; correct: 1, 0, 1
     points = selective_curve([1, 1, 0], [1, 0, 0], [0.95, 0.45, 0.15])
@@ -126,3 +113,58 @@ def test_agrees_with_scikit_learn_on_random_data() -> None:
     assert roc_auc(y, scores) == pytest.approx(sk.roc_auc_score(y, scores))
     assert average_precision(y, scores) == pytest.approx(sk.average_precision_score(y, scores))
     assert not math.isnan(expected_calibration_error(y, scores) or math.nan)
+
+
+# The release sample's figures as the hand-written (numpy) metrics computed them before
+# scikit-learn and scipy took over; README: accuracy 0.986 (138/140, interval 0.964-1.000),
+# ROC-AUC 0.997, ECE 0.041 under R1.
+RELEASE_FIGURES = {
+    "R1": {
+        "accuracy": 138 / 140, "roc_auc": 0.9974798387096774, "pr_auc": 0.9996752876240779,
+        "ece": 0.041115671678610015,
+        "ci95": {"accuracy": [0.9642857142857143, 1.0], "precision": [0.974570838765754, 1.0],
+                 "recall": [0.974570838765754, 1.0], "f1": [0.979253112033195, 1.0],
+                 "balanced_accuracy": [0.8888888888888888, 1.0]},
+        "best_f1_threshold": {"threshold": 0.2240554492316947, "precision": 0.9841269841269841,
+                              "recall": 1.0, "f1": 0.992},
+        "first_point": {"threshold": 0.9874720680072552, "precision": 1.0, "recall": 0.008064516129032258,
+                        "f1": 0.016},
+    },
+    "R2": {
+        "accuracy": 80 / 140, "roc_auc": 0.7563733552631579, "pr_auc": 0.6546036523510244,
+        "ece": 0.4003490331500699,
+        "ci95": {"accuracy": [0.49267857142857163, 0.6571428571428571],
+                 "precision": [0.4285426267281106, 0.6065573770491803], "recall": [1.0, 1.0],
+                 "f1": [0.5999717514124294, 0.7551020408163265],
+                 "balanced_accuracy": [0.5632911392405063, 0.65625]},
+        "best_f1_threshold": {"threshold": 0.9600626857930734, "precision": 0.625, "recall": 0.859375,
+                              "f1": 0.7236842105263158},
+        "first_point": {"threshold": 0.9874720680072552, "precision": 0.0, "recall": 0.0, "f1": 0.0},
+    },
+}
+
+
+@pytest.mark.parametrize("rule_set", sorted(RELEASE_FIGURES))
+def test_the_release_sample_figures_are_unchanged(release, rule_set: str) -> None:
+    from icm.evaluate.paper_predictions import load_paper_predictions, paper_outcomes
+    from icm.evaluate.verdicts import evaluate_outcomes
+
+    predictions = load_paper_predictions(release / "eval" / "icm_val_predictions_sample.json")
+    evaluation = evaluate_outcomes(paper_outcomes(predictions, rule_set), name=rule_set)
+    got, want = evaluation.overall.as_dict(), RELEASE_FIGURES[rule_set]
+    for key in ("accuracy", "roc_auc", "pr_auc", "ece", "best_f1_threshold"):
+        assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-15), key
+    for metric, interval in want["ci95"].items():
+        assert got["ci95"][metric] == pytest.approx(interval, rel=1e-12), metric
+    curve = evaluation.curves.thresholds
+    assert len(curve) == 125  # one point per distinct score of the 140
+    assert curve[0] == pytest.approx(want["first_point"], rel=1e-12)
+
+
+def test_a_metric_undefined_in_some_resample_has_no_interval() -> None:
+    # Nothing is flagged: precision is undefined in every resample, recall in those that draw no
+    # violation; accuracy is always defined.
+    ci = bootstrap_ci([1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], seed=1)
+    assert ci["precision"] is None and ci["recall"] is None
+    assert ci["accuracy"] is not None and ci["accuracy"][1] == 1.0
+    assert bootstrap_ci([1], [1]) == dict.fromkeys(ci)  # one item: nothing to resample

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from icm.cli.app import app
-from icm.evaluate.importers import (
+from icm.evaluate.paper_predictions import (
     category_of,
     load_category_labels,
     load_paper_predictions,
@@ -92,7 +92,7 @@ def test_other_rule_sets_from_the_built_in_policies(paper_file: Path) -> None:
     assert r2[0].label.rule_id == "icm-r2"
     assert sum(not o.label.violates for o in r2) == 76
     # The built-in icm-r1 agrees with the release's own R1 rule ("normal" complies) everywhere.
-    from icm.evaluate.importers import builtin_category_labels, r1_label
+    from icm.evaluate.paper_predictions import builtin_category_labels, r1_label
 
     categories = {p.category for p in predictions}
     assert builtin_category_labels("R1", categories) == {c: r1_label(c) for c in categories}

@@ -10,12 +10,10 @@ from icm.evaluate.meq import evaluate_meq, load_judgements
 from icm.evaluate.textmetrics import (
     MiniLMEmbedder,
     corpus_bleu,
-    is_degenerate,
-    longest_repeat,
-    repetition_rate,
     rouge_l,
     sentence_bleu,
 )
+from icm.repetition import is_degenerate, longest_repeat
 
 
 def test_rouge_l_by_hand() -> None:
@@ -34,16 +32,6 @@ def test_bleu_by_hand() -> None:
         expected, abs=0.01)
     assert corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat today"]) == pytest.approx(
         expected, abs=0.01)
-
-
-def test_repetition_by_hand() -> None:
-    # words a b c d a b c d: 4-grams abcd bcda cdab dabc abcd -> 5, of which 4 unique: 1 - 4/5
-    assert repetition_rate("a b c d a b c d") == pytest.approx(0.2)
-    assert repetition_rate("too short") == 0.0
-    assert longest_repeat("a b c d a b c d") == 4
-    looping = ("The overall atmosphere is calm and serene, with the man in a quiet park. " * 2)
-    assert longest_repeat(looping) == 14 and is_degenerate(looping)
-    assert not is_degenerate("A man stands in a park. He wears a black jacket and looks calm.")
 
 
 def test_release_explanation_that_loops_is_flagged(release: Path) -> None:

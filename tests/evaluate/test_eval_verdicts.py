@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from icm.cli.app import app
-from icm.evaluate.records import EvalInputError, Status, join, load_labels, load_predictions
+from icm.evaluate.records import EvalInputError, Status, join, load_predictions
 from icm.evaluate.verdicts import evaluate_files
+from icm.labels import load_labels
 
 runner = CliRunner()
 
@@ -118,7 +119,7 @@ def test_a_later_line_for_an_image_replaces_the_earlier(write_jsonl, result) -> 
 def test_bad_label_lines_are_reported_with_their_line(write_jsonl, line: str, message: str) -> None:
     path = write_jsonl("labels.jsonl", [{"image": "a.jpg", "rule_id": "r", "label": "violates"}, line])
     with pytest.raises(EvalInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        load_labels(path)
+        load_labels(path, error=EvalInputError)  # as the evaluate wing reads them
 
 
 @pytest.mark.parametrize(

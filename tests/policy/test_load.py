@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from icm.policy import Action, Policy, PolicyError, builtin_policy_names, load_policy
-from icm.policy.load import parse_policy
+from icm.policy.load import dump_policy, parse_policy
 
 GOOD = """\
 id: kids
@@ -225,3 +225,30 @@ def test_corrupting_a_field_gives_a_policy_error_naming_it(data: dict, field: st
     with pytest.raises(PolicyError) as info:
         parse_policy(yaml.safe_dump(data))
     assert f"rules[0].{field}" in str(info.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(policy_data, st.lists(st.floats(0, 1), min_size=1, max_size=3))
+def test_dumped_policies_read_back_equal(data: dict, thresholds: list[float]) -> None:
+    policy = parse_policy(yaml.safe_dump(data))
+    # any threshold, not only the two-decimal ones a person writes (calibration fits others)
+    rules = [
+        r.model_copy(update={"criteria": [
+            c.model_copy(update={"signals": [s.model_copy(update={"threshold": thresholds[i % len(thresholds)]})
+                                             for i, s in enumerate(c.signals)]})
+            for c in r.criteria]})
+        for r in policy.rules
+    ]
+    policy = policy.model_copy(update={"rules": rules})
+    text = dump_policy(policy, header="# a header\n")
+    assert text.startswith("# a header\n") and parse_policy(text) == policy
+
+
+def test_dumped_policy_is_what_an_author_writes() -> None:
+    policy = load_policy("general")
+    data = yaml.safe_load(dump_policy(policy))
+    assert list(data)[:2] == ["id", "version"]  # the version even where it is the default 1
+    first = data["rules"][0]["criteria"][0]
+    assert all(isinstance(s, str) for s in first["signals"]) and "nudenet:" in first["signals"][0]
+    assert "keywords" not in first and "match" not in data["rules"][0]  # defaults left out
+    assert parse_policy(dump_policy(policy)) == policy

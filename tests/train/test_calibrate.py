@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 from icm.backends.local.assess import Observations
 from icm.cli.app import app
+from icm.labels import Label
 from icm.media import DecodedImage
 from icm.policy.load import load_policy, parse_policy
 from icm.policy.schema import Policy
 from icm.signals import Signal
-from icm.train.calibrate import CalibrationError, Label, evaluate, fit_rule, policy_yaml, read_labels
+from icm.train.calibrate import CalibrationError, evaluate, fit_rule, policy_yaml, read_labels
 from icm.train.calibrate import calibrate as fit
 
 POLICY = """
@@ -68,7 +69,7 @@ def test_a_narrow_range_classifier_gets_a_threshold_that_separates_the_labels(tm
     for name in scores:
         Image.new("RGB", (32, 32)).save(tmp_path / name)
         verdict = "violates" if name.startswith("v") else "complies"
-        labels.append(Label(image=str(tmp_path / name), rule_id="sexual", label=verdict))
+        labels.append(Label(image=str(tmp_path / name), rule_id="sexual", violates=verdict == "violates"))
     policy = parse_policy(POLICY)
     result = fit(policy, labels, backend=FakeEngine(scores))
     assert result.before.accuracy == 0.5 and result.after.accuracy == 1.0
@@ -100,7 +101,7 @@ def test_fitting_never_makes_a_rule_worse_on_its_labels() -> None:
         )
         for i, s in enumerate(sexual)
     }
-    labels = [Label(image=str(i), rule_id="sexual", label="violates" if v else "complies") for i, v in enumerate(truth)]
+    labels = [Label(image=str(i), rule_id="sexual", violates=v) for i, v in enumerate(truth)]
     items = [(observations[lb.image], lb.violates) for lb in labels]
     fitted = policy.model_copy(
         update={"rules": [fit_rule(r, policy, items) if r.id == "sexual" else r for r in policy.rules]}
@@ -119,7 +120,7 @@ def test_labels_are_read_relative_to_their_file_and_checked(tmp_path: Path) -> N
     with pytest.raises(CalibrationError, match="labels.jsonl:1"):
         read_labels(path)
     with pytest.raises(CalibrationError, match="does not have"):
-        unknown = [Label(image="a", rule_id="nope", label="complies")]
+        unknown = [Label(image="a", rule_id="nope", violates=False)]
         evaluate(parse_policy(POLICY), unknown, {"a": Observations([], set())})
 
 

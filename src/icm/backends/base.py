@@ -7,14 +7,16 @@ import inspect
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import yaml
 
 from icm.errors import ModelError, ModelTimeout
-from icm.media import DecodedImage
 from icm.policy.schema import Policy
 from icm.results import BackendInfo, RuleVerdict
+
+if TYPE_CHECKING:  # numpy and Pillow stay out of `icm --help`
+    from icm.media import DecodedImage
 
 #: name -> "module:Class". A spec is ``name`` or ``name:argument`` (a model path, a URL ...).
 REGISTRY: dict[str, str] = {

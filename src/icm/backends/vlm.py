@@ -26,6 +26,7 @@ from icm.media import DecodedImage
 from icm.policy.schema import Policy, Rule
 from icm.prompts import render, template_id
 from icm.results import BackendInfo, Evidence, RuleVerdict, Verdict
+from icm.validation import describe_validation_error
 
 
 class RuleExplanation(BaseModel):
@@ -67,9 +68,7 @@ def parse_explanation(text: str, rules: list[Rule]) -> ImageExplanation:
     try:
         parsed = ImageExplanation.model_validate_json(body[start : end + 1])
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = describe_validation_error(exc, "answer")
         raise ExplanationError(f"the JSON does not match the schema ({problems})") from exc
     by_id = {r.rule_id: r for r in parsed.rules}
     missing = [r.id for r in rules if r.id not in by_id]

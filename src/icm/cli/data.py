@@ -41,7 +41,7 @@ def import_icm(
     """
     from icm.datagen.dataset import write_dataset
     from icm.datagen.importers.icm_release import import_icm_release
-    from icm.datagen.labels import LabelError
+    from icm.policy.categories import LabelError
     from icm.policy.load import PolicyError
 
     try:

@@ -164,7 +164,7 @@ def run(
     Example: icm eval run --backend local --policy general --dataset examples --report out/
     """
     from icm.backends.base import BackendError
-    from icm.evaluate.dataset import _slug, load_dataset, moderate_dataset
+    from icm.evaluate.labelled_folder import load_dataset, moderate_dataset, predictions_file
     from icm.evaluate.records import EvalInputError, join, load_predictions
     from icm.evaluate.verdicts import evaluate_files, evaluate_outcomes
     from icm.policy.load import PolicyError
@@ -175,7 +175,7 @@ def run(
         labels = load_dataset(dataset)
         evaluations = []
         for backend in backends:
-            out = target_dir / f"predictions-{_slug(backend)}.jsonl"
+            out = target_dir / predictions_file(backend)
             stderr.print(Text(f"moderating {dataset} with {backend} under {policy} -> {out}"), soft_wrap=True)
             moderate_dataset(dataset, policy, backend, out, workers=workers)
             evaluations.append(evaluate_outcomes(join(labels, load_predictions(out)), name=backend,
@@ -206,7 +206,7 @@ def import_paper(
     *normal* comply and all others violate (as the release documents); under R2-R4 the label is
     the category's verdict under the built-in icm-r2..r4 policies.
     """
-    from icm.evaluate.importers import (
+    from icm.evaluate.paper_predictions import (
         load_category_labels,
         load_paper_predictions,
         paper_outcomes,

@@ -40,12 +40,13 @@ def policies_table(policies: dict[str, Policy]) -> Table:
 @app.command("show")
 def show(
     name: str = typer.Argument(..., help="Built-in policy name or YAML file."),
-    as_yaml: bool = typer.Option(False, "--yaml", help="Print the normalised policy as YAML."),
+    as_yaml: bool = typer.Option(
+        False, "--yaml", help="Print the policy as a YAML policy file (defaults left out)."
+    ),
 ) -> None:
     """Show a policy's rules, criteria and how the local engine sees each criterion."""
-    import yaml
-
     from icm.policy import PolicyError, load_policy
+    from icm.policy.load import dump_policy
 
     try:
         policy = load_policy(name)
@@ -53,11 +54,7 @@ def show(
         errors.print(output.error(exc))
         raise typer.Exit(2) from exc
     if as_yaml:
-        data = policy.model_dump(mode="json")
-        for rule, dumped in zip(policy.rules, data["rules"], strict=True):
-            for criterion, dumped_criterion in zip(rule.criteria, dumped["criteria"], strict=True):
-                dumped_criterion["signals"] = [str(s) for s in criterion.signals]
-        typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        typer.echo(dump_policy(policy), nl=False)
         return
     console.print(policy_view(policy))
 

@@ -14,7 +14,16 @@ from rich.table import Table
 from rich.text import Text
 
 from icm.cli import output
-from icm.train.config import Method
+from icm.train.config import Method, TrainConfig
+
+
+def _field_help(name: str, more: str = "") -> str:
+    """A flag's help is its TrainConfig field's description and default: one text for the flag and
+    the YAML key. (The flags default to None, "not given", so the config's default is named here.)"""
+    field = TrainConfig.model_fields[name]
+    default = field.default if isinstance(field.default, (str, int, float)) else None
+    shown = "" if default is None or isinstance(default, bool) else f"Default: {default}."
+    return " ".join(part for part in (field.description, more, shown) if part)
 
 if TYPE_CHECKING:
     from icm.train.calibrate import CalibrationResult
@@ -22,25 +31,21 @@ if TYPE_CHECKING:
 
 
 def train(
-    model: str | None = typer.Option(None, "--model", "-m", help="Base model directory (image-text-to-text)."),
-    data: Path | None = typer.Option(None, "--data", "-d", help="Dataset directory written by `icm data`."),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="Output directory (adapter or model, card, checkpoints)."
-    ),
+    model: str | None = typer.Option(None, "--model", "-m", help=_field_help("model")),
+    data: Path | None = typer.Option(None, "--data", "-d", help=_field_help("data")),
+    out: Path | None = typer.Option(None, "--out", "-o", help=_field_help("output")),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Training config YAML; the flags here override its fields."
     ),
-    method: Method | None = typer.Option(None, "--method", help="lora (default), qlora or full."),
-    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop after N optimizer steps."),
-    epochs: float | None = typer.Option(None, "--epochs", help="Passes over the data (default 1)."),
-    learning_rate: float | None = typer.Option(
-        None, "--lr", help="Peak learning rate (default: 2e-4 for LoRA, 2e-5 for full)."
-    ),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Samples per device per step."),
+    method: Method | None = typer.Option(None, "--method", help=_field_help("method")),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help=_field_help("max_steps")),
+    epochs: float | None = typer.Option(None, "--epochs", help=_field_help("epochs")),
+    learning_rate: float | None = typer.Option(None, "--lr", help=_field_help("learning_rate")),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help=_field_help("batch_size")),
     mix: list[str] | None = typer.Option(
-        None, "--mix", help="Mix in a general instruction set: DIR:RATIO (general per moderation sample). Repeatable."
+        None, "--mix", help=_field_help("mix", "Each as DIR:RATIO (general samples per moderation sample); repeatable.")
     ),
-    merge: bool = typer.Option(False, "--merge", help="Fold the LoRA adapter into the base model's weights."),
+    merge: bool = typer.Option(False, "--merge", help=_field_help("merge")),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary line on stdout."),
 ) -> None:

@@ -19,8 +19,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from icm.datagen.sample import Sample
 from icm.errors import InputError
+from icm.jsonl import read_jsonl
+from icm.validation import describe_validation_error
 
 SPLITS = ("train", "validation")
 MANIFEST = "dataset.json"
@@ -96,14 +100,11 @@ def read_samples(directory: Path, split: str = "train") -> list[Sample]:
     if not path.exists():
         raise DatasetError(f"{path} not found: is {directory} a dataset written by `icm data`?")
     samples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                samples.append(Sample.model_validate_json(line))
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{number}: not a valid sample: {exc}") from exc
+    for number, row in read_jsonl(path, error=DatasetError):
+        try:
+            samples.append(Sample.model_validate(row))
+        except ValidationError as exc:
+            raise DatasetError(f"{path}:{number}: not a valid sample: {describe_validation_error(exc)}") from exc
     return samples
 
 

@@ -1,4 +1,5 @@
-"""Quality filters for generated text: prior leaks, degenerate repetition, length, bad questions.
+"""Quality filters for generated text: prior leaks, looping text (:mod:`icm.repetition`), length, bad
+questions.
 
 Each check returns a rejection reason (a short, stable string counted in reports) or None.
 """
@@ -6,9 +7,9 @@ Each check returns a rejection reason (a short, stable string counted in reports
 from __future__ import annotations
 
 import re
-from collections import Counter
 
-from icm.datagen.tables import MCRow, QARow
+from icm.repetition import is_degenerate
+from icm.tables import MCRow, QARow
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _LEAKS = re.compile(
@@ -41,21 +42,11 @@ def remove_prior_leaks(text: str) -> tuple[str, int]:
     return " ".join(kept), dropped
 
 
-def degenerate(text: str) -> bool:
-    """Looping text: one sentence three times or more, or few distinct 4-word sequences."""
-    counts = Counter(s.lower() for s in sentences(text))
-    if counts and counts.most_common(1)[0][1] >= 3:
-        return True
-    words = re.findall(r"\w+", text.lower())
-    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
-    return len(grams) >= 40 and len(set(grams)) / len(grams) < 0.5
-
-
 def explanation_problem(text: str) -> str | None:
     words = len(re.findall(r"\w+", text))
     if words == 0:
         return "empty explanation"
-    if degenerate(text):
+    if is_degenerate(text):
         return "degenerate repetition"
     if words < MIN_WORDS:
         return "explanation too short"
@@ -77,7 +68,7 @@ def qa_problems(rows: list[QARow]) -> tuple[list[QARow], list[str]]:
             reasons.append("duplicate question")
         elif row.kind != "yes_no" and (not row.answer.strip() or _UNANSWERABLE.search(row.answer)):
             reasons.append("unanswerable question")
-        elif degenerate(row.answer):
+        elif is_degenerate(row.answer):
             reasons.append("degenerate repetition")
         else:
             seen.add(key)

@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 from icm.datagen.cache import StageCache
 from icm.datagen.dataset import write_dataset
 from icm.datagen.exporters.layouts import write_layouts
-from icm.datagen.labels import LabelError, label_criteria, load_label_map
 from icm.datagen.llm import TextModel, load_text_model
 from icm.datagen.sample import Sample
 from icm.datagen.stages.augment import explanation_samples, question_samples, verdict_samples
@@ -37,9 +36,10 @@ from icm.datagen.stages.qa import DEFAULT_COUNTS, QAStage
 from icm.errors import InputError
 from icm.lock import output_lock
 from icm.media import MediaError, load_image
+from icm.policy.categories import LabelError, label_criteria, load_label_map
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
-from icm.sources import IMAGE_SUFFIXES, iter_manifest
+from icm.sources import iter_images, iter_manifest
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -89,9 +89,8 @@ def collect_images(source: Path, label_map: dict[str, list[str]], policies: list
     pairs: list[tuple[str, Path, str]] = []
     if source.is_dir():
         for label_dir in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for path in sorted(label_dir.rglob("*")):
-                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                    pairs.append((str(path.relative_to(source)), path, label_dir.name))
+            for path in iter_images(label_dir):
+                pairs.append((str(path.relative_to(source)), path, label_dir.name))
     elif source.is_file():
         for item in iter_manifest(source):
             if "label" not in item.meta:

@@ -16,7 +16,13 @@ from typing import Any
 
 from icm.backends.base import BackendError, split_model_url
 from icm.errors import InputError
-from icm.evaluate.meq import JudgeAnswerError, JudgeScores, parse_judge_answer, render_judge_prompt
+from icm.evaluate.meq import (
+    JudgeAnswerError,
+    JudgeScores,
+    judge_prompt_id,
+    parse_judge_answer,
+    render_judge_prompt,
+)
 
 _SCHEMA = {
     "type": "object",
@@ -74,6 +80,7 @@ class OpenAIJudge:
             ) from exc
         self.model = model
         self.name = f"openai:{model}"
+        self.prompt: str | None = judge_prompt_id()
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.rule = rule

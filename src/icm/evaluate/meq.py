@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, ValidationError
 
 from icm.errors import ModelOutputError
-from icm.evaluate.records import EvalInputError
-from icm.jsonl import JsonlError, read_jsonl
+from icm.evaluate.records import EvalInputError, read_text
+from icm.jsonl import read_jsonl
+from icm.prompts import render, template_id
+from icm.validation import describe_validation_error
 
 CRITERIA = ("accuracy", "preciseness", "comprehensiveness", "fluency")
-JUDGE_PROMPT = "judge.v1.jinja"
+JUDGE_PROMPT = "judge"
 
 
 class JudgeScores(BaseModel):
@@ -49,20 +50,23 @@ class Judge(Protocol):
     """Scores a candidate explanation against a reference explanation."""
 
     name: str
+    #: the id of the prompt template it asks with (``judge.v1``), None when it uses none of ours
+    prompt: str | None
 
     def judge(self, reference: str, candidate: str) -> JudgeScores: ...
 
 
 def render_judge_prompt(reference: str, candidate: str, rule: str | None = None,
-                        template: str = JUDGE_PROMPT) -> str:
-    """The judge prompt, from the versioned template shipped in ``icm/prompts``."""
-    import jinja2
+                        version: int | None = None) -> str:
+    """The judge prompt, from the versioned template ``prompts/judge.vN.jinja`` (the newest
+    unless ``version`` is given); :func:`judge_prompt_id` names it."""
+    return render(JUDGE_PROMPT, version, reference=reference.strip(), candidate=candidate.strip(),
+                  rule=rule) + "\n"
 
-    source = resources.files("icm").joinpath("prompts", template).read_text("utf-8")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                             autoescape=False)
-    return env.from_string(source).render(reference=reference.strip(),
-                                          candidate=candidate.strip(), rule=rule).strip() + "\n"
+
+def judge_prompt_id(version: int | None = None) -> str:
+    """The id (``judge.v1``) of the template :func:`render_judge_prompt` renders."""
+    return template_id(JUDGE_PROMPT, version)
 
 
 _SCORE_LINE = re.compile(
@@ -88,9 +92,7 @@ def parse_judge_answer(text: str) -> JudgeScores:
             try:
                 return JudgeScores.model_validate({**data, "raw": text})
             except ValidationError as exc:
-                json_error = "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-                )
+                json_error = describe_validation_error(exc, "answer")
     found: dict[str, float] = {}
     for match in _SCORE_LINE.finditer(text):
         name = match.group(1).lower()
@@ -101,7 +103,7 @@ def parse_judge_answer(text: str) -> JudgeScores:
         try:
             return JudgeScores(**found, rationale=rationale, raw=text)
         except ValidationError as exc:
-            raise JudgeAnswerError(f"scores out of range: {exc.errors()[0]['msg']}", text) from exc
+            raise JudgeAnswerError(f"scores out of range: {describe_validation_error(exc)}", text) from exc
     missing = [c for c in CRITERIA if c not in found]
     reason = json_error or f"no JSON object and no score for {', '.join(missing)}"
     raise JudgeAnswerError(reason, text)
@@ -134,6 +136,7 @@ class Judgement:
     raw: str | None = None  # the judge's answer as written, for audit
     judge: str | None = None
     error: str | None = None
+    prompt: str | None = None  # the judge's prompt template id (judge.v1), where it used ours
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +146,7 @@ class Judgement:
             "scores": self.scores.model_dump(exclude={"raw"}) if self.scores else None,
             "raw": self.raw,
             "judge": self.judge,
+            "prompt": self.prompt,
             "error": self.error,
         }
 
@@ -180,18 +184,18 @@ def load_judgements(path: str | Path) -> list[Judgement]:
         files = sorted(path.glob("*.txt"))
         if not files:
             raise EvalInputError(f"{path}: no *.txt judgement files")
-        return [parse_release_judgement(_read(f), str(f)) for f in files]
+        return [parse_release_judgement(read_text(f), str(f)) for f in files]
     judgements = []
-    for number, row in _objects(path):
+    for number, row in read_jsonl(path, error=EvalInputError):
         where = f"{path}:{number}"
         try:
             scores = JudgeScores.model_validate(row["scores"]) if row.get("scores") else None
         except ValidationError as exc:
-            raise EvalInputError(f"{where}: bad scores: {exc.errors()[0]['msg']}") from exc
+            raise EvalInputError(f"{where}: bad scores: {describe_validation_error(exc, 'scores')}") from exc
         judgements.append(
             Judgement(str(row.get("image", "")), str(row.get("reference", "")),
                       str(row.get("candidate", "")), scores, row.get("raw"), row.get("judge"),
-                      row.get("error"))
+                      row.get("error"), row.get("prompt"))
         )
     if not judgements:
         raise EvalInputError(f"{path}: no judgements")
@@ -204,7 +208,7 @@ def load_pairs(path: str | Path) -> list[Judgement]:
     if path.is_dir():
         return [Judgement(j.image, j.reference, j.candidate) for j in load_judgements(path)]
     pairs = []
-    for number, row in _objects(path):
+    for number, row in read_jsonl(path, error=EvalInputError):
         where = f"{path}:{number}"
         missing = [k for k in ("reference", "candidate") if not str(row.get(k) or "").strip()]
         if missing:
@@ -216,20 +220,6 @@ def load_pairs(path: str | Path) -> list[Judgement]:
     return pairs
 
 
-def _objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        yield from read_jsonl(path)
-    except JsonlError as exc:
-        raise EvalInputError(str(exc)) from exc
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
-
-
 def run_judge(judge: Judge, pairs: Iterable[Judgement], concurrency: int = 1) -> list[Judgement]:
     """Judge every pair, ``concurrency`` at a time, in order; a failed judgement is kept with its
     error (not dropped, not scored)."""
@@ -237,10 +227,11 @@ def run_judge(judge: Judge, pairs: Iterable[Judgement], concurrency: int = 1) ->
     def one(pair: Judgement) -> Judgement:
         try:
             scores = judge.judge(pair.reference, pair.candidate)
-            return Judgement(pair.image, pair.reference, pair.candidate, scores, scores.raw, judge.name)
+            return Judgement(pair.image, pair.reference, pair.candidate, scores, scores.raw, judge.name,
+                             prompt=judge.prompt)
         except JudgeAnswerError as exc:
             return Judgement(pair.image, pair.reference, pair.candidate, None, exc.raw, judge.name,
-                             f"unreadable answer: {exc}")
+                             f"unreadable answer: {exc}", judge.prompt)
 
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="icm-judge") as pool:
         return list(pool.map(one, pairs))

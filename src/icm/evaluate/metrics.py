@@ -1,17 +1,22 @@
 """Binary classification metrics on numpy arrays (positive class: ``violates``).
 
-Plain numpy, no scikit-learn at run time; the tests check these against hand computations and
-against scikit-learn. A metric whose denominator is zero (precision with no positive
-predictions, ROC-AUC with one class only) is ``None``, never a made-up 0.
+The counting metrics (accuracy, precision, recall, F1, balanced accuracy) come from the confusion
+counts; the ranking metrics (ROC-AUC, average precision, the threshold curve) from scikit-learn and
+the bootstrap intervals from ``scipy.stats.bootstrap``, both imported when first used (the
+``eval`` extra). A metric whose denominator is zero (precision with no positive predictions,
+ROC-AUC with one class only) is ``None``, never a made-up 0.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from icm.evaluate.textmetrics import require_extra
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "balanced_accuracy")
 
@@ -65,31 +70,13 @@ class Confusion:
         return asdict(self)
 
 
-def _average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    ranks = np.empty(len(values), dtype=float)
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1  # ties share their mean rank
-        start = end + 1
-    return ranks
-
-
 def roc_auc(y_true: ArrayLike, scores: ArrayLike) -> float | None:
     """Area under the ROC curve: the chance that a random positive outscores a random negative
-    (ties count a half), computed exactly from ranks (Mann-Whitney U)."""
+    (ties count a half)."""
     t = _bools(y_true)
-    s = np.asarray(scores, dtype=float)
-    pos, neg = int(t.sum()), int((~t).sum())
-    if pos == 0 or neg == 0:
+    if t.all() or not t.any():
         return None
-    ranks = _average_ranks(s)
-    u = ranks[t].sum() - pos * (pos + 1) / 2
-    return float(u / (pos * neg))
+    return float(require_extra("sklearn.metrics").roc_auc_score(t, np.asarray(scores, dtype=float)))
 
 
 def average_precision(y_true: ArrayLike, scores: ArrayLike) -> float | None:
@@ -97,29 +84,27 @@ def average_precision(y_true: ArrayLike, scores: ArrayLike) -> float | None:
     t = _bools(y_true)
     if not t.any():
         return None
-    curve = threshold_curve(t, scores)
-    recalls = np.array([0.0] + [c["recall"] for c in curve])  # highest threshold first
-    precisions = np.array([c["precision"] for c in curve])
-    return float(np.sum(np.diff(recalls) * precisions))
+    return float(require_extra("sklearn.metrics").average_precision_score(t, np.asarray(scores, dtype=float)))
 
 
 def threshold_curve(y_true: ArrayLike, scores: ArrayLike) -> list[dict[str, float]]:
     """Precision, recall and F1 when ``violates`` means score >= t, for every distinct score t
     (highest threshold first)."""
     t = _bools(y_true)
-    s = np.asarray(scores, dtype=float)
-    curve = []
+    if len(t) == 0:
+        return []
+    _, fps, fns, tps, thresholds = require_extra("sklearn.metrics").confusion_matrix_at_thresholds(
+        t, np.asarray(scores, dtype=float)
+    )
     positives = int(t.sum())
-    for threshold in np.unique(s)[::-1]:
-        flagged = s >= threshold
-        tp = int(np.sum(flagged & t))
-        fp = int(np.sum(flagged & ~t))
-        precision = tp / (tp + fp)  # at least one item is flagged at a threshold taken from s
-        recall = tp / positives if positives else 0.0
-        f1 = 2 * tp / (2 * tp + fp + (positives - tp)) if (tp + fp + positives) else 0.0
-        curve.append(
-            {"threshold": float(threshold), "precision": precision, "recall": recall, "f1": f1}
-        )
+    curve = []
+    for tp, fp, fn, threshold in zip(tps.tolist(), fps.tolist(), fns.tolist(), thresholds.tolist(), strict=True):
+        curve.append({
+            "threshold": float(threshold),
+            "precision": tp / (tp + fp),  # at least one item is flagged at a threshold taken from the scores
+            "recall": tp / positives if positives else 0.0,
+            "f1": 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 0.0,
+        })
     return curve
 
 
@@ -131,48 +116,25 @@ def best_f1_threshold(y_true: ArrayLike, scores: ArrayLike) -> dict[str, float] 
     return max(curve, key=lambda c: (c["f1"], c["threshold"]))
 
 
-@dataclass(frozen=True)
-class ReliabilityBin:
-    lower: float
-    upper: float
-    count: int
-    mean_probability: float | None
-    positive_rate: float | None
-
-
-def reliability(y_true: ArrayLike, probs: ArrayLike, bins: int = 10) -> list[ReliabilityBin]:
-    """Equal-width bins over p(violates); bin i holds lower <= p < upper (the last includes 1)."""
-    t = _bools(y_true)
-    p = np.asarray(probs, dtype=float)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
-    out = []
-    for i in range(bins):
-        member = index == i
-        count = int(member.sum())
-        out.append(
-            ReliabilityBin(
-                lower=float(edges[i]),
-                upper=float(edges[i + 1]),
-                count=count,
-                mean_probability=float(p[member].mean()) if count else None,
-                positive_rate=float(t[member].mean()) if count else None,
-            )
+def _counting_metrics(t: NDArray[np.bool_], p: NDArray[np.bool_], axis: int = -1) -> NDArray[np.float64]:
+    """CLASSIFICATION_METRICS along ``axis`` (NaN where a denominator is zero): the bootstrap's statistic."""
+    tp = np.sum(t & p, axis=axis).astype(float)
+    fp = np.sum(~t & p, axis=axis).astype(float)
+    fn = np.sum(t & ~p, axis=axis).astype(float)
+    tn = np.sum(~t & ~p, axis=axis).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = tp / (tp + fn)
+        specificity = tn / (tn + fp)
+        balanced = np.where(
+            np.isnan(recall), specificity, np.where(np.isnan(specificity), recall, (recall + specificity) / 2)
         )
-    return out
-
-
-def expected_calibration_error(y_true: ArrayLike, probs: ArrayLike, bins: int = 10) -> float | None:
-    """ECE: the count-weighted mean gap between mean p(violates) and the share of violations,
-    over equal-width bins."""
-    n = len(np.asarray(probs))
-    if n == 0:
-        return None
-    total = 0.0
-    for b in reliability(y_true, probs, bins):
-        if b.count and b.mean_probability is not None and b.positive_rate is not None:
-            total += b.count / n * abs(b.mean_probability - b.positive_rate)
-    return total
+        return np.stack([
+            (tp + tn) / t.shape[axis],
+            tp / (tp + fp),
+            recall,
+            2 * tp / (2 * tp + fp + fn),
+            balanced,
+        ])
 
 
 def bootstrap_ci(
@@ -183,42 +145,27 @@ def bootstrap_ci(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, tuple[float, float] | None]:
-    """Percentile bootstrap intervals for the classification metrics, resampling items."""
+    """Percentile bootstrap intervals for the classification metrics, resampling items (paired).
+
+    A metric that is undefined in some resample (precision when a resample flags nothing) has no
+    interval; so has every metric of fewer than two items.
+    """
     t, p = _bools(y_true), _bools(y_pred)
-    n = len(t)
-    if n == 0:
+    if len(t) < 2 or resamples < 1:
         return dict.fromkeys(CLASSIFICATION_METRICS)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
-    bt, bp = t[idx], p[idx]
-    tp = np.sum(bt & bp, axis=1).astype(float)
-    fp = np.sum(~bt & bp, axis=1).astype(float)
-    fn = np.sum(bt & ~bp, axis=1).astype(float)
-    tn = np.sum(~bt & ~bp, axis=1).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recall = tp / (tp + fn)
-        specificity = tn / (tn + fp)
-        balanced = np.where(
-            np.isnan(recall), specificity, np.where(np.isnan(specificity), recall,
-                                                    (recall + specificity) / 2)
+    stats = require_extra("scipy.stats")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate distribution is reported as no interval
+        result = stats.bootstrap(
+            (t, p), _counting_metrics, paired=True, vectorized=True, n_resamples=resamples,
+            confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+            batch=max(1, 2**24 // len(t)),  # resampled indices held at once: at most 16M
         )
-        samples = {
-            "accuracy": (tp + tn) / n,
-            "precision": tp / (tp + fp),
-            "recall": recall,
-            "f1": 2 * tp / (2 * tp + fp + fn),
-            "balanced_accuracy": balanced,
-        }
-    alpha = (1 - confidence) / 2
-    out: dict[str, tuple[float, float] | None] = {}
-    for name, values in samples.items():
-        finite = values[np.isfinite(values)]
-        if len(finite) == 0:
-            out[name] = None
-        else:
-            lo, hi = np.quantile(finite, [alpha, 1 - alpha])
-            out[name] = (float(lo), float(hi))
-    return out
+    low, high = result.confidence_interval
+    return {
+        name: (float(lo), float(hi)) if np.isfinite(lo) and np.isfinite(hi) else None
+        for name, lo, hi in zip(CLASSIFICATION_METRICS, low, high, strict=True)
+    }
 
 
 def selective_curve(

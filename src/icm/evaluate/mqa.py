@@ -13,14 +13,14 @@ and counted as missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from icm.datagen.tables import Parsed, parse_mc_table, parse_qa_table, read_choice, read_yes_no
-from icm.evaluate.records import EvalInputError
-from icm.jsonl import JsonlError, read_jsonl
+from icm.evaluate.records import EvalInputError, read_text
+from icm.jsonl import read_jsonl
+from icm.policy.categories import category_from_filename
+from icm.tables import Parsed, parse_mc_table, parse_qa_table, read_choice, read_yes_no
 
 QuestionType = Literal["yesno", "mc"]
 
@@ -58,7 +58,7 @@ def load_questions(path: str | Path) -> list[Question]:
         return load_release_questions(path)
     questions: list[Question] = []
     ids: set[str] = set()
-    for number, row in _jsonl(path):
+    for number, row in read_jsonl(path, error=EvalInputError):
         where = f"{path}:{number}"
         missing = [k for k in ("image", "type", "question", "answer") if not row.get(k)]
         if missing:
@@ -100,8 +100,6 @@ def load_release_questions(folder: str | Path) -> list[Question]:
     """Yes/no questions from ``qa/*.txt`` and multiple-choice ones from ``mc/*.txt`` (the
     release's stage-B markdown tables, read by the data engine's parsers); the image is the file
     name without ``.txt``. A malformed row is an error naming file and line, never skipped."""
-    from icm.evaluate.importers import category_of
-
     folder = Path(folder)
     qa_dir, mc_dir = folder / "qa", folder / "mc"
     if not qa_dir.is_dir() and not mc_dir.is_dir():
@@ -109,7 +107,7 @@ def load_release_questions(folder: str | Path) -> list[Question]:
     questions: list[Question] = []
     for path in sorted(qa_dir.glob("*.txt")) if qa_dir.is_dir() else []:
         image = path.name.removesuffix(".txt")
-        parsed = parse_qa_table(_read_table(path))
+        parsed = parse_qa_table(read_text(path))
         _refuse_bad_rows(path, parsed)
         for row in parsed.qa:
             if row.kind != "yes_no":
@@ -117,23 +115,16 @@ def load_release_questions(folder: str | Path) -> list[Question]:
             gold = read_yes_no(row.answer)
             assert gold is not None  # the parser keeps only yes/no rows it can read
             questions.append(Question(f"{image}#qa{row.line}", image, "yesno", row.question, gold,
-                                      category=_category(image, category_of)))
+                                      category=category_from_filename(image)))
     for path in sorted(mc_dir.glob("*.txt")) if mc_dir.is_dir() else []:
         image = path.name.removesuffix(".txt")
-        parsed = parse_mc_table(_read_table(path))
+        parsed = parse_mc_table(read_text(path))
         _refuse_bad_rows(path, parsed)
         for mc in parsed.mc:
             choices = tuple(f"{letter}. {text}" for letter, text in sorted(mc.choices.items()))
             questions.append(Question(f"{image}#mc{mc.line}", image, "mc", mc.question, mc.answer, choices,
-                                      _category(image, category_of)))
+                                      category_from_filename(image)))
     return questions
-
-
-def _read_table(path: Path) -> str:
-    try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
 
 
 def _refuse_bad_rows(path: Path, parsed: Parsed) -> None:
@@ -144,25 +135,11 @@ def _refuse_bad_rows(path: Path, parsed: Parsed) -> None:
         raise EvalInputError(f"{path}: {reason}: {line!r}")
 
 
-def _category(image: str, category_of: Any) -> str | None:
-    try:
-        return str(category_of(image))
-    except ValueError:
-        return None
-
-
-def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    try:
-        yield from read_jsonl(path)
-    except JsonlError as exc:
-        raise EvalInputError(str(exc)) from exc
-
-
 def load_answers(path: str | Path) -> dict[str, str]:
     """Model answers keyed by question id, or by ``image + '\\n' + question`` without an id."""
     path = Path(path)
     answers: dict[str, str] = {}
-    for number, row in _jsonl(path):
+    for number, row in read_jsonl(path, error=EvalInputError):
         if "answer" not in row or row["answer"] is None:
             raise EvalInputError(f"{path}:{number}: missing answer")
         if row.get("id"):

@@ -1,8 +1,4 @@
-"""Reading labels and predictions, and joining them into one outcome per label.
-
-Labels are JSONL, one line per (image, rule): ``{"image", "rule_id", "label", "category"?}`` with
-``label`` ``violates`` or ``complies``. The rule id ``*`` labels the image as a whole under the
-policy (it violates when any rule is violated), which is how the paper labels its data.
+"""Reading predictions, and joining them with labels (:mod:`icm.labels`) into one outcome per label.
 
 Predictions are ModerationResult JSONL as ``icm moderate --out`` writes it; only ``image``,
 ``verdicts[].rule_id``, ``verdicts[].verdict`` and ``verdicts[].probability`` are required. A
@@ -16,8 +12,7 @@ Nothing is dropped silently: a malformed line is an error that names its line.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -26,13 +21,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from icm.errors import InputError
-from icm.jsonl import JsonlError, read_jsonl
-
-ANY_RULE = "*"
+from icm.jsonl import read_jsonl
+from icm.labels import ANY_RULE, Label
+from icm.validation import describe_validation_error
 
 
 class EvalInputError(InputError):
     """A labels, predictions or answers file that cannot be read; the message names the line."""
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 input file's text; one that cannot be read is an EvalInputError."""
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
 
 
 class Status(StrEnum):
@@ -40,14 +43,6 @@ class Status(StrEnum):
     uncertain = "uncertain"
     error = "error"
     missing = "missing"
-
-
-@dataclass(frozen=True)
-class Label:
-    image: str
-    rule_id: str
-    violates: bool
-    category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,66 +121,16 @@ class Prediction:
         return Outcome(label, Status.judged, False, probability)
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        yield from read_jsonl(path)
-    except JsonlError as exc:
-        raise EvalInputError(str(exc)) from exc
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "line"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def load_labels(path: str | Path) -> list[Label]:
-    """Read a labels JSONL file; a duplicate (image, rule_id) pair is an error."""
-    path = Path(path)
-    labels: list[Label] = []
-    seen: dict[tuple[str, str], int] = {}
-    for number, row in _json_lines(path):
-        labels.append(_label_from_row(row, f"{path}:{number}"))
-        key = (labels[-1].image, labels[-1].rule_id)
-        if key in seen:
-            raise EvalInputError(
-                f"{path}:{number}: duplicate label for image {key[0]!r} and rule {key[1]!r} "
-                f"(first on line {seen[key]})"
-            )
-        seen[key] = number
-    if not labels:
-        raise EvalInputError(f"{path}: no labels")
-    return labels
-
-
-def _label_from_row(row: dict[str, Any], where: str) -> Label:
-    missing = [k for k in ("image", "rule_id", "label") if not row.get(k)]
-    if missing:
-        raise EvalInputError(f"{where}: missing {', '.join(missing)}")
-    value = str(row["label"]).strip().lower()
-    if value not in ("violates", "complies"):
-        raise EvalInputError(f"{where}: label must be 'violates' or 'complies', not {row['label']!r}")
-    category = row.get("category")
-    return Label(
-        image=str(row["image"]),
-        rule_id=str(row["rule_id"]),
-        violates=value == "violates",
-        category=str(category) if category not in (None, "") else None,
-    )
-
-
 def load_predictions(path: str | Path) -> dict[str, Prediction]:
     """Read ModerationResult JSONL into ``image -> Prediction`` (a later line for an image wins)."""
     path = Path(path)
     predictions: dict[str, Prediction] = {}
-    for number, row in _json_lines(path):
+    for number, row in read_jsonl(path, error=EvalInputError):
         try:
             parsed = _PredictionIn.model_validate(row)
         except ValidationError as exc:
             raise EvalInputError(
-                f"{path}:{number}: not a moderation result: {_validation_message(exc)}"
+                f"{path}:{number}: not a moderation result: {describe_validation_error(exc, 'line')}"
             ) from exc
         verdicts: dict[str, tuple[str, float | None]] = {}
         for verdict in parsed.verdicts:
@@ -233,16 +178,3 @@ def join(labels: Iterable[Label], predictions: dict[str, Prediction]) -> list[Ou
             prediction.outcome(label) if prediction is not None else Outcome(label, Status.missing)
         )
     return outcomes
-
-
-def write_labels(labels: Iterable[Label], path: str | Path) -> None:
-    with Path(path).open("w", encoding="utf-8") as handle:
-        for label in labels:
-            row: dict[str, Any] = {
-                "image": label.image,
-                "rule_id": label.rule_id,
-                "label": "violates" if label.violates else "complies",
-            }
-            if label.category is not None:
-                row["category"] = label.category
-            handle.write(json.dumps(row) + "\n")

@@ -18,6 +18,7 @@ from typing import Any
 from icm.evaluate.meq import CRITERIA, MEQSummary
 from icm.evaluate.metrics import BinaryReport
 from icm.evaluate.verdicts import VerdictEvaluation
+from icm.policy.schema import slugify
 
 _COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 
@@ -73,7 +74,7 @@ def confusion_plot(evaluation: VerdictEvaluation) -> Plot:
     ax.set_xlabel("predicted")
     ax.set_ylabel("label")
     ax.set_title(f"Confusion matrix: {evaluation.name}")
-    return Plot(f"confusion-{_slug(evaluation.name)}", f"Confusion matrix ({evaluation.name})",
+    return Plot(f"confusion-{slugify(evaluation.name, default='run')}", f"Confusion matrix ({evaluation.name})",
                 _png(fig))
 
 
@@ -151,7 +152,7 @@ def threshold_plot(evaluation: VerdictEvaluation) -> Plot | None:
     ax.set_xlabel("threshold on p(violates)")
     ax.set_title(f"Threshold curve: {evaluation.name}")
     ax.legend(fontsize=8)
-    return Plot(f"thresholds-{_slug(evaluation.name)}", f"Threshold curve ({evaluation.name})",
+    return Plot(f"thresholds-{slugify(evaluation.name, default='run')}", f"Threshold curve ({evaluation.name})",
                 _png(fig))
 
 
@@ -172,10 +173,6 @@ def selective_plot(evaluations: Sequence[VerdictEvaluation]) -> Plot | None:
     ax.set_title("Coverage vs accuracy")
     ax.legend(fontsize=8)
     return Plot("coverage-accuracy", "Coverage vs accuracy", _png(fig))
-
-
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-") or "run"
 
 
 # -- verdict report ---------------------------------------------------------------------------

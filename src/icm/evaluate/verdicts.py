@@ -23,24 +23,23 @@ import numpy as np
 from icm.evaluate.metrics import (
     BinaryReport,
     Confusion,
-    ReliabilityBin,
     average_precision,
     best_f1_threshold,
     bootstrap_ci,
-    expected_calibration_error,
-    reliability,
     roc_auc,
     selective_curve,
     threshold_curve,
 )
 from icm.evaluate.records import (
+    EvalInputError,
     Outcome,
     Status,
     check_labels_match,
     join,
-    load_labels,
     load_predictions,
 )
+from icm.labels import load_labels
+from icm.reliability import ReliabilityBin, expected_calibration_error, reliability
 
 
 @dataclass
@@ -143,7 +142,7 @@ def evaluate_files(
     seed: int = 0,
 ) -> VerdictEvaluation:
     """Read a predictions JSONL and a labels JSONL and evaluate."""
-    labelled, predicted = load_labels(labels), load_predictions(predictions)
+    labelled, predicted = load_labels(labels, error=EvalInputError), load_predictions(predictions)
     check_labels_match(labelled, predicted, labels, predictions)
     outcomes = join(labelled, predicted)
     return evaluate_outcomes(

@@ -7,16 +7,14 @@ left exactly as they are.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from icm.policy.load import load_policy
-from icm.policy.schema import Criterion, Policy
+from icm.policy.load import dump_policy, load_policy
+from icm.policy.schema import Criterion, Policy, slugify
 from icm.prompts import render
 
 if TYPE_CHECKING:
@@ -49,10 +47,6 @@ def _schema() -> dict[str, Any]:
                                                           "items": item}}, "required": ["criteria"]}
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "criterion"
-
-
 def draft_criteria(policy: Policy, model: TextModel) -> tuple[Policy, DecomposeReport]:
     """A new policy whose criterion-less rules carry drafted criteria (version bumped by one)."""
     from icm.datagen.llm import parse_json_object
@@ -75,7 +69,7 @@ def draft_criteria(policy: Policy, model: TextModel) -> tuple[Policy, DecomposeR
             continue
         criteria: list[Criterion] = []
         for item in draft.criteria:
-            slug = _slug(item.id)
+            slug = slugify(item.id, default="criterion", max_length=40)
             if slug in {c.id for c in criteria} or len(item.description.strip()) < 3:
                 continue
             criteria.append(Criterion(id=slug, description=item.description.strip()))
@@ -95,13 +89,8 @@ def decompose_file(source: str | Path, model: TextModel, out: Path | None = None
     if target.exists():
         raise FileExistsError(f"{target} exists; choose another --out (drafts never overwrite a file)")
     drafted, report = draft_criteria(policy, model)
-    data = drafted.model_dump(mode="json", exclude_defaults=False)
-    for rule in data["rules"]:
-        for criterion in rule["criteria"]:
-            criterion["signals"] = [f"{s['source']}:{s['name']}{s['op']}{s['threshold']:g}"
-                                    for s in criterion["signals"]]
     header = (f"# Draft of {policy.id} v{policy.version} -> v{drafted.version}: criteria drafted by a model for "
               f"rules {sorted(report.drafted)}.\n# Review every drafted criterion before use.\n")
-    target.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), "utf-8")
+    target.write_text(dump_policy(drafted, header), "utf-8")
     load_policy(target)  # the draft must itself be a valid policy
     return target, report

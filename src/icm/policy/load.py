@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from icm.errors import InputError
 from icm.policy.schema import Policy
+from icm.validation import validation_problems
 
 _BUILTIN_PACKAGE = "icm.policy.builtin"
 
@@ -60,15 +61,25 @@ def parse_policy(text: str, origin: str = "<policy>") -> Policy:
         return Policy.model_validate(data)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
-            loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-            line = _line_of(node, loc)
+        for problem in validation_problems(exc):
+            line = _line_of(node, list(problem.loc))
             where = f"{origin}:{line}" if line else origin
-            path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
-            message = err["msg"].removeprefix("Value error, ")
-            problems.append((line or 0, f"{where}: {path or 'policy'}: {message}"))
+            problems.append((line or 0, f"{where}: {problem.text('policy')}"))
         lines = [text for _, text in sorted(problems, key=lambda problem: problem[0])]  # file order
         raise PolicyError("invalid policy:\n  " + "\n  ".join(lines)) from exc
+
+
+def dump_policy(policy: Policy, header: str = "") -> str:
+    """The policy as the YAML an author writes: signal references in their string form
+    (``nudenet:BELLY_EXPOSED>=0.5``), defaults left out but for the version, after ``header``
+    (comment lines). :func:`parse_policy` reads it back to an equal policy."""
+    data = policy.model_dump(mode="json", exclude_defaults=True)
+    data = {"id": data.pop("id"), "version": policy.version, **data}
+    for rule, rule_data in zip(policy.rules, data["rules"], strict=True):
+        for criterion, criterion_data in zip(rule.criteria, rule_data.get("criteria", []), strict=True):
+            if criterion.signals:
+                criterion_data["signals"] = [str(ref) for ref in criterion.signals]
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
 def _line_of(node: Any, loc: list[str | int]) -> int | None:

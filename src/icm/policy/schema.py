@@ -30,6 +30,13 @@ _SLUG = r"^[a-z0-9][a-z0-9._-]*$"
 Slug = Annotated[str, Field(pattern=_SLUG, max_length=80)]
 
 
+def slugify(text: str, default: str = "item", max_length: int = 80) -> str:
+    """``"Bare Legs!"`` -> ``bare-legs``: lower case, runs of anything but letters and digits
+    become one hyphen; a valid :data:`Slug` (ids, file names), ``default`` when nothing is left."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_length].strip("-")
+    return slug or default
+
+
 def _signal(value: Any) -> Any:
     return SignalRef.parse(value) if isinstance(value, str) else value
 

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Any
 
 from icm.backends.local.assess import Observations, judge_rule
 from icm.errors import InputError
+from icm.labels import Label, load_labels
+from icm.policy.load import dump_policy
 from icm.policy.schema import Policy, Rule
+from icm.reliability import brier_score, expected_calibration_error
 from icm.results import Verdict
 from icm.signals import SignalRef
 
@@ -33,39 +33,13 @@ class CalibrationError(InputError):
     """Labels that cannot be read or do not fit the policy, or an image that cannot be judged."""
 
 
-class Label(BaseModel):
-    """One labelled (image, rule) pair: a line of the labels JSONL."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    image: str
-    rule_id: str
-    label: Literal["violates", "complies"]
-
-    @property
-    def violates(self) -> bool:
-        return self.label == "violates"
-
-
 def read_labels(path: Path) -> list[Label]:
-    """Labels from JSONL; image paths become absolute (relative ones are relative to the file)."""
-    if not path.exists():
-        raise CalibrationError(f"no labels file {path}")
-    labels = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                label = Label.model_validate_json(line)
-            except ValidationError as exc:
-                raise CalibrationError(f"{path}:{number}: not a label record: {exc.errors()[0]['msg']}") from exc
-            image = Path(label.image)
-            label.image = str(image if image.is_absolute() else (path.parent / image).resolve())
-            labels.append(label)
-    if not labels:
-        raise CalibrationError(f"{path} holds no labels")
-    return labels
+    """Labels (:mod:`icm.labels`) with absolute image paths: relative ones are relative to the file."""
+    return [
+        replace(label, image=str((path.parent / label.image).resolve()))
+        if not Path(label.image).is_absolute() else label
+        for label in load_labels(path, error=CalibrationError)
+    ]
 
 
 @dataclass
@@ -148,10 +122,6 @@ def _outcomes(
     return correct, uncertain, scored
 
 
-def _brier(scored: list[tuple[float, bool]]) -> float:
-    return sum((p - float(y)) ** 2 for p, y in scored) / len(scored) if scored else 0.0
-
-
 def _grouped(
     policy: Policy, labels: list[Label], observations: dict[str, Observations]
 ) -> dict[str, list[tuple[Observations, bool]]]:
@@ -167,19 +137,19 @@ def _grouped(
 
 
 def evaluate(policy: Policy, labels: list[Label], observations: dict[str, Observations]) -> Metrics:
-    from icm.evaluate.metrics import expected_calibration_error
-
     correct = uncertain = 0
     scored: list[tuple[float, bool]] = []
     for rule_id, items in _grouped(policy, labels, observations).items():
         c, u, s = _outcomes(policy.rule(rule_id), policy, items)
         correct, uncertain, scored = correct + c, uncertain + u, scored + s
-    ece = expected_calibration_error([y for _, y in scored], [p for p, _ in scored]) if scored else None
+    truth, probabilities = [y for _, y in scored], [p for p, _ in scored]
+    ece = expected_calibration_error(truth, probabilities)
+    brier = brier_score(truth, probabilities)
     return Metrics(
         labels=len(labels),
         accuracy=round(correct / len(labels), 4),
         ece=None if ece is None else round(ece, 4),
-        brier=round(_brier(scored), 4) if scored else None,
+        brier=None if brier is None else round(brier, 4),
         uncertain=uncertain,
     )
 
@@ -210,7 +180,8 @@ def fit_rule(rule: Rule, policy: Policy, items: list[tuple[Observations, bool]],
 
     def score(candidate: Rule, distance: float) -> tuple[float, float, float]:
         correct, _, scored = _outcomes(candidate, policy, items)
-        return (correct, -_brier(scored), -distance)
+        brier = brier_score([y for _, y in scored], [p for p, _ in scored])
+        return (correct, -(brier or 0.0), -distance)
 
     for _ in range(passes):
         for c, criterion in enumerate(rule.criteria):
@@ -241,7 +212,8 @@ def calibrate(policy: Policy, labels: list[Label], backend: Any = None) -> Calib
     calibrated = policy.model_copy(
         update={"rules": rules, "version": policy.version + 1 if changes else policy.version}
     )
-    digest = hashlib.sha256(json.dumps([lb.model_dump() for lb in labels]).encode()).hexdigest()
+    records = [{"image": lb.image, "rule_id": lb.rule_id, "label": lb.verdict} for lb in labels]
+    digest = hashlib.sha256(json.dumps(records).encode()).hexdigest()
     return CalibrationResult(
         policy=calibrated,
         source=f"{policy.id} v{policy.version}",
@@ -254,12 +226,6 @@ def calibrate(policy: Policy, labels: list[Label], backend: Any = None) -> Calib
 
 def policy_yaml(result: CalibrationResult) -> str:
     """The calibrated policy as YAML, with a header saying how it was made."""
-    policy = result.policy
-    data = policy.model_dump(mode="json", exclude_defaults=True)
-    for rule, rule_data in zip(policy.rules, data["rules"], strict=True):
-        for criterion, criterion_data in zip(rule.criteria, rule_data.get("criteria", []), strict=True):
-            if criterion.signals:
-                criterion_data["signals"] = [str(ref) for ref in criterion.signals]
     b, a = result.before, result.after
     header = (
         f"# Calibrated by `icm calibrate` from {result.source} on {b.labels} labels "
@@ -267,7 +233,7 @@ def policy_yaml(result: CalibrationResult) -> str:
         f"# accuracy {b.accuracy:.3f} -> {a.accuracy:.3f}, ECE {_fmt(b.ece)} -> {_fmt(a.ece)}\n"
         + "".join(f"# {c.rule_id}/{c.criterion_id}: {c.before} -> {c.after}\n" for c in result.changes)
     )
-    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return dump_policy(result.policy, header=header)
 
 
 def _fmt(value: float | None) -> str:

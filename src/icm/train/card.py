@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,10 +13,32 @@ from icm.datagen.dataset import MANIFEST, read_samples
 
 if TYPE_CHECKING:
     from icm.train.config import TrainConfig
-    from icm.train.sft import TrainResult
 
 CONFIG_FILE = "train_config.yaml"
 SUMMARY_FILE = "train_summary.json"
+
+
+@dataclass
+class TrainResult:
+    """What a run did; ``icm train --json`` prints it as one line."""
+
+    output: str
+    method: str
+    steps: int
+    initial_loss: float | None
+    final_loss: float | None
+    initial_eval_loss: float | None = None
+    final_eval_loss: float | None = None
+    train_samples: int = 0
+    validation_samples: int = 0
+    seconds: float = 0.0
+    samples_per_second: float | None = None
+    merged: bool = False
+    resumed_from: str | None = None
+    losses: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _sha256(path: Path) -> str | None:

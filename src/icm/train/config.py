@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from icm.errors import InputError
+from icm.validation import validation_problems
 
 #: Learning rates of the paper, by method.
 DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}
@@ -159,5 +160,5 @@ class TrainConfig(_Strict):
 
 
 def _describe(exc: ValidationError, origin: str) -> str:
-    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()]
+    problems = [problem.text("config") for problem in validation_problems(exc)]
     return f"{origin}: invalid training config:\n  " + "\n  ".join(problems)

@@ -11,17 +11,18 @@ torch, transformers, trl and peft are imported inside the functions that need th
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from icm.backends.scoring import common_prefix_length
 from icm.datagen.dataset import DatasetError, read_samples, resolve_image
 from icm.errors import ModelError
+from icm.jsonl import read_jsonl
+from icm.train.card import TrainResult, write_model_card
 from icm.train.config import Method, MixSource, TrainConfig
 from icm.train.precision import resolve_precision
 
@@ -37,29 +38,6 @@ ADAPTER_DIR = "adapter"  # where --merge keeps the adapter, beside the merged mo
 
 class TrainError(ModelError):
     """A training run that cannot start or finish (bad data, model, output directory ...)."""
-
-
-@dataclass
-class TrainResult:
-    """What a run did; ``icm train --json`` prints it as one line."""
-
-    output: str
-    method: str
-    steps: int
-    initial_loss: float | None
-    final_loss: float | None
-    initial_eval_loss: float | None = None
-    final_eval_loss: float | None = None
-    train_samples: int = 0
-    validation_samples: int = 0
-    seconds: float = 0.0
-    samples_per_second: float | None = None
-    merged: bool = False
-    resumed_from: str | None = None
-    losses: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -91,14 +69,11 @@ def load_mix_source(source: MixSource) -> list[dict[str, Any]]:
     if not path.exists():
         raise TrainError(f"mix source {source.path}: no {path.name} there")
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(_normalise(json.loads(line), path.parent))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise TrainError(f"{path}:{number}: not a messages record: {exc}") from exc
+    for number, row in read_jsonl(path, error=TrainError):
+        try:
+            records.append(_normalise(row, path.parent))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise TrainError(f"{path}:{number}: not a messages record: {exc}") from exc
     if not records:
         raise TrainError(f"mix source {path} has no records")
     return records
@@ -404,8 +379,6 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         resumed_from=str(checkpoint) if resume and checkpoint else None,
         losses=[round(x, 4) for x in losses if math.isfinite(x)],
     )
-    from icm.train.card import write_model_card
-
     write_model_card(output, config, result, model_path, data, moderation_samples)
     return result
 

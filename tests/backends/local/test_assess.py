@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from icm.backends.local.assess import Observations, judge_policy, judge_rule, where
+from icm.backends.local.assess import Observations, find_phone_number, judge_policy, judge_rule, where
 from icm.decision import decide, statement_of_reasons
 from icm.policy import load_policy
 from icm.policy.load import parse_policy
@@ -161,6 +161,33 @@ def test_builtin_text_patterns(text: str, key: str, hit: str) -> None:
     verdict = judge_rule(policy.rule("spam-contact"), policy, obs(line))
     assert verdict.verdict is Verdict.violates
     assert any(e.signal == key and e.text == hit for e in verdict.evidence), verdict.evidence
+
+
+@pytest.mark.parametrize(
+    ("text", "hit"),
+    [
+        ("Anruf: +49 30 901820", "+49 30 901820"),  # a Berlin number, 6-digit subscriber part
+        ("appelez le +33 1 23 45 67 89 !", "+33 1 23 45 67 89"),  # French pairs
+        ("WhatsApp +91 98765 43210", "+91 98765 43210"),
+        ("call +44 (0)20 7946 0958 today", "+44 (0)20 7946 0958"),  # the national 0 in brackets
+        ("+7 495 123-45-67", "+7 495 123-45-67"),
+        ("plus 0049 30 901820", "0049 30 901820"),  # international prefix 00 instead of +
+        ("+55 11 91234-5678", "+55 11 91234-5678"),
+        ("WhatsApp +44 7700 900123", "+44 7700 900123"),  # a fictional UK range: possible, not valid
+        ("Call now 555 123 4567", "555 123 4567"),  # US national format, fictional 555 area code
+    ],
+)
+def test_phone_numbers_in_international_and_national_formats(text: str, hit: str) -> None:
+    assert find_phone_number(text) == hit
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["year 2024 was good", "Room 12", "version 3.10", "12:30 pm", "2023-12-05", "Total $1,299.99",
+     "born 1990 died 2020", "ISBN 978-3-16-148410-0", "score 98 76 54", "+1-555-0100"],
+)
+def test_numbers_that_are_not_phone_numbers(text: str) -> None:
+    assert find_phone_number(text) is None
 
 
 @pytest.mark.parametrize("text", ["year 2024 was good", "Room 12", "version 3.10", "12:30 pm"])

@@ -7,6 +7,7 @@ checked without running a detector.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from icm.policy.schema import Criterion, Policy, Rule
@@ -17,13 +18,47 @@ URL = re.compile(
     r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+\.(?:com|net|org|io|ly|me|ru|cn|xyz|top|link|shop|info|biz|co)\b(?:/\S*)?"
 )
 EMAIL = re.compile(r"(?i)\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
-PHONE = re.compile(
-    r"(?<!\w)(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?"  # country code, area code
-    r"\d{3,4}[\s.-]?\d{3,4}(?:[\s.-]?\d{2,4})?(?!\w)"
-)
+#: Regions whose national format a number without a country code is read in. A number written
+#: with its country code (+49 30 901820, 0049 ...) is found whatever its country.
+PHONE_REGIONS = ("US", "GB")
 #: Observations cited per signal of a criterion (two faces, three keyword lines ...), strongest first.
 MAX_EVIDENCE = 5
-_BUILTIN_PATTERNS = {"text:url": URL, "text:email": EMAIL, "text:phone": PHONE}
+
+#: Finds the first match in a text and returns what it matched.
+Finder = Callable[[str], str | None]
+
+
+def _search(regex: re.Pattern[str]) -> Finder:
+    def find(text: str) -> str | None:
+        found = regex.search(text)
+        return found.group(0) if found else None
+
+    return find
+
+
+def find_phone_number(text: str) -> str | None:
+    """The first phone number in ``text``, as written, by libphonenumber's rules.
+
+    A number counts when it has a full length for its country (``is_possible_number``, not just a
+    local-only length), not only when its range is assigned (``is_valid_number``): fictional and
+    new ranges ("+1 555-123-4567", the UK's 07700 900xxx) are contact details on a flyer all the
+    same, and a short run of digits (a year, a price, a room number) is not a phone number.
+    """
+    import phonenumbers
+    from phonenumbers import Leniency, PhoneNumberMatcher, ValidationResult
+
+    for region in PHONE_REGIONS:
+        for match in PhoneNumberMatcher(text, region, leniency=Leniency.POSSIBLE):
+            if phonenumbers.is_possible_number_with_reason(match.number) == ValidationResult.IS_POSSIBLE:
+                return str(match.raw_string)
+    return None
+
+
+_BUILTIN_FINDERS: dict[str, Finder] = {
+    "text:url": _search(URL),
+    "text:email": _search(EMAIL),
+    "text:phone": find_phone_number,
+}
 
 
 @dataclass
@@ -55,28 +90,28 @@ def _text_matches(ref: SignalRef, criterion: Criterion, lines: list[Signal]) -> 
     if ref.name == "any":
         return list(lines)
     if ref.name == "keywords":
-        regexes = [
-            re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, k.split())) + r"(?!\w)", re.I)
+        finders = [
+            _search(re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, k.split())) + r"(?!\w)", re.I))
             for k in criterion.keywords
         ]
     elif ref.name == "patterns":
-        regexes = [re.compile(p, re.I) for p in criterion.patterns]
+        finders = [_search(re.compile(p, re.I)) for p in criterion.patterns]
     else:
-        regexes = [_BUILTIN_PATTERNS[ref.key]]
+        finders = [_BUILTIN_FINDERS[ref.key]]
     hits = []
     for line in lines:
-        for regex in regexes:
-            found = regex.search(line.text or "")
-            if found:
-                hits.append(line.model_copy(update={"text": found.group(0)}))
+        for find in finders:
+            found = find(line.text or "")
+            if found is not None:
+                hits.append(line.model_copy(update={"text": found}))
                 break
     if not hits and len(lines) > 1:
         joined = " ".join(line.text or "" for line in lines)
-        for regex in regexes:
-            found = regex.search(joined)
-            if found:
+        for find in finders:
+            found = find(joined)
+            if found is not None:
                 score = min(line.score for line in lines)
-                hits.append(Signal(key="text:any", score=score, text=found.group(0)))
+                hits.append(Signal(key="text:any", score=score, text=found))
                 break
     return hits
 

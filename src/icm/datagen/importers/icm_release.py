@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from icm.datagen import filters
-from icm.datagen.labels import category_from_filename, label_criteria, load_label_map, policy_labels
 from icm.datagen.sample import Sample, SampleKind, SampleMeta
-from icm.datagen.tables import MCRow, parse_mc_table, parse_qa_table
+from icm.policy.categories import category_from_filename, label_criteria, load_label_map, policy_labels
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
 from icm.prompts import render, template_id
+from icm.tables import MCRow, parse_mc_table, parse_qa_table
 
 SOURCE = "icm-release"
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."

@@ -13,12 +13,12 @@ from typing import Any
 
 from icm.backends.vlm import explanation_schema
 from icm.datagen.importers.icm_release import instruction, multiple_choice_prompt
-from icm.datagen.labels import policy_labels
 from icm.datagen.sample import Sample, SampleKind, SampleMeta
 from icm.datagen.stages.qa import explanation_text
-from icm.datagen.tables import MCRow, QARow
+from icm.policy.categories import policy_labels
 from icm.policy.schema import Policy
 from icm.prompts import render
+from icm.tables import MCRow, QARow
 
 
 def _meta(record: dict[str, Any], kind: SampleKind, policy: Policy, label: bool, **extra: Any) -> SampleMeta:

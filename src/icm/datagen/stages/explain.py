@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from icm.backends.base import BackendError
 from icm.backends.vlm import ExplanationError, ImageExplanation, RuleExplanation, explanation_schema, parse_explanation
 from icm.datagen.cache import StageCache, cache_key
-from icm.datagen.labels import explicit_description, policy_labels
 from icm.datagen.llm import Generation, LLMError
 from icm.media import DecodedImage
+from icm.policy.categories import explicit_description, policy_labels
 from icm.policy.schema import Policy
 from icm.prompts import render, template_id
 

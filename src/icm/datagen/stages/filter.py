@@ -7,7 +7,7 @@ from typing import Any
 
 from icm.datagen import filters
 from icm.datagen.stages.qa import explanation_text
-from icm.datagen.tables import MCRow, QARow
+from icm.tables import MCRow, QARow
 
 
 def filter_explanation(record: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, int]:

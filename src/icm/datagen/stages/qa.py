@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field, ValidationError
 from icm.datagen.cache import StageCache, cache_key
 from icm.datagen.llm import LLMError, TextModel, parse_json_object
 from icm.datagen.stages.explain import StageResult
-from icm.datagen.tables import normalise_letter, normalise_yes_no, parse_mc_table, parse_qa_table
 from icm.prompts import render, template_id
+from icm.tables import normalise_letter, normalise_yes_no, parse_mc_table, parse_qa_table
 
 DEFAULT_COUNTS = {"yes_no": 3, "what": 2, "how": 1, "multiple_choice": 2}
 

@@ -1,7 +1,7 @@
-"""Snapshot tests: every prompt template rendered, compared with tests/backends/snapshots/.
+"""Snapshot tests: every prompt template rendered, compared with tests/prompts/snapshots/.
 
 After a deliberate wording change, add a new template version (NAME.v2.jinja) and refresh the
-snapshots with ICM_UPDATE_SNAPSHOTS=1 pytest tests/backends/test_prompts.py.
+snapshots with ICM_UPDATE_SNAPSHOTS=1 pytest tests/prompts/test_prompts.py.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ FACTS = [
     "The person wears a strapless or midriff-baring outfit, showing shoulders or belly "
     "(detected: nudenet:BELLY_EXPOSED 0.81)."
 ]
+DRAFT_SCHEMA = '{"type":"object","properties":{"criteria":{"type":"array"}},"required":["criteria"]}'
 
 
 def _rendered() -> dict[str, str]:
     policy = load_policy("icm-r1")
+    general = load_policy("general")  # its first rule has exceptions
     rule = policy.rules[0]
     schema = json.dumps(explanation_schema(), separators=(",", ":"))
     return {
@@ -40,6 +42,21 @@ def _rendered() -> dict[str, str]:
             "judge", 1, rule=rule.text, reference="The woman's shoulders are bare.",
             candidate="The image shows bare shoulders, so it violates the rule.",
         ),
+        "decompose.v1": render("decompose", 1, policy=general, rule=general.rules[0], schema=DRAFT_SCHEMA),
+        "describe.v1": render(
+            "describe", 1, policy=policy, rules=policy.rules[:2], schema=schema,
+            labels={policy.rules[0].id: True, policy.rules[1].id: False}, prior=FACTS[0],
+            note="the conclusion of exposed-skin does not say why",
+        ),
+        "describe.v1.no-note": render(
+            "describe", 1, policy=policy, rules=policy.rules[:1], schema=schema,
+            labels={policy.rules[0].id: False}, prior="The image shows a landscape.", note="",
+        ),
+        "instructions.v1": render("instructions", 1, policy=policy),
+        "qa.v1": render(
+            "qa", 1, explanation="A woman in a red dress stands on a beach at sunset.",
+            counts={"yes_no": 3, "what": 2, "how": 1, "multiple_choice": 2},
+        ),
     }
 
 
@@ -51,6 +68,12 @@ def test_snapshot(name: str) -> None:
         path.parent.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
     assert text == path.read_text(encoding="utf-8"), f"{name} changed; see the module docstring"
+
+
+def test_every_template_has_a_snapshot() -> None:
+    shown = {".".join(name.split(".")[:2]) for name in _rendered()}
+    shipped = {f"{name}.v{v}" for name, versions in available().items() for v in versions}
+    assert shipped - shown == set()
 
 
 def test_every_template_the_backends_use_has_a_snapshot() -> None:

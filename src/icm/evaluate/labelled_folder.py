@@ -1,6 +1,6 @@
 """A labelled dataset folder, moderated with a backend and then evaluated (``icm eval run``).
 
-Layout: ``DIR/labels.jsonl`` (see :mod:`icm.evaluate.records`) with image paths relative to
+Layout: ``DIR/labels.jsonl`` (see :mod:`icm.labels`) with image paths relative to
 ``DIR``; the images anywhere below it. Labels may name the rules of the policy, or ``*`` for the
 image as a whole.
 """
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from icm.evaluate.records import ANY_RULE, EvalInputError, Label, load_labels
+from icm.evaluate.records import EvalInputError
+from icm.labels import ANY_RULE, Label, load_labels
+from icm.policy.schema import slugify
 
 LABELS_FILE = "labels.jsonl"
 
@@ -21,7 +23,7 @@ def load_dataset(folder: str | Path) -> list[Label]:
         raise EvalInputError(f"{folder}: not a folder")
     if not path.is_file():
         raise EvalInputError(f"{folder}: no {LABELS_FILE} (one line per image and rule)")
-    return load_labels(path)
+    return load_labels(path, error=EvalInputError)
 
 
 def moderate_dataset(
@@ -52,12 +54,13 @@ def moderate_dataset(
             )
         images = list(dict.fromkeys(lab.image for lab in labels))
         items = [ImageItem(key=image, path=folder / image) for image in images]
-        target = Path(out) if out is not None else folder / f"predictions-{_slug(backend)}.jsonl"
+        target = Path(out) if out is not None else folder / predictions_file(backend)
         moderator.run(items, out=target)
     finally:
         moderator.close()
     return target
 
 
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text).strip("-")
+def predictions_file(backend: str) -> str:
+    """``predictions-<backend>.jsonl``: where ``icm eval run`` writes a backend's results."""
+    return f"predictions-{slugify(backend, default='backend')}.jsonl"

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icm.datagen.labels import category_from_filename
-from icm.evaluate.records import EvalInputError, Label, Outcome, Status
+from icm.evaluate.records import EvalInputError, Outcome, Status, read_text
+from icm.labels import Label, write_labels
+from icm.policy.categories import category_from_filename
 
 _SOFTMAX_TOLERANCE = 1e-6
 
@@ -45,7 +46,7 @@ def builtin_category_labels(rule_set: str, categories: set[str]) -> dict[str, bo
     The category maps to policy criteria through the data engine's ICM category map; the image
     violates the rule set when any of its rules is violated.
     """
-    from icm.datagen.labels import ICM_CATEGORIES, policy_labels
+    from icm.policy.categories import ICM_CATEGORIES, policy_labels
     from icm.policy.load import PolicyError, load_policy
 
     try:
@@ -61,21 +62,14 @@ def builtin_category_labels(rule_set: str, categories: set[str]) -> dict[str, bo
 def load_category_labels(path: str | Path) -> dict[str, bool]:
     """A ``category -> violates|complies`` mapping from JSON (an object) or CSV (two columns)."""
     path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
     rows: list[tuple[str, Any, str]]
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise EvalInputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+        data = _read_json(path)
         if not isinstance(data, dict):
             raise EvalInputError(f"{path}: a JSON object of category -> violates|complies")
         rows = [(str(k), v, f"{path}: category {k!r}") for k, v in data.items()]
     else:
-        reader = csv.reader(text.splitlines())
+        reader = csv.reader(read_text(path).splitlines())
         rows = []
         for number, row in enumerate(reader, start=1):
             if not row or (number == 1 and row[0].strip().lower() == "category"):
@@ -106,12 +100,7 @@ class PaperPrediction:
 def load_paper_predictions(path: str | Path) -> list[PaperPrediction]:
     """Read and check a release prediction file; a bad entry is an error naming its index."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalInputError(f"{path}: cannot read: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise EvalInputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    data = _read_json(path)
     if not isinstance(data, list):
         raise EvalInputError(f"{path}: expected a JSON array of predictions")
     out = []
@@ -130,6 +119,13 @@ def load_paper_predictions(path: str | Path) -> list[PaperPrediction]:
             raise EvalInputError(f"{where}: {exc}") from exc
         out.append(PaperPrediction(name, category, _probability(entry, where)))
     return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise EvalInputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
 
 
 def _probability(entry: Mapping[str, Any], where: str) -> float:
@@ -191,8 +187,6 @@ def write_paper_as_icm(
     outcomes: list[Outcome], predictions_out: str | Path, labels_out: str | Path
 ) -> None:
     """Write imported outcomes as ModerationResult JSONL plus labels JSONL, for ``icm eval``."""
-    from icm.evaluate.records import write_labels
-
     rule_id = outcomes[0].label.rule_id if outcomes else "icm-r1"
     with Path(predictions_out).open("w", encoding="utf-8") as handle:
         for o in outcomes:

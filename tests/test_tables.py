@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import ICM_RELEASE
 
-from icm.datagen.tables import normalise_letter, normalise_yes_no, parse_mc_table, parse_qa_table
+from icm.tables import normalise_letter, normalise_yes_no, parse_mc_table, parse_qa_table
 
 MESSY_QA = """\
 Here are the questions:
