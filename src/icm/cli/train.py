@@ -16,7 +16,10 @@ from icm.train.config import Method
 
 def train(
     model: str | None = typer.Option(None, "--model", "-m", help="Base model directory (image-text-to-text)."),
-    data: Path | None = typer.Option(None, "--data", "-d", help="Dataset directory written by `icm data`."),
+    data: Path | None = typer.Option(
+        None, "--data", "-d", help="Directory written by `icm data`, or a TRL-format .jsonl / .parquet file or "
+        "`datasets` directory (messages + images)."
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output directory (adapter or model, card, checkpoints)."
     ),

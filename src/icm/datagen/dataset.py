@@ -105,8 +105,3 @@ def read_samples(directory: Path, split: str = "train") -> list[Sample]:
             except ValueError as exc:
                 raise DatasetError(f"{path}:{number}: not a valid sample: {exc}") from exc
     return samples
-
-
-def resolve_image(directory: Path, image: str) -> Path:
-    path = Path(image)
-    return path if path.is_absolute() else directory / path
