@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from icm.datagen.labels import ICM_CATEGORIES
+from icm.policy.categories import ICM_CATEGORIES
 
 README = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
 

@@ -79,3 +79,41 @@ def test_release_tables_parse_without_losing_a_row() -> None:
     assert (kinds.count("yes_no"), kinds.count("what"), kinds.count("how")) == (680, 238, 240)
     assert sum(len(p.mc) for p in mc) == 511
     assert not any(p.rejected for p in qa + mc)
+
+
+def test_a_lenient_parse_returns_malformed_rows_as_written_with_their_problem() -> None:
+    qa = parse_qa_table(MESSY_QA, strict=False)
+    assert [(r.kind, r.question, r.answer, r.problem) for r in qa.qa] == [
+        ("yes_no", "Is she smiling?", "Yes.", None),
+        ("what", "What does the sign say | pipe | inside?", '"OPEN"', None),
+        ("how", "How is the light?", "", "missing cells"),
+        ("yes_no", "Is it raining?", "Maybe.", "yes/no answer is neither yes nor no"),
+        ("yes_no", "Is there a dog?", "No.", None),
+    ]
+    # Lines that hold no question of a known kind are rejected either way.
+    assert [reason for reason, _ in qa.rejected] == ["not a table row", "unknown question type"]
+    mc = parse_mc_table(MESSY_MC, strict=False)
+    assert [(r.question, r.answer, r.problem) for r in mc.mc] == [
+        ("What colour is the car?", "B", None),
+        ("Where is she?", "A", None),
+        ("What is he holding?", "D", "not four choices A-D"),
+        ("Which season?", "C", "not four choices A-D"),
+        ("How many people?", "C", None),
+        ("What is it?", "E", "answer is not a letter A-D"),
+    ]
+    assert mc.mc[2].choices == {"A": "cup", "B": "pen", "C": "phone"}
+    assert mc.mc[3].choices == {"A": "spring", "B": "summer"}
+    assert not mc.rejected
+    # A strict parse of the same text keeps exactly the rows without a problem.
+    strict = parse_mc_table(MESSY_MC)
+    assert [r.question for r in strict.mc] == [r.question for r in mc.mc if r.problem is None]
+
+
+def test_choices_lettered_by_position_when_their_labels_are_not_a_to_d() -> None:
+    row = "| Focus? |A - Her face |B - Her legs |C - A book |D - A couch |B. |"
+    assert parse_mc_table(row).mc == []
+    [lenient] = parse_mc_table(row, strict=False).mc
+    assert lenient.choices == {"A": "Her face", "B": "Her legs", "C": "A book", "D": "A couch"}
+    assert (lenient.answer, lenient.problem) == ("B", "not four choices A-D")
+    twice = parse_mc_table("| Mood? |A) Tense |B) Calm |B) Shy |D) Bold |B. |", strict=False).mc[0]
+    assert twice.choices == {"A": "Tense", "B": "Calm", "C": "Shy", "D": "Bold"}

@@ -2,7 +2,9 @@
 
 LLM-written tables are untidy: stray pipes inside a cell, missing cells, header rows repeated,
 padding, answers written as "B.", "B) text", "(B)" or "Answer: B". The parsers here return
-rows plus a list of rejected lines with their reason, never silently dropping one.
+rows plus a list of rejected lines with their reason, never silently dropping one. With
+``strict=False`` a malformed row of a known kind comes back as written, its ``problem`` set to the
+reason a strict parse rejects it for (what an importer that keeps everything it reads needs).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 _SEPARATOR = re.compile(r"^:?-{2,}:?$")
 _HEADER_WORDS = {"type of question", "type", "question", "questions", "answer", "answers", "choices", "options"}
@@ -17,6 +20,7 @@ _CHOICE = re.compile(r"(?:^|(?<=\s)|(?<=\|))\(?([A-Da-d])\s*[.):]\s*")
 _ANSWER_PREFIX = re.compile(r"^\W*(the\s+)?(correct\s+)?(answer|option|choice)\s*(is|:)?\s*", re.I)
 _LEADING_LETTER = re.compile(r"^[\s(\[*]*([A-Ha-h])\s*(?:[.):\]*,]|$|\s)")
 _LETTERS = "ABCDEFGH"
+_LABEL = re.compile(r"^\(?[A-Ha-h]\s*[-.):]\s*")
 _YES = {"yes", "y", "true", "correct"}
 _NO = {"no", "n", "false", "incorrect"}
 _TYPES = {"yes/no": "yes_no", "yes or no": "yes_no", "yes-no": "yes_no", "yesno": "yes_no",
@@ -29,14 +33,16 @@ class QARow:
     question: str
     answer: str
     line: int = 0  # 1-based line in the text it was read from
+    problem: str | None = None  # why a strict parse rejects the row (only strict=False returns it)
 
 
 @dataclass
 class MCRow:
     question: str
     choices: dict[str, str]  # letter -> text, A-D
-    answer: str  # a letter
+    answer: str  # a letter (as written when ``problem`` is set)
     line: int = 0
+    problem: str | None = None
 
 
 @dataclass
@@ -125,58 +131,73 @@ def _data_rows(text: str, parsed: Parsed) -> Iterator[tuple[int, str, list[str]]
             yield number, line, cells
 
 
-def parse_qa_table(text: str) -> Parsed:
-    """Rows of ``Type of Question | Question | Answer``."""
+def parse_qa_table(text: str, *, strict: bool = True) -> Parsed:
+    """Rows of ``Type of Question | Question | Answer``.
+
+    A row whose type cannot be read is rejected in either mode: it is no question of any kind.
+    """
     parsed = Parsed()
     for number, line, cells in _data_rows(text, parsed):
-        if len(cells) < 3 or not cells[0] or not cells[-1]:
-            parsed.rejected.append(("missing cells", line))
-            continue
         kind = _TYPES.get(cells[0].lower().rstrip("?:. "))
         if kind is None:
-            parsed.rejected.append(("unknown question type", line))
+            short = len(cells) < 3 or not cells[0] or not cells[-1]
+            parsed.rejected.append(("missing cells" if short else "unknown question type", line))
             continue
-        question = " | ".join(c for c in cells[1:-1] if c).strip()  # a stray pipe inside the question
-        answer = cells[-1]
-        if not question:
-            parsed.rejected.append(("missing cells", line))
-            continue
-        if kind == "yes_no":
+        body, answer = (cells[1:-1], cells[-1]) if len(cells) >= 3 else (cells[1:], "")
+        question = " | ".join(c for c in body if c).strip()  # a stray pipe inside the question
+        problem = None
+        if not question or not answer:
+            problem = "missing cells"
+        elif kind == "yes_no":
             normalised = normalise_yes_no(answer)
             if normalised is None:
-                parsed.rejected.append(("yes/no answer is neither yes nor no", line))
-                continue
-            answer = normalised + "."
-        parsed.qa.append(QARow(kind=kind, question=question, answer=answer, line=number))
+                problem = "yes/no answer is neither yes nor no"
+            else:
+                answer = normalised + "."
+        row = QARow(kind=kind, question=question, answer=answer, line=number)
+        _add(parsed, parsed.qa, row, problem, line, strict)
     return parsed
 
 
-def parse_mc_table(text: str) -> Parsed:
+def _add(parsed: Parsed, rows: list[Any], row: QARow | MCRow, problem: str | None, line: str, strict: bool) -> None:
+    if problem is None:
+        rows.append(row)
+    elif strict:
+        parsed.rejected.append((problem, line))
+    else:
+        row.problem = problem
+        rows.append(row)
+
+
+def parse_mc_table(text: str, *, strict: bool = True) -> Parsed:
     """Rows of ``Question | Choices | Answer`` with four choices A-D, in one cell or several."""
     parsed = Parsed()
     for number, line, cells in _data_rows(text, parsed):
         while cells and not cells[-1]:
             cells.pop()
-        if len(cells) < 3:
-            parsed.rejected.append(("missing cells", line))
-            continue
-        question, answer_cell = cells[0], cells[-1]
-        choices = _split_choices(" | ".join(cells[1:-1]))
+        question = cells[0] if cells else ""
+        choice_cells, answer_cell = (cells[1:-1], cells[-1]) if len(cells) >= 3 else (cells[1:], "")
+        choices = _split_choices(" | ".join(choice_cells))
         letter = normalise_letter(answer_cell)
-        if letter is None and len(choices) == 3:
+        problem = None
+        if len(cells) < 3:
+            problem = "missing cells"
+        elif letter is None and len(choices) == 3:
             # The answer cell is really choice D with the answer missing.
-            parsed.rejected.append(("missing answer", line))
-            continue
-        if not question:
-            parsed.rejected.append(("missing cells", line))
-            continue
-        if sorted(choices) != ["A", "B", "C", "D"]:
-            parsed.rejected.append(("not four choices A-D", line))
-            continue
-        if letter is None:
-            parsed.rejected.append(("answer is not a letter A-D", line))
-            continue
-        parsed.mc.append(MCRow(question=question, choices=choices, answer=letter, line=number))
+            problem = "missing answer"
+            choice_cells, answer_cell = cells[1:], ""
+            choices = _split_choices(" | ".join(choice_cells))
+        elif not question:
+            problem = "missing cells"
+        elif sorted(choices) != ["A", "B", "C", "D"]:
+            problem = "not four choices A-D"
+        elif letter is None:
+            problem = "answer is not a letter A-D"
+        if sorted(choices) != ["A", "B", "C", "D"] and len(choice_cells) > 1:
+            # As written, one choice per cell, lettered by position ("A - x", a letter twice ...).
+            choices = {key: _LABEL.sub("", cell) for key, cell in zip(_LETTERS, choice_cells, strict=False)}
+        row = MCRow(question=question, choices=choices, answer=letter or answer_cell, line=number)
+        _add(parsed, parsed.mc, row, problem, line, strict)
     return parsed
 
 

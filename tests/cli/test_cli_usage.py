@@ -134,7 +134,7 @@ def test_policy_show_prints_thresholds_in_full(tmp_path: Path) -> None:
 
 
 def test_data_labels_lists_every_label_with_its_criteria() -> None:
-    from icm.datagen.labels import ICM_CATEGORIES
+    from icm.policy.categories import ICM_CATEGORIES
 
     result = runner.invoke(app, ["data", "labels", "--json"])
     assert result.exit_code == 0, result.output

@@ -1,7 +1,8 @@
-"""The three-command loop, offline: `icm data generate` -> `icm train` -> `icm moderate`."""
+"""The three-command loop, offline: `icm data generate` (or a TRL-format JSONL) -> `icm train` -> `icm moderate`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -49,3 +50,42 @@ def test_generated_data_trains_a_model_that_moderates(tmp_path: Path, tiny_llava
         "exposed-skin", "intimate-focus", "nudity", "suggestive-behaviour", "suggestive-text-symbols"
     ]
     assert all(0.0 <= v["probability"] <= 1.0 for v in record["verdicts"])
+
+
+def test_a_trl_format_jsonl_trains_a_model_that_moderates(tmp_path: Path, tiny_llava_dir: Path) -> None:
+    """Data a user wrote by hand in TRL's messages + images form: no meta, image paths relative to the file."""
+    data = tmp_path / "my-data"
+    (data / "photos").mkdir(parents=True)
+    lines = []
+    for name, answer in (("coffee", "No"), ("chelsea", "Yes"), ("astronaut", "No"), ("rocket", "No")):
+        photo = sample_image(name)
+        photo.thumbnail((96, 96))
+        photo.save(data / "photos" / f"{name}.png")
+        question = "Does the image show a cat? Answer Yes or No."
+        lines.append({"messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
+                                   {"role": "assistant", "content": [{"type": "text", "text": answer}]}],
+                      "images": [f"photos/{name}.png"]})
+    lines.append({"messages": [{"role": "user", "content": "Answer Yes or No: is a rule a rule?"},
+                               {"role": "assistant", "content": "Yes"}]})
+    jsonl = data / "sft.jsonl"
+    jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    runner = CliRunner()
+
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(FAST))
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "--model", str(tiny_llava_dir), "--data", str(jsonl), "--out", str(run),
+                                  "--config", str(config), "--max-steps", "3", "--json"])
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 3 and summary["train_samples"] == 5 and summary["validation_samples"] == 0
+    card = (run / "README.md").read_text()
+    assert hashlib.sha256(jsonl.read_bytes()).hexdigest() in card and str(jsonl) in card
+
+    moderated = runner.invoke(app, ["moderate", str(data / "photos" / "chelsea.png"), "--policy", "icm-r1",
+                                    "--backend", f"transformers:{run}", "--explain", "none",
+                                    "--format", "jsonl", "--quiet"])
+    assert moderated.exit_code == 0, moderated.output
+    record = json.loads(moderated.stdout.strip().splitlines()[0])
+    assert record["error"] is None and record["backend"]["models"]["adapter"] == str(run)
+    assert len(record["verdicts"]) == 5 and all(0.0 <= v["probability"] <= 1.0 for v in record["verdicts"])

@@ -115,6 +115,7 @@ def test_mix_sources_read_plain_messages_records(tmp_path: Path) -> None:
     from icm.train.config import MixSource
     from icm.train.sft import TrainError, load_mix_source
 
+    sample_image("coffee").save(tmp_path / "a.png")  # images are checked when the data is read
     (tmp_path / "general.jsonl").write_text(
         '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
         '{"messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]},'

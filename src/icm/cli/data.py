@@ -21,7 +21,9 @@ errors = Console(stderr=True, soft_wrap=True)
 
 @app.command("import-icm")
 def import_icm(
-    raw: Path = typer.Argument(..., help="The release's raw folder, with reason/, qa/ and mc/ inside."),
+    raw: Path = typer.Argument(
+        ..., help="The release's folder with reason/ (or reason/1/ ..), qa/ and mc/, or a clone of its repository."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to write."),
     policy: str = typer.Option("icm-r1", "--policy", "-p", help="Rule set the labels are derived under."),
     images: Path | None = typer.Option(
@@ -30,23 +32,29 @@ def import_icm(
     label_map: Path | None = typer.Option(None, "--label-map", help="YAML: category -> criterion ids."),
     validation: float = typer.Option(0.1, "--validation", min=0.0, max=0.9, help="Share of images held out."),
     parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet splits (needs `datasets`)."),
+    no_filter: bool = typer.Option(
+        False, "--no-filter", help="Keep every row read: no quality filter, malformed rows as written."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the counts."),
 ) -> None:
     """Import the public ICM-Instruct generation outputs into a dataset directory.
 
-    Counts kept samples by kind (yes_no, what, how, multiple_choice, explanation) and rejected
-    rows by reason (duplicate or unanswerable questions, empty or looping explanations ...).
+    Counts, by kind (yes_no, what, how, multiple_choice, explanation), the rows read from the
+    release and the samples kept, and the rejected rows by reason (duplicate or unanswerable
+    questions, malformed table rows, empty or looping explanations ...).
 
     Example: icm data import-icm tests/fixtures/icm_release/raw --out data/icm-r1
     """
     from icm.datagen.dataset import write_dataset
-    from icm.datagen.importers.icm_release import import_icm_release
+    from icm.datagen.importers.icm_release import ReleaseError, import_icm_release
     from icm.policy.categories import LabelError
     from icm.policy.load import PolicyError
 
     try:
-        samples, report = import_icm_release(raw, policy=policy, images=images, label_map=label_map)
-    except (FileNotFoundError, PolicyError, LabelError) as exc:
+        samples, report = import_icm_release(
+            raw, policy=policy, images=images, label_map=label_map, filter=not no_filter
+        )
+    except (ReleaseError, PolicyError, LabelError) as exc:
         errors.print(output.error(exc))
         raise typer.Exit(2) from exc
     summary = report.as_dict()
@@ -162,7 +170,7 @@ def labels(
 
     Example: icm data labels --policy icm-r2
     """
-    from icm.datagen.labels import LabelError, load_label_map, rule_violated
+    from icm.policy.categories import LabelError, load_label_map, rule_violated
     from icm.policy.load import PolicyError, load_policy
 
     try:

@@ -106,8 +106,3 @@ def read_samples(directory: Path, split: str = "train") -> list[Sample]:
         except ValidationError as exc:
             raise DatasetError(f"{path}:{number}: not a valid sample: {describe_validation_error(exc)}") from exc
     return samples
-
-
-def resolve_image(directory: Path, image: str) -> Path:
-    path = Path(image)
-    return path if path.is_absolute() else directory / path

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from icm.datagen.dataset import MANIFEST, read_samples
-
 if TYPE_CHECKING:
     from icm.train.config import TrainConfig
+    from icm.train.data import TrainingData
 
 CONFIG_FILE = "train_config.yaml"
 SUMMARY_FILE = "train_summary.json"
@@ -41,30 +39,27 @@ class TrainResult:
         return asdict(self)
 
 
-def _sha256(path: Path) -> str | None:
-    if not path.exists():
+def _sha256(paths: list[Path]) -> str | None:
+    """One digest over the files, in order (a split saved by `datasets` may span several)."""
+    if not paths:
         return None
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
-def data_summary(data: Path) -> dict[str, Any]:
-    """The dataset's manifest, its files' hashes, and the policy versions its samples were made for."""
-    manifest_path = data / MANIFEST
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else None
-    policies: Counter[str] = Counter()
-    for sample in read_samples(data, "train"):
-        if sample.meta.policy is not None:
-            version = f" v{sample.meta.policy_version}" if sample.meta.policy_version is not None else ""
-            policies[f"{sample.meta.policy}{version}"] += 1
+def data_summary(data: TrainingData) -> dict[str, Any]:
+    """Where the data came from, in what form, its files' hashes, and the policy versions its samples were
+    made for (the manifest too, for a directory written by `icm data`)."""
     return {
-        "path": str(data.resolve()),
-        "manifest": manifest,
-        "sha256": {split: _sha256(data / f"{split}.jsonl") for split in ("train", "validation")},
-        "policies": dict(policies),
+        "path": str(data.source.resolve()),
+        "form": data.form,
+        "manifest": data.manifest,
+        "sha256": {split: _sha256(data.files.get(split, [])) for split in ("train", "validation")},
+        "policies": dict(data.policies),
     }
 
 
@@ -73,7 +68,7 @@ def write_model_card(
     config: TrainConfig,
     result: TrainResult,
     model_path: str,
-    data: Path,
+    data: TrainingData,
     moderation_samples: int,
 ) -> None:
     """README.md (for people), train_config.yaml (to rerun) and train_summary.json (for tools)."""
@@ -93,6 +88,9 @@ def write_model_card(
         f"| {name} | {_fmt(a)} | {_fmt(b)} |" for name, a, b in losses if a is not None or b is not None
     )
     resumed = f" (resumed from {result.resumed_from})" if result.resumed_from else ""
+    manifest = "" if summary["manifest"] is None else (
+        f"Manifest:\n\n```json\n{json.dumps(summary['manifest'], indent=2)}\n```\n"
+    )
     text = f"""---
 base_model: {model_path}
 library_name: {"peft" if kind == "LoRA adapter" else "transformers"}
@@ -114,19 +112,14 @@ icm moderate IMAGES --policy POLICY --backend transformers:{output}
 `{model_path}`{f" (the adapter is in `{output / 'adapter'}`)" if result.merged else ""}
 
 ## Data
-- dataset: `{summary["path"]}`
-- train.jsonl sha256: `{summary["sha256"]["train"]}`
-- validation.jsonl sha256: `{summary["sha256"]["validation"]}`
+- dataset: `{summary["path"]}` ({summary["form"]})
+- training split sha256: `{summary["sha256"]["train"]}`
+- validation split sha256: `{summary["sha256"]["validation"] or "none"}`
 - policies: {policies}
 - moderation samples: {moderation_samples}; general instruction mix: {mixes}
 - samples trained on per epoch: {result.train_samples}; validation samples: {result.validation_samples}
 
-Manifest:
-
-```json
-{json.dumps(summary["manifest"], indent=2)}
-```
-
+{manifest}
 ## Result
 | | first | last |
 |---|---|---|

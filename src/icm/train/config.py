@@ -55,8 +55,7 @@ class MixSource(_Strict):
     """A general instruction set mixed into the moderation data (the paper's "mixed" strategy)."""
 
     path: Path = Field(
-        description="A dataset directory (its train.jsonl) or a .jsonl file of records with "
-        "'messages' and 'images' (paths relative to the file)."
+        description="Training data in any form `data` takes; its training records are mixed in."
     )
     ratio: float = Field(
         gt=0.0, description="General samples per moderation sample: 1.0 adds as many as the moderation set has."
@@ -79,7 +78,10 @@ class TrainConfig(_Strict):
 
     model: str | None = Field(None, description="Base model directory (any image-text-to-text model).")
     data: Path | None = Field(
-        None, description="Dataset directory written by `icm data` (train.jsonl, validation.jsonl)."
+        None,
+        description="Training data: a directory written by `icm data`, a JSONL or Parquet file, or a "
+        "`datasets` directory (save_to_disk), of TRL's messages + images records (image paths relative "
+        "to the file).",
     )
     output: Path | None = Field(
         None, description="Output directory: adapter or model, processor, model card, checkpoints."

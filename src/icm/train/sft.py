@@ -1,10 +1,11 @@
 """Instruction tuning on TRL's SFTTrainer and PEFT: an image-text-to-text model becomes an ICM-Assistant.
 
-The data is an ``icm data`` directory (``train.jsonl`` / ``validation.jsonl`` of conversational
-``messages`` + ``images`` records). Images are loaded and capped in the collator, so nothing is
-preprocessed up front; the loss covers the assistant's tokens only, found by rendering the chat
-template up to each assistant turn (this works with any template, with or without TRL's
-``{% generation %}`` markers). The output directory loads as ``--backend transformers:DIR``.
+The data is conversational ``messages`` + ``images`` records (see :mod:`icm.train.data` for the
+forms read: an ``icm data`` directory, a JSONL or Parquet file, a ``datasets`` directory). Images
+are loaded and capped in the collator, so nothing is preprocessed up front; the loss covers the
+assistant's tokens only, found by rendering the chat template up to each assistant turn (this
+works with any template, with or without TRL's ``{% generation %}`` markers). The output
+directory loads as ``--backend transformers:DIR``.
 
 torch, transformers, trl and peft are imported inside the functions that need them.
 """
@@ -19,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from icm.backends.scoring import common_prefix_length
-from icm.datagen.dataset import DatasetError, read_samples, resolve_image
 from icm.errors import ModelError
-from icm.jsonl import read_jsonl
 from icm.train.card import TrainResult, write_model_card
 from icm.train.config import Method, MixSource, TrainConfig
+from icm.train.data import TrainingData, TrainingDataError, image_bytes, load_training_data
 from icm.train.precision import resolve_precision
 
 #: Module names of vision towers and projectors (across architectures) and of output heads: LoRA
@@ -43,40 +43,20 @@ class TrainError(ModelError):
 # --- data ---------------------------------------------------------------------------------------
 
 
-def _normalise(record: dict[str, Any], base: Path) -> dict[str, Any]:
-    """A record with list-of-parts content (no null fields) and absolute image paths."""
-    messages = []
-    for message in record["messages"]:
-        content = message["content"]
-        if isinstance(content, str):
-            content = [{"type": "text", "text": content}]
-        parts = [{k: v for k, v in part.items() if v is not None} for part in content]
-        messages.append({"role": message["role"], "content": parts})
-    images = [str(resolve_image(base, image).resolve()) for image in record.get("images") or []]
-    return {"messages": messages, "images": images}
-
-
-def load_split(data: Path, split: str) -> list[dict[str, Any]]:
-    """One split of an ``icm data`` directory as trainer records (validated Samples)."""
-    if split != "train" and not (data / f"{split}.jsonl").exists():
-        return []
-    return [_normalise(s.to_record(), data) for s in read_samples(data, split)]
+def load_data(path: Path, role: str = "training data") -> TrainingData:
+    """The records of ``path`` (any form :mod:`icm.train.data` reads), with at least one to train on."""
+    try:
+        data = load_training_data(path)
+    except TrainingDataError as exc:
+        raise TrainError(f"{role}: {exc}") from exc
+    if not data.train:
+        raise TrainError(f"{role} {path} has no records to train on")
+    return data
 
 
 def load_mix_source(source: MixSource) -> list[dict[str, Any]]:
-    """A general instruction set: any JSONL of records with ``messages`` (and ``images``)."""
-    path = source.path / "train.jsonl" if source.path.is_dir() else source.path
-    if not path.exists():
-        raise TrainError(f"mix source {source.path}: no {path.name} there")
-    records = []
-    for number, row in read_jsonl(path, error=TrainError):
-        try:
-            records.append(_normalise(row, path.parent))
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise TrainError(f"{path}:{number}: not a messages record: {exc}") from exc
-    if not records:
-        raise TrainError(f"mix source {path} has no records")
-    return records
+    """A general instruction set: the training records of any data ``--data`` takes."""
+    return load_data(source.path, "mix source").train
 
 
 def mix_records(
@@ -119,10 +99,12 @@ class ConversationCollator:
 
         from icm.media import MediaError, MediaLimits, load_image
 
+        data = image_bytes(path)
+        source = "an image stored in the training data" if data is not None else path
         try:
-            decoded = load_image(path, limits=MediaLimits(max_frames=1, max_side=self.max_image_side))
+            decoded = load_image(source, data, limits=MediaLimits(max_frames=1, max_side=self.max_image_side))
         except MediaError as exc:
-            raise TrainError(f"training image {path}: {exc.message}") from exc
+            raise TrainError(f"training image {source}: {exc.message}") from exc
         return Image.fromarray(decoded.frames[0])
 
     def _render(self, messages: list[dict[str, Any]], generation_prompt: bool = False) -> str:
@@ -270,8 +252,6 @@ def _resolve(config: TrainConfig) -> tuple[str, Path, Path]:
     model = Path(config.model).expanduser()
     if not model.is_dir():
         raise TrainError(f"no model directory at {config.model}")
-    if not config.data.is_dir():
-        raise TrainError(f"no dataset directory at {config.data}")
     return str(model.resolve()), config.data, config.output
 
 
@@ -289,13 +269,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     if not resume and output.exists() and any(output.iterdir()):
         raise TrainError(f"{output} is not empty; add --resume to continue its run or choose a new --out")
 
-    try:
-        train_records = load_split(data, "train")
-        eval_records = load_split(data, "validation")
-    except DatasetError as exc:
-        raise TrainError(str(exc)) from exc
-    if not train_records:
-        raise TrainError(f"{data}/train.jsonl has no samples")
+    loaded = load_data(data)
+    train_records, eval_records = loaded.train, loaded.validation
     moderation_samples = len(train_records)
     mixes = [(load_mix_source(m), m.ratio) for m in config.mix]
     train_records = mix_records(train_records, mixes, config.seed)
@@ -379,7 +354,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         resumed_from=str(checkpoint) if resume and checkpoint else None,
         losses=[round(x, 4) for x in losses if math.isfinite(x)],
     )
-    write_model_card(output, config, result, model_path, data, moderation_samples)
+    write_model_card(output, config, result, model_path, loaded, moderation_samples)
     return result
 
 
