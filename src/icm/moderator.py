@@ -154,7 +154,9 @@ class Moderator:
         are judged again and appended. ``retry_errors`` judges every image with an error again.
         A retry that fails exactly as recorded adds no line.
         """
-        if isinstance(sources, list | tuple):  # walked before ``out`` is opened: a missing folder leaves no file
+        if isinstance(sources, list | tuple) and "-" not in sources:
+            # Walked before ``out`` is opened: a missing folder leaves no file. Paths on stdin stay
+            # a stream (judged as they come), so a list naming "-" is walked as it is judged.
             sources = list(_expand(sources))
         check_output(out, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
         summary = RunSummary()
