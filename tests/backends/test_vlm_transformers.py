@@ -130,6 +130,23 @@ def test_non_finite_logits_are_uncertain_never_complies(
     assert all(v.raw for v in verdicts)
 
 
+def test_a_tokenizer_that_maps_spaced_answer_words_to_unknown_scores(tmp_path: Path, astronaut: Path) -> None:
+    # A word-level vocabulary: " Yes" and " No" both encode to <unk>. That is no answer token, and
+    # the bare spellings "Yes" and "No" are distinct single tokens, so the model scores.
+    from backends.tiny_vlm import save_tiny_llava
+
+    model_dir = save_tiny_llava(tmp_path / "spaced", spaced_words_unknown=True)
+    backend = TransformersBackend(str(model_dir), explain="none")
+    tokenizer = backend.processor.tokenizer
+    unknown = tokenizer.unk_token_id
+    assert tokenizer.encode(" Yes", add_special_tokens=False) == [unknown]
+    assert tokenizer.encode(" No", add_special_tokens=False) == [unknown]
+    assert backend.answer.yes_ids == (tokenizer.convert_tokens_to_ids("Yes"),)
+    assert backend.answer.no_ids == (tokenizer.convert_tokens_to_ids("No"),)
+    verdicts = backend.judge(load_image(astronaut), load_policy("icm-r1"))
+    assert all(v.probability is not None and v.verdict is not Verdict.uncertain for v in verdicts)
+
+
 def test_bad_paths_and_options_are_backend_errors(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="no model directory"):
         load_backend(f"transformers:{tmp_path / 'missing'}")

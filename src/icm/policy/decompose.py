@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
+from icm.llm import parse_json_as
 from icm.policy.load import load_policy
 from icm.policy.schema import Criterion, Policy
 from icm.prompts import render
 
 if TYPE_CHECKING:
-    from icm.datagen.llm import TextModel
+    from icm.llm import ChatModel
 
 
 class DraftCriterion(BaseModel):
@@ -53,10 +54,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "criterion"
 
 
-def draft_criteria(policy: Policy, model: TextModel) -> tuple[Policy, DecomposeReport]:
+def draft_criteria(policy: Policy, model: ChatModel) -> tuple[Policy, DecomposeReport]:
     """A new policy whose criterion-less rules carry drafted criteria (version bumped by one)."""
-    from icm.datagen.llm import parse_json_object
-
     report = DecomposeReport()
     schema = _schema()
     rules = []
@@ -68,8 +67,8 @@ def draft_criteria(policy: Policy, model: TextModel) -> tuple[Policy, DecomposeR
         generation = model.complete(render("decompose", policy=policy, rule=rule, schema=schema), schema=schema)
         report.tokens += generation.tokens
         try:
-            draft = DraftCriteria.model_validate(parse_json_object(generation.text))
-        except (ValueError, ValidationError) as exc:
+            draft = parse_json_as(generation.text, DraftCriteria)
+        except ValueError as exc:
             report.failed[rule.id] = f"unreadable answer: {str(exc).splitlines()[0]}"
             rules.append(rule)
             continue
@@ -88,7 +87,7 @@ def draft_criteria(policy: Policy, model: TextModel) -> tuple[Policy, DecomposeR
     return policy.model_copy(update={"rules": rules, "version": policy.version + 1}), report
 
 
-def decompose_file(source: str | Path, model: TextModel, out: Path | None = None) -> tuple[Path, DecomposeReport]:
+def decompose_file(source: str | Path, model: ChatModel, out: Path | None = None) -> tuple[Path, DecomposeReport]:
     """Draft criteria for a policy file; the result goes to ``out`` (default NAME.draft.yaml)."""
     policy = load_policy(source)
     target = out or Path(f"{Path(str(source)).stem}.draft.yaml")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from icm.backends.vlm import explanation_schema
 from icm.datagen.importers.icm_release import instruction, multiple_choice_prompt
 from icm.datagen.labels import policy_labels
 from icm.datagen.sample import Sample, SampleKind, SampleMeta
 from icm.datagen.stages.qa import explanation_text
 from icm.datagen.tables import MCRow, QARow
+from icm.explanation import explanation_schema
 from icm.policy.schema import Policy
 from icm.prompts import render
 

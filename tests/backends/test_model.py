@@ -1,4 +1,4 @@
-"""What the model backends share: explanation parsing and re-asking, data URLs, model paths."""
+"""What the model backends share: verdicts, attached explanations, frames and data URLs, model paths."""
 
 from __future__ import annotations
 
@@ -10,18 +10,10 @@ import numpy as np
 import pytest
 
 from icm.backends.base import BackendError, Explain
-from icm.backends.vlm import (
-    ExplanationError,
-    attach_explanations,
-    data_url,
-    explain_with_reask,
-    parse_explanation,
-    pick_frames,
-    resolve_model_path,
-    rules_to_explain,
-    verdict_from_probability,
-)
-from icm.media import DecodedImage
+from icm.backends.model import attach_explanations, resolve_model_path, rules_to_explain, verdict_from_probability
+from icm.explanation import ImageExplanation, parse_explanation
+from icm.llm import FunctionChat, Generation, UnreadableAnswer, ask_validated
+from icm.media import DecodedImage, data_url, pick_frames
 from icm.policy.load import load_policy
 from icm.results import Verdict
 
@@ -44,47 +36,11 @@ def answer(**override: object) -> str:
     return json.dumps(body)
 
 
-def test_parse_a_fenced_answer() -> None:
-    parsed = parse_explanation("```json\n" + answer() + "\n```", RULES)
-    assert parsed.rules[0].criteria_met == ["shoulders-belly"]
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("I cannot help with that.", "no JSON object"),
-        ('{"description": "x"', "no JSON object"),  # truncated
-        (answer(rules=[]), "no entry in 'rules'"),
-        (answer(description=5), "description"),
-        (answer(rules=[{"rule_id": "exposed-skin", "criteria_met": ["wings"], "violates": True,
-                        "conclusion": "c"},
-                       {"rule_id": "intimate-focus", "criteria_met": [], "violates": False,
-                        "conclusion": "c"}]), "no criteria \\['wings'\\]"),
-    ],
-)
-def test_invalid_answers_say_why(text: str, message: str) -> None:
-    with pytest.raises(ExplanationError, match=message):
-        parse_explanation(text, RULES)
-
-
-def test_reask_once_with_the_error() -> None:
-    conversations: list[list[tuple[str, str]]] = []
-    replies = iter(["not json", answer()])
-
-    def ask(turns: list[tuple[str, str]]) -> str:
-        conversations.append(turns)
-        return next(replies)
-
-    explanation, raw, error = explain_with_reask(ask, "explain please", RULES)
-    assert explanation is not None and error is None
-    assert raw == "not json\n---\n" + answer()
-    assert [role for role, _ in conversations[1]] == ["user", "assistant", "user"]
-    assert "no JSON object" in conversations[1][2][1]
-
-
 def test_two_bad_answers_keep_the_verdict_and_the_raw_text() -> None:
-    explanation, raw, error = explain_with_reask(lambda turns: "garbage", "explain", RULES)
-    assert explanation is None and error is not None
+    garbage = FunctionChat(lambda turns, schema, max_tokens: Generation("garbage"))
+    with pytest.raises(UnreadableAnswer) as raised:
+        ask_validated(garbage, "explain", ImageExplanation)
+    explanation, raw, error = None, raised.value.raw or "", str(raised.value)
     verdicts = [verdict_from_probability("exposed-skin", 0.9, 0.5),
                 verdict_from_probability("intimate-focus", 0.2, 0.5)]
     attach_explanations(verdicts, RULES, explanation, raw, error)
