@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from helpers import explanation_json
 
 from icm.explanation import ExplanationError, ImageExplanation, explanation_schema, parse_explanation
 from icm.policy.load import load_policy
@@ -13,28 +12,13 @@ POLICY = load_policy("icm-r1")
 RULES = POLICY.rules[:2]
 
 
-def answer(**override: object) -> str:
-    body = {
-        "description": "A woman in a strapless dress.",
-        "implicit_content": "A formal portrait.",
-        "rules": [
-            {"rule_id": "exposed-skin", "criteria_met": ["shoulders-belly"], "violates": True,
-             "conclusion": "Her shoulders are bare."},
-            {"rule_id": "intimate-focus", "criteria_met": [], "violates": False,
-             "conclusion": "Nothing is in close-up."},
-        ],
-    }
-    body.update(override)
-    return json.dumps(body)
-
-
 def test_parse_a_fenced_answer() -> None:
-    parsed = parse_explanation("```json\n" + answer() + "\n```", RULES)
+    parsed = parse_explanation("```json\n" + explanation_json() + "\n```", RULES)
     assert parsed.rules[0].criteria_met == ["shoulders-belly"]
 
 
 def test_chatter_with_braces_after_the_answer_is_ignored() -> None:
-    parsed = parse_explanation(answer() + "\nHope this helps {as always}.", RULES)
+    parsed = parse_explanation(explanation_json() + "\nHope this helps {as always}.", RULES)
     assert parsed.description == "A woman in a strapless dress."
 
 
@@ -43,9 +27,9 @@ def test_chatter_with_braces_after_the_answer_is_ignored() -> None:
     [
         ("I cannot help with that.", "no JSON object"),
         ('{"description": "x"', "no JSON object"),  # truncated
-        (answer(rules=[]), "no entry in 'rules'"),
-        (answer(description=5), "description"),
-        (answer(rules=[{"rule_id": "exposed-skin", "criteria_met": ["wings"], "violates": True,
+        (explanation_json(rules=[]), "no entry in 'rules'"),
+        (explanation_json(description=5), "description"),
+        (explanation_json(rules=[{"rule_id": "exposed-skin", "criteria_met": ["wings"], "violates": True,
                         "conclusion": "c"},
                        {"rule_id": "intimate-focus", "criteria_met": [], "violates": False,
                         "conclusion": "c"}]), "no criteria \\['wings'\\]"),

@@ -7,13 +7,11 @@ every status a server may answer, and against the real llama-cpp-python server o
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from helpers import ChatServer, chat_completion
 from pydantic import BaseModel
 
 from icm.backends.base import load_chat_model
@@ -126,51 +124,18 @@ def test_the_schema_asked_for_is_the_pydantic_models() -> None:
 # -- output modes against a scripted server ---------------------------------------------------
 
 
-def completion(content: str) -> dict[str, Any]:
-    return {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}]}
-
-
-class Server:
-    """Answers ``reply(body) -> (status, body)``; keeps every request body."""
-
-    def __init__(self) -> None:
-        self.reply: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] = (
-            lambda body: (200, completion('{"x": 1, "y": 2}')))
-        self.requests: list[dict[str, Any]] = []
-
-
 @pytest.fixture
-def server() -> Iterator[tuple[str, Server]]:
-    script = Server()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            script.requests.append(body)
-            status, reply = script.reply(body)
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", script
-    httpd.shutdown()
-    httpd.server_close()
+def server() -> Iterator[tuple[str, ChatServer]]:
+    script = ChatServer()
+    script.answer = lambda body: (200, chat_completion('{"x": 1, "y": 2}'))
+    yield script.url, script
+    script.close()
 
 
 def rejecting(status: int, message: str) -> Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]:
     """A server that refuses every request with a response_format, and answers the others."""
     return lambda body: ((status, {"error": {"message": message, "code": status}}) if "response_format" in body
-                         else (200, completion('{"x": 1, "y": 2}')))
+                         else (200, chat_completion('{"x": 1, "y": 2}')))
 
 
 @pytest.mark.parametrize(
@@ -183,21 +148,21 @@ def rejecting(status: int, message: str) -> Callable[[dict[str, Any]], tuple[int
         (500, "json_schema is not supported"),
     ],
 )
-def test_a_rejected_format_falls_back_and_is_remembered(server: tuple[str, Server], status: int,
+def test_a_rejected_format_falls_back_and_is_remembered(server: tuple[str, ChatServer], status: int,
                                                         message: str) -> None:
     url, script = server
-    script.reply = rejecting(status, message)
+    script.answer = rejecting(status, message)
     model = OpenAIChat(f"m@{url}", max_retries=0)
     assert model.chat([("user", "where?")], schema=Point.model_json_schema()).text == '{"x": 1, "y": 2}'
-    assert [("response_format" in r) for r in script.requests] == [True, False]
+    assert [("response_format" in r["body"]) for r in script.requests] == [True, False]
     assert model.mode() is OutputMode.none
     # the next request, and any client of the same server and model, asks without the format
     OpenAIChat(f"m@{url}", max_retries=0).chat([("user", "where?")], schema=Point.model_json_schema())
-    assert "response_format" not in script.requests[-1]
+    assert "response_format" not in script.requests[-1]["body"]
     # another model on the same server is still asked in the mode it was given (and falls back itself)
     before = len(script.requests)
     OpenAIChat(f"other@{url}", max_retries=0).chat([("user", "where?")], schema=Point.model_json_schema())
-    assert script.requests[before]["response_format"]["type"] == "json_schema"
+    assert script.requests[before]["body"]["response_format"]["type"] == "json_schema"
     assert len(script.requests) == before + 2
 
 
@@ -212,9 +177,9 @@ def test_a_rejected_format_falls_back_and_is_remembered(server: tuple[str, Serve
         (503, "overloaded"),
     ],
 )
-def test_other_failures_are_errors_not_fallbacks(server: tuple[str, Server], status: int, message: str) -> None:
+def test_other_failures_are_errors_not_fallbacks(server: tuple[str, ChatServer], status: int, message: str) -> None:
     url, script = server
-    script.reply = rejecting(status, message)
+    script.answer = rejecting(status, message)
     model = OpenAIChat(f"m@{url}", max_retries=0)
     with pytest.raises(LLMError, match=f"HTTP {status}"):
         model.chat([("user", "where?")], schema=Point.model_json_schema())
@@ -222,9 +187,9 @@ def test_other_failures_are_errors_not_fallbacks(server: tuple[str, Server], sta
     assert model.mode() is OutputMode.json_schema  # nothing learnt about the format
 
 
-def test_a_fallback_that_fails_too_is_that_error_and_nothing_is_remembered(server: tuple[str, Server]) -> None:
+def test_a_fallback_that_fails_too_is_that_error_and_nothing_is_remembered(server: tuple[str, ChatServer]) -> None:
     url, script = server
-    script.reply = lambda body: (400, {"error": {"message": "maximum context length exceeded"}})
+    script.answer = lambda body: (400, {"error": {"message": "maximum context length exceeded"}})
     model = OpenAIChat(f"m@{url}", max_retries=0)
     with pytest.raises(LLMError, match="maximum context length"):
         model.chat([("user", "where?")], schema=Point.model_json_schema())
@@ -232,19 +197,19 @@ def test_a_fallback_that_fails_too_is_that_error_and_nothing_is_remembered(serve
     assert model.mode() is OutputMode.json_schema  # the format was not the problem
 
 
-def test_explicit_output_modes(server: tuple[str, Server]) -> None:
+def test_explicit_output_modes(server: tuple[str, ChatServer]) -> None:
     url, script = server
     schema = Point.model_json_schema()
     OpenAIChat(f"m@{url}", output_mode="json_object").chat([("user", "a")], schema=schema)
     OpenAIChat(f"m@{url}", output_mode="none").chat([("user", "a")], schema=schema)
     OpenAIChat(f"m@{url}").chat([("user", "a")])  # no schema: no format
-    assert script.requests[0]["response_format"] == {"type": "json_object"}
-    assert "response_format" not in script.requests[1] and "response_format" not in script.requests[2]
+    assert script.requests[0]["body"]["response_format"] == {"type": "json_object"}
+    assert "response_format" not in script.requests[1]["body"] and "response_format" not in script.requests[2]["body"]
     with pytest.raises(LLMError, match="unknown output mode 'xml'"):
         OpenAIChat(f"m@{url}", output_mode="xml")
 
 
-def test_chat_models_resolve_through_the_registry(server: tuple[str, Server]) -> None:
+def test_chat_models_resolve_through_the_registry(server: tuple[str, ChatServer]) -> None:
     url, _ = server
     model = load_chat_model(f"openai:m@{url}", output_mode="json_object")
     assert isinstance(model, OpenAIChat)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import explanation_json
 
 from icm.backends.base import BackendError, Explain
 from icm.backends.model import attach_explanations, resolve_model_path, rules_to_explain, verdict_from_probability
@@ -19,21 +20,6 @@ from icm.results import Verdict
 
 POLICY = load_policy("icm-r1")
 RULES = POLICY.rules[:2]
-
-
-def answer(**override: object) -> str:
-    body = {
-        "description": "A woman in a strapless dress.",
-        "implicit_content": "A formal portrait.",
-        "rules": [
-            {"rule_id": "exposed-skin", "criteria_met": ["shoulders-belly"], "violates": True,
-             "conclusion": "Her shoulders are bare."},
-            {"rule_id": "intimate-focus", "criteria_met": [], "violates": False,
-             "conclusion": "Nothing is in close-up."},
-        ],
-    }
-    body.update(override)
-    return json.dumps(body)
 
 
 def test_two_bad_answers_keep_the_verdict_and_the_raw_text() -> None:
@@ -53,8 +39,8 @@ def test_explanations_are_attached_and_disagreement_is_flagged() -> None:
     verdicts = [verdict_from_probability("exposed-skin", 0.9, 0.5),
                 verdict_from_probability("intimate-focus", 0.7, 0.5),
                 verdict_from_probability("nudity", 0.1, 0.5)]
-    explanation = parse_explanation(answer(), RULES)
-    attach_explanations(verdicts, RULES, explanation, answer(), None)
+    explanation = parse_explanation(explanation_json(), RULES)
+    attach_explanations(verdicts, RULES, explanation, explanation_json(), None)
     assert verdicts[0].explanation == "Her shoulders are bare."
     assert [e.criterion for e in verdicts[0].evidence] == ["shoulders-belly"]
     assert "concludes the opposite" in verdicts[1].explanation

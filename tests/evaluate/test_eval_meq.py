@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ChatServer, chat_completion
 from typer.testing import CliRunner
 
 from icm.cli.app import app
@@ -150,38 +149,16 @@ def test_judge_spec() -> None:
 # and our request/parse/re-ask logic all run for real.
 
 
-class _Server:
+class _Server(ChatServer):
+    """Answers from a queue of replies."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.replies: list[tuple[int, dict[str, Any]]] = []
-        self.requests: list[dict[str, Any]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body})
-                status, payload = server.replies.pop(0)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.answer = lambda body: self.replies.pop(0)
 
     def reply(self, content: str) -> None:
-        self.replies.append((200, {
-            "id": "x", "object": "chat.completion", "created": 0, "model": "judge-model",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-        }))
+        self.replies.append((200, chat_completion(content, model="judge-model")))
 
     def reject(self, message: str) -> None:
         self.replies.append((400, {"error": {"message": message, "type": "invalid_request_error"}}))
@@ -191,8 +168,7 @@ class _Server:
 def server() -> Iterator[_Server]:
     s = _Server()
     yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    s.close()
 
 
 GOOD = '{"accuracy": 85, "preciseness": 75, "comprehensiveness": 65, "fluency": 95, "rationale": "r"}'
