@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 import yaml
 
 from icm.errors import ModelError, ModelTimeout
-from icm.llm import ChatModel, LLMError
+from icm.llm import Chat, ChatModel, LLMError
 from icm.media import DecodedImage
 from icm.policy.schema import Policy
 from icm.results import BackendInfo, RuleVerdict
@@ -66,7 +66,7 @@ class Backend(Protocol):
     name: str
     supports_images: bool
     supports_logprobs: bool
-    #: whether ``chat_about(image)`` holds a conversation about an image (the data engine's explainer)
+    #: whether it is a :class:`GenerativeBackend` (the data engine's explainer needs one)
     supports_generation: bool
 
     def info(self) -> BackendInfo: ...
@@ -79,6 +79,14 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class GenerativeBackend(Backend, Protocol):
+    """A backend whose ``supports_generation`` is true: it also talks about an image."""
+
+    def chat_about(self, image: DecodedImage) -> Chat:
+        """A conversation with the model about one image (e.g. the data engine's explainer)."""
+        ...
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:

@@ -64,14 +64,6 @@ class ModelBackend:
         self.prompts = PromptSet(self.options.with_signals)
         self._facts = LocalFacts() if self.options.with_signals else None
 
-    @property
-    def explain(self) -> Explain:
-        return self.options.explain
-
-    @property
-    def threshold(self) -> float:
-        return self.options.threshold
-
     def prepare(self, policy: Policy) -> None:
         if self._facts is not None:
             self._facts.prepare(policy)

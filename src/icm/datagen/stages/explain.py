@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from icm.backends.base import Backend, BackendError, load_backend
+from icm.backends.base import Backend, BackendError, GenerativeBackend, load_backend
 from icm.datagen.cache import StageCache, cache_key
 from icm.datagen.labels import explicit_description, policy_labels
 from icm.errors import ModelError, ModelOutputError
@@ -124,7 +124,7 @@ class VLMExplainer:
         self.spec = spec if isinstance(spec, str) else backend.name
         if not backend.supports_generation:
             raise BackendError(f"backend {self.spec!r} cannot generate free text; use transformers:, openai: or local")
-        self._backend: Any = backend
+        self._backend = cast(GenerativeBackend, backend)
 
     def about(self, image: DecodedImage, policy: Policy, labels: dict[str, bool],
               criteria: tuple[str, ...]) -> Chat:
