@@ -108,6 +108,21 @@ def test_cli_moderate_with_a_model_directory(tiny_llava_dir: Path, astronaut: Pa
     assert all(v["raw"] is None for v in record["verdicts"])  # --explain none: nothing generated
 
 
+def test_backend_keywords_from_python_and_yaml(tiny_llava_dir: Path, astronaut: Path, tmp_path: Path) -> None:
+    moderator = Moderator("icm-r1", f"transformers:{tiny_llava_dir}", dtype="float32", with_signals=True,
+                          explain="none", batch_size=2)
+    result = moderator.moderate(astronaut)
+    assert result.error is None
+    assert result.backend.models["prompts"].startswith("verdict_with_signals.v1,")
+    options = tmp_path / "options.yaml"
+    options.write_text("dtype: float32\nbatch_sise: 4\n")
+    args = ["moderate", str(astronaut), "--policy", "icm-r1", "--backend", f"transformers:{tiny_llava_dir}",
+            "--format", "jsonl", "--quiet", "--backend-options", str(options)]
+    typo = CliRunner().invoke(app, args)
+    assert typo.exit_code == 2
+    assert "cannot take these arguments" in typo.output and "batch_sise" in typo.output
+
+
 def test_cli_rejects_explain_for_the_local_backend(astronaut: Path) -> None:
     result = CliRunner().invoke(app, ["moderate", str(astronaut), "--explain", "all"])
     assert result.exit_code == 2

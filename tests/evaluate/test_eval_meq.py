@@ -16,6 +16,7 @@ from icm.evaluate.judge import JudgeSpecError, ModelJudge, load_judge
 from icm.evaluate.meq import (
     Judge,
     JudgeAnswerError,
+    JudgeScores,
     load_judgements,
     parse_judge_answer,
     render_judge_prompt,
@@ -183,6 +184,9 @@ def test_openai_judge_asks_for_json_schema(server: _Server) -> None:
     request = server.requests[0]
     assert request["path"] == "/v1/chat/completions"
     assert request["body"]["response_format"]["type"] == "json_schema"
+    # the schema is the pydantic model's own, never written twice; the audit field is not asked for
+    schema = request["body"]["response_format"]["json_schema"]["schema"]
+    assert schema == JudgeScores.model_json_schema() and "raw" not in schema["properties"]
     assert request["body"]["temperature"] == 0
     prompt = request["body"]["messages"][0]["content"]
     assert "<reference>\nreference text\n</reference>" in prompt
