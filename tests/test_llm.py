@@ -225,11 +225,13 @@ def test_chat_models_resolve_through_the_registry(server: tuple[str, ChatServer]
 
 
 def test_llama_cpp_server_rejects_json_schema_and_the_fallback_answers(llama_server: str) -> None:
-    model = OpenAIChat(f"smollm2@{llama_server}", max_tokens=12, max_retries=0)
+    # a long request timeout: llama.cpp on a few shared CPU cores can be slow
+    model = OpenAIChat(f"smollm2@{llama_server}", max_tokens=12, max_retries=0, timeout=600)
     answer = model.chat([("user", "Give a point as JSON with x and y.")], schema=Point.model_json_schema())
     assert answer.tokens > 0  # a real answer, not an error
     assert model.mode() is OutputMode.none  # json_schema was refused (HTTP 500) and is not asked again
-    constrained = OpenAIChat(f"smollm2@{llama_server}", output_mode="json_object", max_tokens=12, max_retries=0)
+    constrained = OpenAIChat(f"smollm2@{llama_server}", output_mode="json_object", max_tokens=12, max_retries=0,
+                             timeout=600)
     text = constrained.chat([("user", "Give a point as JSON with x and y.")], schema=Point.model_json_schema()).text
     assert constrained.mode() is OutputMode.json_object  # accepted: JSON by grammar
     assert text.lstrip().startswith("{")

@@ -29,6 +29,9 @@ from icm.policy.load import load_policy
 from icm.results import ErrorCode, Verdict
 
 POLICY = load_policy("icm-r1")
+#: seconds per request to the real server: llama.cpp on a few shared CPU cores can be slow, and
+#: the request timeout is not what those tests are about
+SLOW = 600.0
 
 
 # --- a real server: llama-cpp-python + SmolLM2 (the ``llama_server`` fixture, tests/conftest.py) --
@@ -47,7 +50,7 @@ def test_real_server_verdicts_from_first_token_logprobs(llama_server: str, astro
                                        max_tokens=1)
 
     backend = OpenAIBackend(f"smollm2@{llama_server}", images=False, with_signals=True, explain="none",
-                            max_retries=0, max_concurrency=1)
+                            max_retries=0, max_concurrency=1, timeout=SLOW)
     image = load_image(astronaut)
     reset()
     verdicts = backend.judge(image, POLICY)
@@ -73,7 +76,7 @@ def test_real_server_verdicts_from_first_token_logprobs(llama_server: str, astro
 def test_real_server_json_object_explanation(llama_server: str, astronaut: Path) -> None:
     backend = OpenAIBackend(
         f"smollm2@{llama_server}", images=False, with_signals=True, explain="all",
-        response_format="json_object", max_tokens=48, max_retries=0,
+        response_format="json_object", max_tokens=48, max_retries=0, timeout=SLOW,
     )
     verdicts = backend.judge(load_image(astronaut), POLICY)
     for verdict in verdicts:
@@ -90,7 +93,7 @@ def test_real_server_json_schema_rejection_falls_back_and_is_remembered(
     # is asked again without a format; the explanation is then read (or re-asked) as usual, never
     # "the request failed", and this server is asked without json_schema from then on.
     backend = OpenAIBackend(f"smollm2@{llama_server}", images=False, with_signals=True, explain="all",
-                            max_tokens=48, max_retries=0)
+                            max_tokens=16, max_retries=0, timeout=SLOW)
     assert backend.chat.mode() is OutputMode.json_schema
     verdicts = backend.judge(load_image(astronaut), POLICY)
     for verdict in verdicts:
@@ -99,7 +102,7 @@ def test_real_server_json_schema_rejection_falls_back_and_is_remembered(
         assert verdict.raw  # the model's answer is kept for audit
     assert backend.chat.mode() is OutputMode.none
     again = OpenAIBackend(f"smollm2@{llama_server}", images=False, with_signals=True, explain="all",
-                          max_tokens=48, max_retries=0)
+                          max_tokens=16, max_retries=0, timeout=SLOW)
     assert again.chat.mode() is OutputMode.none  # remembered per server and model, not per client
 
 

@@ -319,7 +319,8 @@ def test_real_llama_cpp_judge_falls_back_from_json_schema(llama_server: str) -> 
     without a format, its answer read or recorded as unreadable, never a failed run."""
     from icm.evaluate.meq import Judgement
 
-    judge = load_judge(f"openai:smollm2@{llama_server}", max_retries=0, max_tokens=16)
+    # a long request timeout: llama.cpp on a few shared CPU cores can be slow
+    judge = load_judge(f"openai:smollm2@{llama_server}", max_retries=0, max_tokens=16, timeout=600)
     assert isinstance(judge.model, OpenAIChat)
     judged = run_judge(judge, [Judgement("a", "A woman on a bed.", "A woman lying on a bed.")])
     assert judge.model.mode() is OutputMode.none  # json_schema refused, not asked again
