@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import openai
     from openai.types.chat import ChatCompletion
 
+
 class OutputMode(StrEnum):
     """How a request asks for JSON: its ``response_format``."""
 

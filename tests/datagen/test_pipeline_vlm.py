@@ -9,7 +9,7 @@ from backends.tiny_vlm import save_tiny_llava
 from helpers import sample_image
 
 from icm.datagen.cache import StageCache
-from icm.datagen.stages.explain import ExplainStage, LabelledImage, VLMExplainer
+from icm.datagen.stages.explain import ExplainStage, LabelledImage, LocalExplainer, VLMExplainer, load_explainer
 from icm.media import load_image
 from icm.policy import load_policy
 
@@ -27,6 +27,15 @@ def test_random_vlm_answers_are_rejected_after_one_retry(tmp_path: Path) -> None
     assert again.cached and again.rejected == "explanation unreadable"  # the rejection is cached too
     cached = next((tmp_path / "cache" / "explain").glob("*.json")).read_text()
     assert '"answers"' in cached  # both raw answers are kept for audit
+
+
+def test_explainers_resolve_through_the_backend_registry(tmp_path: Path) -> None:
+    local = load_explainer("local")
+    assert isinstance(local, LocalExplainer) and local.spec == "local"
+    model = save_tiny_llava(tmp_path / "tiny")
+    explainer = load_explainer(f"transformers:{model}")
+    assert isinstance(explainer, VLMExplainer)
+    assert explainer.spec == f"transformers:{model}"  # the cache key names the model, not only its kind
 
 
 class ScriptedExplainer:

@@ -119,9 +119,10 @@ class LocalExplainer:
 class VLMExplainer:
     """A model backend that can hold a conversation about an image (``transformers:``, ``openai:``)."""
 
-    def __init__(self, spec: str | Backend) -> None:
+    def __init__(self, spec: str | Backend, name: str | None = None) -> None:
+        """``spec``: a backend spec, or a backend already loaded (then ``name`` is its spec)."""
         backend = load_backend(spec)
-        self.spec = spec if isinstance(spec, str) else backend.name
+        self.spec = name or (spec if isinstance(spec, str) else backend.name)
         if not backend.supports_generation:
             raise BackendError(f"backend {self.spec!r} cannot generate free text; use transformers:, openai: or local")
         self._backend = cast(GenerativeBackend, backend)
@@ -146,7 +147,7 @@ class VLMExplainer:
 def load_explainer(spec: str) -> Explainer:
     """``local`` (the local engine's findings, written out) or a backend that generates text."""
     backend = load_backend(spec)
-    return VLMExplainer(backend) if backend.supports_generation else LocalExplainer(backend)
+    return VLMExplainer(backend, spec) if backend.supports_generation else LocalExplainer(backend)
 
 
 class ExplainStage:
