@@ -24,3 +24,71 @@ def sample_image(name: str) -> Image.Image:
     from skimage import data
 
     return Image.fromarray(getattr(data, name)())
+
+
+def explanation_json(**override: object) -> str:
+    """A valid explanation answer for the first two rules of icm-r1 (fields replaceable)."""
+    import json
+
+    body: dict[str, object] = {
+        "description": "A woman in a strapless dress.",
+        "implicit_content": "A formal portrait.",
+        "rules": [
+            {"rule_id": "exposed-skin", "criteria_met": ["shoulders-belly"], "violates": True,
+             "conclusion": "Her shoulders are bare."},
+            {"rule_id": "intimate-focus", "criteria_met": [], "violates": False,
+             "conclusion": "Nothing is in close-up."},
+        ],
+    }
+    body.update(override)
+    return json.dumps(body)
+
+
+def chat_completion(content: str, model: str = "m") -> dict[str, object]:
+    """A chat-completions response body with one answer."""
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}]}
+
+
+class ChatServer:
+    """A real HTTP server on loopback that answers like an OpenAI-compatible chat endpoint.
+
+    A boundary mock: ``answer(body) -> (status, payload)`` stands in for the model, while the
+    openai client, HTTP and our request, parse and re-ask logic all run for real. Every request is
+    kept as ``{"path", "body"}``.
+    """
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from collections.abc import Callable
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.answer: Callable[[dict[str, object]], tuple[int, dict[str, object]]] = (
+            lambda body: (200, chat_completion("")))
+        self.requests: list[dict[str, object]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"path": self.path, "body": body})
+                status, payload = server.answer(body)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -6,6 +6,7 @@ Moderator can write an error record for the item and carry on with the batch.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -186,7 +187,7 @@ def load_image(
 def _sample_frames(n_frames: int, max_frames: int) -> list[int]:
     if n_frames <= max_frames:
         return list(range(n_frames))
-    return sorted({round(i * (n_frames - 1) / (max_frames - 1)) for i in range(max_frames)})
+    return sorted({round(i * (n_frames - 1) / max(max_frames - 1, 1)) for i in range(max_frames)})
 
 
 def _to_rgb_array(image: Image.Image, max_side: int) -> np.ndarray:
@@ -233,3 +234,30 @@ def _not_an_image_message(data: bytes) -> str:
     if head.lstrip().startswith((b"<", b"{", b"[")) or all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return "the file holds text, not an image"
     return "the content is not an image format that can be decoded"
+
+
+def pick_frames(image: DecodedImage, max_frames: int) -> list[np.ndarray]:
+    """Up to ``max_frames`` frames of an animated image, evenly spaced (the first always)."""
+    return [image.frames[i] for i in _sample_frames(len(image.frames), max_frames)]
+
+
+def data_url(frame: np.ndarray, max_side: int, max_bytes: int) -> str:
+    """A JPEG data URL of the frame, no longer than ``max_side`` and no larger than ``max_bytes``.
+
+    Oversized frames are scaled down by a quarter at a time until they fit; ValueError when even
+    64 pixels do not.
+    """
+    image = Image.fromarray(frame)
+    side = min(max_side, max(image.size))
+    while True:
+        scaled = image.copy()
+        scaled.thumbnail((side, side), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        scaled.save(buffer, format="JPEG", quality=90)
+        encoded = base64.b64encode(buffer.getvalue())
+        url_size = len(encoded) + len("data:image/jpeg;base64,")
+        if url_size <= max_bytes:
+            return "data:image/jpeg;base64," + encoded.decode("ascii")
+        if side <= 64:
+            raise ValueError(f"the image does not fit in {max_bytes:,} bytes even at {side}px")
+        side = max(64, side * 3 // 4)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from icm.backends.scoring import (
     AnswerTokens,
     ScoringError,
+    answer_tokens_for,
     parse_yes_no,
     probability_from_token_logprobs,
     probability_from_top_logprobs,
@@ -37,6 +38,37 @@ def test_a_word_that_is_not_one_token_is_a_clear_error() -> None:
 def test_colliding_words_are_an_error() -> None:
     with pytest.raises(ScoringError, match="share token ids"):
         resolve_answer_tokens(encoder({"Yes": [5], "No": [5]}))
+
+
+def test_the_unknown_token_is_never_an_answer_token() -> None:
+    # a word-level vocabulary: " Yes" and " No" are no words of it, both encode to <unk> (1)
+    tokens = resolve_answer_tokens(encoder({"Yes": [5], " Yes": [1], "No": [7], " No": [1]}), unknown_id=1)
+    assert (tokens.yes_ids, tokens.no_ids) == ((5,), (7,))
+
+
+def test_a_spelling_both_words_share_is_dropped_and_the_distinct_ones_kept() -> None:
+    tokens = resolve_answer_tokens(encoder({"Yes": [5], " Yes": [9], "No": [7], " No": [9]}))
+    assert (tokens.yes_ids, tokens.no_ids) == ((5,), (7,))
+
+
+def test_a_word_left_with_only_the_unknown_token_is_a_clear_error() -> None:
+    with pytest.raises(ScoringError, match=r"'Yes' is not a single token .*\(the unknown token\)"):
+        resolve_answer_tokens(encoder({"Yes": [1], " Yes": [1], "No": [7], " No": [1]}), unknown_id=1)
+
+
+def test_answer_tokens_of_a_real_word_level_tokenizer() -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, "Yes": 1, "No": 2, "Maybe": 3}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_next")  # keeps the space
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    assert tokenizer.encode(" Yes", add_special_tokens=False) == [0]  # the premise: <unk>
+    tokens = answer_tokens_for(tokenizer)
+    assert (tokens.yes_ids, tokens.no_ids) == ((1,), (2,))
+    with pytest.raises(ScoringError, match="'Violates' is not a single token"):
+        answer_tokens_for(tokenizer, yes="Violates")
 
 
 def test_two_way_probability_is_the_softmax_over_the_two() -> None:

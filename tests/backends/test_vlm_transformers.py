@@ -108,6 +108,21 @@ def test_cli_moderate_with_a_model_directory(tiny_llava_dir: Path, astronaut: Pa
     assert all(v["raw"] is None for v in record["verdicts"])  # --explain none: nothing generated
 
 
+def test_backend_keywords_from_python_and_yaml(tiny_llava_dir: Path, astronaut: Path, tmp_path: Path) -> None:
+    moderator = Moderator("icm-r1", f"transformers:{tiny_llava_dir}", dtype="float32", with_signals=True,
+                          explain="none", batch_size=2)
+    result = moderator.moderate(astronaut)
+    assert result.error is None
+    assert result.backend.models["prompts"].startswith("verdict_with_signals.v1,")
+    options = tmp_path / "options.yaml"
+    options.write_text("dtype: float32\nbatch_sise: 4\n")
+    args = ["moderate", str(astronaut), "--policy", "icm-r1", "--backend", f"transformers:{tiny_llava_dir}",
+            "--format", "jsonl", "--quiet", "--backend-options", str(options)]
+    typo = CliRunner().invoke(app, args)
+    assert typo.exit_code == 2
+    assert "cannot take these arguments" in typo.output and "batch_sise" in typo.output
+
+
 def test_cli_rejects_explain_for_the_local_backend(astronaut: Path) -> None:
     result = CliRunner().invoke(app, ["moderate", str(astronaut), "--explain", "all"])
     assert result.exit_code == 2
@@ -128,6 +143,23 @@ def test_non_finite_logits_are_uncertain_never_complies(
     verdicts = backend.judge(load_image(astronaut), load_policy("icm-r1"))
     assert {v.verdict for v in verdicts} == {Verdict.uncertain}
     assert all(v.raw for v in verdicts)
+
+
+def test_a_tokenizer_that_maps_spaced_answer_words_to_unknown_scores(tmp_path: Path, astronaut: Path) -> None:
+    # A word-level vocabulary: " Yes" and " No" both encode to <unk>. That is no answer token, and
+    # the bare spellings "Yes" and "No" are distinct single tokens, so the model scores.
+    from backends.tiny_vlm import save_tiny_llava
+
+    model_dir = save_tiny_llava(tmp_path / "spaced", spaced_words_unknown=True)
+    backend = TransformersBackend(str(model_dir), explain="none")
+    tokenizer = backend.processor.tokenizer
+    unknown = tokenizer.unk_token_id
+    assert tokenizer.encode(" Yes", add_special_tokens=False) == [unknown]
+    assert tokenizer.encode(" No", add_special_tokens=False) == [unknown]
+    assert backend.answer.yes_ids == (tokenizer.convert_tokens_to_ids("Yes"),)
+    assert backend.answer.no_ids == (tokenizer.convert_tokens_to_ids("No"),)
+    verdicts = backend.judge(load_image(astronaut), load_policy("icm-r1"))
+    assert all(v.probability is not None and v.verdict is not Verdict.uncertain for v in verdicts)
 
 
 def test_bad_paths_and_options_are_backend_errors(tmp_path: Path) -> None:

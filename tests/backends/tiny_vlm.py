@@ -40,13 +40,16 @@ def _vocabulary() -> list[str]:
     return SPECIAL + [w for w in words if w not in SPECIAL]
 
 
-def build_processor(image_size: int = 8):  # -> LlavaProcessor
+def build_processor(image_size: int = 8, spaced_words_unknown: bool = False):  # -> LlavaProcessor
+    """``spaced_words_unknown``: split before spaces and keep them, so that " Yes" (with its space)
+    is no word of the vocabulary and encodes to the unknown token, while "Yes" is one."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import CLIPImageProcessorPil, LlavaProcessor, PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(_vocabulary())}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.pre_tokenizer = (pre_tokenizers.Split(" ", behavior="merged_with_next") if spaced_words_unknown
+                             else pre_tokenizers.Whitespace())
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token="<unk>",
@@ -69,7 +72,8 @@ def build_processor(image_size: int = 8):  # -> LlavaProcessor
     )
 
 
-def build_tiny_llava(seed: int = 0, layers: int = 2, hidden: int = 32, image_size: int = 8):
+def build_tiny_llava(seed: int = 0, layers: int = 2, hidden: int = 32, image_size: int = 8,
+                     spaced_words_unknown: bool = False):
     """(model, processor): a LLaVA with a CLIP vision tower and a Llama language model.
 
     The image becomes (image_size / 2) ** 2 tokens: 16 at 8 px, 576 (LLaVA-1.5's count) at 48 px.
@@ -77,7 +81,7 @@ def build_tiny_llava(seed: int = 0, layers: int = 2, hidden: int = 32, image_siz
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    processor = build_processor(image_size)
+    processor = build_processor(image_size, spaced_words_unknown)
     tokenizer = processor.tokenizer
     config = LlavaConfig(
         text_config=LlamaConfig(
@@ -108,8 +112,8 @@ def build_tiny_llava(seed: int = 0, layers: int = 2, hidden: int = 32, image_siz
     return model, processor
 
 
-def save_tiny_llava(directory: Path, seed: int = 0, **sizes: int) -> Path:
-    model, processor = build_tiny_llava(seed, **sizes)
+def save_tiny_llava(directory: Path, seed: int = 0, **options: int) -> Path:
+    model, processor = build_tiny_llava(seed, **options)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory

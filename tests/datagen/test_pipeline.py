@@ -10,11 +10,11 @@ import pytest
 from helpers import render_text, sample_image
 from typer.testing import CliRunner
 
-from icm.backends.vlm import ImageExplanation
 from icm.cli.app import app
 from icm.datagen.dataset import read_samples
-from icm.datagen.llm import Generation, LlamaCppModel
 from icm.datagen.pipeline import GenerateConfig, Pipeline, PipelineError
+from icm.explanation import ImageExplanation
+from icm.llm import Generation, LlamaCppModel
 from icm.policy import load_policy
 
 COUNTS = {"yes_no": 2, "what": 1, "how": 1, "multiple_choice": 1}

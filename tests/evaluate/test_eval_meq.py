@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ChatServer, chat_completion
 from typer.testing import CliRunner
 
 from icm.cli.app import app
-from icm.evaluate.judge_openai import JudgeSpecError, OpenAIJudge, parse_judge_spec
+from icm.evaluate.judge import JudgeSpecError, ModelJudge, load_judge
 from icm.evaluate.meq import (
     Judge,
     JudgeAnswerError,
+    JudgeScores,
     load_judgements,
     parse_judge_answer,
     render_judge_prompt,
@@ -24,6 +24,8 @@ from icm.evaluate.meq import (
     summarise_judgements,
 )
 from icm.evaluate.records import EvalInputError
+from icm.llm import OpenAIChat, OutputMode
+from icm.prompts import render
 
 runner = CliRunner()
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -131,11 +133,16 @@ def test_prompt_snapshot() -> None:
 
 
 def test_judge_spec() -> None:
-    assert parse_judge_spec("openai:qwen2.5@http://127.0.0.1:8000/v1") == (
+    def target(spec: str) -> tuple[str, str | None]:
+        model = load_judge(spec).model
+        assert isinstance(model, OpenAIChat)
+        return model.model, model.base_url
+
+    assert target("openai:qwen2.5@http://127.0.0.1:8000/v1") == (
         "qwen2.5", "http://127.0.0.1:8000/v1")
-    assert parse_judge_spec("openai:gpt-4o") == ("gpt-4o", None)
+    assert target("openai:gpt-4o") == ("gpt-4o", None)
     with pytest.raises(JudgeSpecError, match="unknown judge 'local'"):
-        parse_judge_spec("local")
+        load_judge("local")
 
 
 # -- a real HTTP server on loopback that answers like an OpenAI-compatible chat endpoint. This
@@ -143,38 +150,16 @@ def test_judge_spec() -> None:
 # and our request/parse/re-ask logic all run for real.
 
 
-class _Server:
+class _Server(ChatServer):
+    """Answers from a queue of replies."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.replies: list[tuple[int, dict[str, Any]]] = []
-        self.requests: list[dict[str, Any]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body})
-                status, payload = server.replies.pop(0)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.answer = lambda body: self.replies.pop(0)
 
     def reply(self, content: str) -> None:
-        self.replies.append((200, {
-            "id": "x", "object": "chat.completion", "created": 0, "model": "judge-model",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-        }))
+        self.replies.append((200, chat_completion(content, model="judge-model")))
 
     def reject(self, message: str) -> None:
         self.replies.append((400, {"error": {"message": message, "type": "invalid_request_error"}}))
@@ -184,8 +169,7 @@ class _Server:
 def server() -> Iterator[_Server]:
     s = _Server()
     yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    s.close()
 
 
 GOOD = '{"accuracy": 85, "preciseness": 75, "comprehensiveness": 65, "fluency": 95, "rationale": "r"}'
@@ -193,13 +177,16 @@ GOOD = '{"accuracy": 85, "preciseness": 75, "comprehensiveness": 65, "fluency": 
 
 def test_openai_judge_asks_for_json_schema(server: _Server) -> None:
     server.reply(GOOD)
-    judge = OpenAIJudge("judge-model", server.url, api_key="k")
+    judge = ModelJudge(OpenAIChat(f"judge-model@{server.url}", api_key="k"))
     assert isinstance(judge, Judge)
     scores = judge.judge("reference text", "candidate text")
     assert (scores.accuracy, scores.fluency, scores.rationale) == (85, 95, "r")
     request = server.requests[0]
     assert request["path"] == "/v1/chat/completions"
     assert request["body"]["response_format"]["type"] == "json_schema"
+    # the schema is the pydantic model's own, never written twice; the audit field is not asked for
+    schema = request["body"]["response_format"]["json_schema"]["schema"]
+    assert schema == JudgeScores.model_json_schema() and "raw" not in schema["properties"]
     assert request["body"]["temperature"] == 0
     prompt = request["body"]["messages"][0]["content"]
     assert "<reference>\nreference text\n</reference>" in prompt
@@ -211,7 +198,7 @@ def test_openai_judge_falls_back_and_re_asks(server: _Server) -> None:
     server.reply("I liked it a lot.")  # unreadable -> re-ask once
     server.reply("| Criteria | Score |\n|---|---|\n| Accuracy | 60 |\n| Preciseness | 50 |\n"
                  "| Comprehensiveness | 40 |\n| Fluency | 70 |")
-    judge = OpenAIJudge("judge-model", server.url)
+    judge = ModelJudge(OpenAIChat(f"judge-model@{server.url}"))
     scores = judge.judge("ref", "cand")
     assert (scores.accuracy, scores.preciseness, scores.comprehensiveness, scores.fluency) == (
         60, 50, 40, 70)
@@ -228,7 +215,7 @@ def test_a_judge_that_never_answers_well_is_recorded_not_scored(server: _Server)
     server.reply(GOOD)
     from icm.evaluate.meq import Judgement
 
-    judged = run_judge(OpenAIJudge("judge-model", server.url),
+    judged = run_judge(ModelJudge(OpenAIChat(f"judge-model@{server.url}")),
                        [Judgement("a", "r1", "c1"), Judgement("b", "r2", "c2")])
     assert judged[0].scores is None and "unreadable answer" in (judged[0].error or "")
     assert judged[0].raw is not None and "still no idea" in judged[0].raw
@@ -272,7 +259,7 @@ def test_judgements_record_the_prompt_template_they_were_asked_with(server: _Ser
     from icm.prompts import render
 
     server.reply(GOOD)
-    judged = run_judge(OpenAIJudge("judge-model", server.url), [Judgement("a", " r1 ", "c1")])
+    judged = run_judge(ModelJudge(OpenAIChat(f"judge-model@{server.url}")), [Judgement("a", " r1 ", "c1")])
     assert judged[0].prompt == "judge.v1" and judged[0].as_dict()["prompt"] == "judge.v1"
     # The prompt sent is icm.prompts' rendering of that template, not a copy of it.
     sent = server.requests[0]["body"]["messages"][0]["content"]
@@ -314,3 +301,45 @@ def test_run_judge_in_parallel_keeps_the_order() -> None:
     assert [j.image for j in judged] == [p.image for p in pairs]
     assert [j.scores.accuracy for j in judged if j.scores] == [i * 10 for i in range(8)]
     assert judge.most > 1  # requests really overlapped
+
+
+def test_judge_reask_prompt_snapshot() -> None:
+    rendered = render("judge_reask", error="no JSON object and no score for fluency")
+    assert rendered + "\n" == (SNAPSHOTS / "judge_reask.v1.txt").read_text("utf-8")
+
+
+def test_cli_response_format(server: _Server, tmp_path: Path, write_jsonl) -> None:
+    server.reply(GOOD)
+    pairs = write_jsonl("pairs.jsonl", [{"image": "a.jpg", "reference": "r", "candidate": "c"}])
+    out = runner.invoke(app, ["eval", "meq", "--judge", f"openai:judge-model@{server.url}", "--pairs",
+                              str(pairs), "--response-format", "json_object", "--json", "--no-lexical",
+                              "--no-embeddings"])
+    assert out.exit_code == 0, out.output
+    assert server.requests[0]["body"]["response_format"] == {"type": "json_object"}
+    bad = runner.invoke(app, ["eval", "meq", "--judge", f"openai:judge-model@{server.url}", "--pairs",
+                              str(pairs), "--response-format", "xml"])
+    assert bad.exit_code == 2 and "xml" in bad.output
+
+
+def test_a_judge_request_that_fails_is_one_clear_error(server: _Server, tmp_path: Path, write_jsonl) -> None:
+    server.replies.append((401, {"error": {"message": "invalid api key"}}))
+    pairs = write_jsonl("pairs.jsonl", [{"image": "a.jpg", "reference": "r", "candidate": "c"}])
+    out = runner.invoke(app, ["eval", "meq", "--judge", f"openai:judge-model@{server.url}", "--pairs",
+                              str(pairs), "--json", "--no-lexical", "--no-embeddings"])
+    assert out.exit_code == 2
+    assert "judge failed: HTTP 401" in out.stderr and "Traceback" not in out.output
+
+
+def test_real_llama_cpp_judge_falls_back_from_json_schema(llama_server: str) -> None:
+    """llama-cpp-python's server answers json_schema with HTTP 500: the judge is asked again
+    without a format, its answer read or recorded as unreadable, never a failed run."""
+    from icm.evaluate.meq import Judgement
+
+    # a long request timeout: llama.cpp on a few shared CPU cores can be slow
+    judge = load_judge(f"openai:smollm2@{llama_server}", max_retries=0, max_tokens=16, timeout=600)
+    assert isinstance(judge.model, OpenAIChat)
+    judged = run_judge(judge, [Judgement("a", "A woman on a bed.", "A woman lying on a bed.")])
+    assert judge.model.mode() is OutputMode.none  # json_schema refused, not asked again
+    item = judged[0]
+    assert item.raw  # the judge's answer(s), kept either way
+    assert item.scores is not None or (item.error or "").startswith("unreadable answer")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from icm.backends.vlm import PromptSet, explanation_schema
+from icm.backends.model import PromptSet
+from icm.explanation import explanation_schema
 from icm.policy.load import load_policy
 from icm.prompts import PromptError, available, render, template_id
 

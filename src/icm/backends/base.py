@@ -1,10 +1,10 @@
-"""The Backend protocol and the registry that resolves backends from strings like ``local``."""
+"""The Backend protocol and the one registry that resolves every model spec (``local``,
+``transformers:DIR``, ``openai:MODEL@URL``, ``vllm:DIR``, ``llama-cpp:PATH.gguf`` ...)."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -12,19 +12,37 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import yaml
 
 from icm.errors import ModelError, ModelTimeout
+from icm.llm import Chat, ChatModel, LLMError
 from icm.policy.schema import Policy
 from icm.results import BackendInfo, RuleVerdict
 
 if TYPE_CHECKING:  # numpy and Pillow stay out of `icm --help`
     from icm.media import DecodedImage
 
-#: name -> "module:Class". A spec is ``name`` or ``name:argument`` (a model path, a URL ...).
-REGISTRY: dict[str, str] = {
-    "local": "icm.backends.local.engine:LocalBackend",
-    "transformers": "icm.backends.transformers:TransformersBackend",
-    "openai": "icm.backends.openai_compat:OpenAIBackend",
-    "vllm": "icm.backends.vllm_engine:VLLMBackend",
+
+class ModelKind(StrEnum):
+    """What a caller needs a model for."""
+
+    #: judges an image under a policy: a :class:`Backend` (``icm moderate``, ``--mllm``)
+    backend = "backend"
+    #: answers a conversation in text: an :class:`icm.llm.ChatModel` (``--llm``, ``--judge``)
+    chat = "chat"
+
+
+#: The one registry of model specs: name -> kind -> "module:Class". A spec is ``name`` or
+#: ``name:argument`` (a model path, ``MODEL@URL`` ...). Classes are imported only when chosen;
+#: what each can do beyond its kind is a declared attribute (``supports_images``,
+#: ``supports_logprobs``, ``supports_generation``).
+REGISTRY: dict[str, dict[ModelKind, str]] = {
+    "local": {ModelKind.backend: "icm.backends.local.engine:LocalBackend"},
+    "transformers": {ModelKind.backend: "icm.backends.transformers:TransformersBackend"},
+    "openai": {ModelKind.backend: "icm.backends.openai_compat:OpenAIBackend", ModelKind.chat: "icm.llm:OpenAIChat"},
+    "vllm": {ModelKind.backend: "icm.backends.vllm_engine:VLLMBackend"},
+    "llama-cpp": {ModelKind.chat: "icm.llm:LlamaCppModel"},
 }
+#: the extra that installs what each name needs
+EXTRAS: dict[str, str] = {"local": "local", "transformers": "hf", "openai": "openai", "vllm": "vllm",
+                          "llama-cpp": "data"}
 
 
 class BackendError(ModelError):
@@ -50,6 +68,8 @@ class Backend(Protocol):
     name: str
     supports_images: bool
     supports_logprobs: bool
+    #: whether it is a :class:`GenerativeBackend` (the data engine's explainer needs one)
+    supports_generation: bool
 
     def info(self) -> BackendInfo: ...
 
@@ -63,50 +83,60 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class GenerativeBackend(Backend, Protocol):
+    """A backend whose ``supports_generation`` is true: it also talks about an image."""
+
+    def chat_about(self, image: DecodedImage) -> Chat:
+        """A conversation with the model about one image (e.g. the data engine's explainer)."""
+        ...
+
+
 def parse_spec(spec: str) -> tuple[str, str | None]:
     name, _, argument = spec.partition(":")
     return name.strip(), (argument.strip() or None)
 
 
-_MODEL_AT_URL = re.compile(r"^(?P<model>.+?)@(?P<url>https?://\S+)$")
-
-
-def split_model_url(target: str) -> tuple[str, str | None]:
-    """``MODEL@BASE_URL`` -> (model, base URL); ``MODEL`` -> (model, None), and the OpenAI client
-    reads OPENAI_BASE_URL. The URL starts at the first ``@http(s)://``, so a URL with credentials
-    in it stays whole. One parser for every OpenAI-compatible spec (backend, judge, text model)."""
-    text = target.strip()
-    match = _MODEL_AT_URL.match(text)
-    model, base_url = (match["model"], match["url"]) if match else text.partition("@")[::2]
-    if not model.strip():
-        raise BackendError(f"no model name in {target!r}; write MODEL@BASE_URL")
-    return model.strip(), (base_url.strip() or None)
-
-
-def load_backend(spec: str | Backend, **options: Any) -> Backend:
-    """Resolve ``local``, ``transformers:/path``, ``openai:model@url`` ... into a Backend."""
-    if not isinstance(spec, str):
-        return spec
+def load_model(spec: str, kind: ModelKind | str, **options: Any) -> Any:
+    """Resolve a spec (``local``, ``transformers:/path``, ``openai:model@url``, ``llama-cpp:smollm2``
+    ...) into a model of the given kind, with its keywords checked before anything loads."""
+    kind = ModelKind(kind)
+    failed: type[ModelError] = BackendError if kind is ModelKind.backend else LLMError
     name, argument = parse_spec(spec)
-    target = REGISTRY.get(name)
+    known = sorted(n for n, kinds in REGISTRY.items() if kind in kinds)
+    target = REGISTRY.get(name, {}).get(kind)
     if target is None:
-        raise BackendError(f"unknown backend {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        what = "backend" if kind is ModelKind.backend else "chat model"
+        raise failed(f"unknown {what} {name!r}; known: {', '.join(known)}")
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BackendError(
-            f"backend {name!r} needs packages that are not installed ({exc.name}); "
-            f"install the matching extra, e.g. pip install 'icm-assistant[{_extra_for(name)}]'"
+        raise failed(
+            f"{name!r} needs packages that are not installed ({exc.name}); "
+            f"install the matching extra, e.g. pip install 'icm-assistant[{EXTRAS.get(name, name)}]'"
         ) from exc
     cls = getattr(module, class_name)
     args = (argument,) if argument is not None else ()
     try:
         inspect.signature(cls).bind(*args, **options)
     except TypeError as exc:
-        raise BackendError(f"backend {name!r} cannot take these arguments: {exc}") from exc
-    backend: Backend = cls(*args, **options)
+        raise failed(f"{'backend' if kind is ModelKind.backend else 'model'} {name!r} cannot take these "
+                     f"arguments: {exc}") from exc
+    return cls(*args, **options)
+
+
+def load_backend(spec: str | Backend, **options: Any) -> Backend:
+    """Resolve ``local``, ``transformers:/path``, ``openai:model@url`` ... into a Backend."""
+    if not isinstance(spec, str):
+        return spec
+    backend: Backend = load_model(spec, ModelKind.backend, **options)
     return backend
+
+
+def load_chat_model(spec: str, **options: Any) -> ChatModel:
+    """Resolve ``llama-cpp:PATH.gguf``, ``llama-cpp:smollm2``, ``openai:MODEL@URL`` into a chat model."""
+    model: ChatModel = load_model(spec, ModelKind.chat, **options)
+    return model
 
 
 def load_backend_options(path: Path) -> dict[str, Any]:
@@ -121,7 +151,3 @@ def load_backend_options(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise BackendError(f"{path}: backend options are a YAML mapping of keyword: value")
     return data
-
-
-def _extra_for(name: str) -> str:
-    return {"local": "local", "transformers": "hf", "vllm": "vllm", "openai": "openai"}.get(name, name)

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from icm.backends.base import BackendError
 
@@ -41,33 +42,59 @@ def _spellings(word: str) -> list[str]:
 
 
 def resolve_answer_tokens(
-    encode: Callable[[str], Sequence[int]], yes: str = "Yes", no: str = "No"
+    encode: Callable[[str], Sequence[int]],
+    yes: str = "Yes",
+    no: str = "No",
+    *,
+    unknown_id: int | None = None,
 ) -> AnswerTokens:
     """Token ids for each single-token spelling of ``yes`` and ``no``; a clear error otherwise.
 
     ``encode`` turns text into token ids without special tokens (e.g. a tokenizer's ``encode`` with
-    ``add_special_tokens=False``).
+    ``add_special_tokens=False``). A spelling that encodes to ``unknown_id`` (a word-level or
+    WordPiece vocabulary without it) is no answer token, and an id both words have is dropped from
+    both: it cannot tell them apart. Fails only when a word has no distinct single-token spelling
+    left.
     """
-    resolved: dict[str, tuple[int, ...]] = {}
+    candidates: dict[str, list[int]] = {}
+    tried: dict[str, list[str]] = {}
     for word in (yes, no):
         ids: list[int] = []
-        tried: list[str] = []
+        tried[word] = []
         for spelling in _spellings(word):
             encoded = list(encode(spelling))
-            tried.append(f"{spelling!r} -> {encoded}")
-            if len(encoded) == 1 and encoded[0] not in ids:
+            unknown = len(encoded) == 1 and encoded[0] == unknown_id
+            tried[word].append(f"{spelling!r} -> {encoded}{' (the unknown token)' if unknown else ''}")
+            if len(encoded) == 1 and not unknown and encoded[0] not in ids:
                 ids.append(encoded[0])
-        if not ids:
+        candidates[word] = ids
+    shared = set(candidates[yes]) & set(candidates[no])
+    resolved: dict[str, tuple[int, ...]] = {}
+    for word in (yes, no):
+        resolved[word] = tuple(i for i in candidates[word] if i not in shared)
+        if resolved[word]:
+            continue
+        if candidates[word]:
             raise ScoringError(
-                f"the answer word {word!r} is not a single token in this tokenizer "
-                f"({'; '.join(tried)}); choose answer words that are, e.g. yes={yes!r}/no={no!r} "
-                "spelled as the model's vocabulary has them"
+                f"answer words {yes!r} and {no!r} share token ids {sorted(shared)}: {word!r} has no "
+                f"distinct single-token spelling left ({'; '.join(tried[word])})"
             )
-        resolved[word] = tuple(ids)
-    shared = set(resolved[yes]) & set(resolved[no])
-    if shared:
-        raise ScoringError(f"answer words {yes!r} and {no!r} share token ids {sorted(shared)}")
+        raise ScoringError(
+            f"the answer word {word!r} is not a single token in this tokenizer "
+            f"({'; '.join(tried[word])}); choose answer words that are, e.g. yes={yes!r}/no={no!r} "
+            "spelled as the model's vocabulary has them"
+        )
     return AnswerTokens(yes_word=yes, no_word=no, yes_ids=resolved[yes], no_ids=resolved[no])
+
+
+def answer_tokens_for(tokenizer: Any, yes: str = "Yes", no: str = "No") -> AnswerTokens:
+    """:func:`resolve_answer_tokens` for a Hugging Face tokenizer (transformers, vLLM): its
+    ``encode`` without special tokens, and its unknown token never counted as an answer."""
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    return resolve_answer_tokens(
+        lambda text: tokenizer.encode(text, add_special_tokens=False), yes, no,
+        unknown_id=unknown if isinstance(unknown, int) else None,
+    )
 
 
 def _logsumexp(values: Iterable[float]) -> float:

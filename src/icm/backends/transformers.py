@@ -20,18 +20,12 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from icm.backends.base import BackendError, Explain
-from icm.backends.scoring import AnswerTokens, common_prefix_length, resolve_answer_tokens, two_way_probability
-from icm.backends.vlm import (
-    ModelDirectoryBackend,
-    attach_explanations,
-    explain_with_reask,
-    pick_frames,
-    resolve_model_path,
-    rules_to_explain,
-    verdict_from_probability,
-)
-from icm.media import DecodedImage
+from icm.backends.base import BackendError
+from icm.backends.model import ModelDirectoryBackend, resolve_model_path, verdict_from_probability
+from icm.backends.options import TransformersOptions
+from icm.backends.scoring import AnswerTokens, answer_tokens_for, common_prefix_length, two_way_probability
+from icm.llm import Chat, FunctionChat, Generation, JsonSchema, Turn
+from icm.media import DecodedImage, pick_frames
 from icm.policy.schema import Policy
 from icm.results import RuleVerdict
 
@@ -106,65 +100,33 @@ def score_prompts(
 
 
 class TransformersBackend(ModelDirectoryBackend):
-    """A local VLM: verdicts from Yes/No logits, explanations by generation where asked."""
+    """A local VLM: verdicts from Yes/No logits, explanations by generation where asked.
+
+    Options (:class:`~icm.backends.options.TransformersOptions`): device, dtype, explain,
+    with_signals, threshold, share_prefix, batch_size, max_tokens (or max_new_tokens),
+    max_frames, yes, no.
+    """
 
     name = "transformers"
-    supports_images = True
-    supports_logprobs = True
+    options_model = TransformersOptions
+    options: TransformersOptions
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        device: str = "auto",
-        dtype: str = "auto",
-        explain: Explain | str = Explain.violations,
-        with_signals: bool = False,
-        threshold: float = 0.5,
-        share_prefix: bool = True,
-        batch_size: int = 16,
-        max_new_tokens: int = 512,
-        max_frames: int = 1,
-        yes: str = "Yes",
-        no: str = "No",
-    ) -> None:
-        """
-        Args:
-            path: a model directory, or a PEFT adapter directory (its base model is loaded).
-            device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1`` ...
-            dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16.
-            explain: which rules get a written explanation: all, violations or none.
-            with_signals: run the local engine first and give its findings as known facts.
-            threshold: a rule is violated when p(violates) is above this.
-            share_prefix: encode the image and policy prefix once for all rules of an image.
-            batch_size: rule suffixes per batched forward pass.
-            max_new_tokens: length limit of an explanation.
-            max_frames: frames of an animated image shown to the model (evenly spaced).
-            yes, no: the answer words whose first-token logits are compared.
-        """
-        self._setup_judging(explain, with_signals, threshold)
-        if max_frames < 1 or batch_size < 1:
-            raise BackendError("max_frames and batch_size must be at least 1")
-        self.share_prefix = share_prefix
-        self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens
-        self.max_frames = max_frames
+    def __init__(self, path: str, **options: Any) -> None:
+        """``path``: a model directory, or a PEFT adapter directory (its base model is loaded)."""
+        super().__init__(**options)
         self._lock = threading.Lock()
+        device = self.options.device
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         )
-        if dtype == "auto":
+        if self.options.dtype == "auto":
             self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        elif dtype in _DTYPES:
-            self.dtype = _DTYPES[dtype]
         else:
-            raise BackendError(f"unknown dtype {dtype!r}; use auto or one of {sorted(_DTYPES)}")
+            self.dtype = _DTYPES[self.options.dtype]
         self.model_path, self.adapter_path = resolve_model_path(path)
         self.model, self.processor = self._load()
         tokenizer = self.processor.tokenizer
-        self.answer = resolve_answer_tokens(
-            lambda text: tokenizer.encode(text, add_special_tokens=False), yes, no
-        )
+        self.answer = answer_tokens_for(tokenizer, self.options.yes, self.options.no)
         self.image_token_id: int | None = getattr(self.model.config, "image_token_id", None)
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id or 0)
@@ -194,45 +156,36 @@ class TransformersBackend(ModelDirectoryBackend):
         model = model.to(self.device)  # type: ignore[arg-type]  # transformers' stub is too narrow
         return model.eval(), processor
 
-    def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
-        frames = [Image.fromarray(f) for f in pick_frames(image, self.max_frames)]
-        facts = self._facts(image, policy) if self._facts is not None else []
+    def _see(self, image: DecodedImage) -> list[Image.Image]:
+        return [Image.fromarray(f) for f in pick_frames(image, self.options.max_frames)]
+
+    def _score(self, seen: list[Image.Image], prompts: list[str], policy: Policy) -> list[RuleVerdict]:
         with self._lock:  # one forward pass at a time; torch already uses every core
-            encoded = [self._encode(frames, [("user", p)])
-                       for p in self.prompts.verdict_prompts(policy, facts)]
+            encoded = [self._encode(seen, [("user", p)]) for p in prompts]
             probabilities = score_prompts(
                 self.model,
                 encoded,
                 self.answer,
-                share_prefix=self.share_prefix,
-                batch_size=self.batch_size,
+                share_prefix=self.options.share_prefix,
+                batch_size=self.options.batch_size,
                 image_token_id=self.image_token_id,
                 pad_token_id=self.pad_token_id,
             )
-            verdicts = [
-                verdict_from_probability(rule.id, p, self.threshold)
-                for rule, p in zip(policy.rules, probabilities, strict=True)
-            ]
-            rules = rules_to_explain(self.explain, policy, verdicts)
-            if rules:
-                explanation, raw, error = explain_with_reask(
-                    lambda turns: self._generate(frames, turns),
-                    self.prompts.explain_prompt(policy, rules, facts),
-                    rules,
-                )
-                attach_explanations(verdicts, rules, explanation, raw, error)
-        return verdicts
+        return [
+            verdict_from_probability(rule.id, p, self.options.threshold)
+            for rule, p in zip(policy.rules, probabilities, strict=True)
+        ]
 
-    def generate(self, image: DecodedImage, prompt: str, schema: dict[str, Any] | None = None) -> str:
-        """Free text about one image (greedy), e.g. for the data engine.
+    def _chat(self, seen: list[Image.Image]) -> Chat:
+        """Greedy generation; a schema is not enforced while decoding here (the answer is validated)."""
 
-        ``schema`` is not enforced while decoding here; callers validate the answer and re-ask.
-        """
-        frames = [Image.fromarray(f) for f in pick_frames(image, self.max_frames)]
-        with self._lock:
-            return self._generate(frames, [("user", prompt)])
+        def answer(turns: Sequence[Turn], schema: JsonSchema | None, max_tokens: int | None) -> Generation:
+            with self._lock:
+                return self._generate(seen, turns, max_tokens or self.options.max_tokens)
 
-    def _encode(self, frames: list[Image.Image], turns: list[tuple[str, str]]) -> dict[str, Any]:
+        return FunctionChat(answer)
+
+    def _encode(self, frames: list[Image.Image], turns: Sequence[Turn]) -> dict[str, Any]:
         """Chat-format the conversation through the processor's template and tokenize it."""
         messages: list[dict[str, Any]] = []
         for i, (role, text) in enumerate(turns):
@@ -249,19 +202,19 @@ class TransformersBackend(ModelDirectoryBackend):
         }
 
     @torch.inference_mode()
-    def _generate(self, frames: list[Image.Image], turns: list[tuple[str, str]]) -> str:
+    def _generate(self, frames: list[Image.Image], turns: Sequence[Turn], max_tokens: int) -> Generation:
         inputs = self._encode(frames, turns)
         output = self.model.generate(
             **inputs,
-            max_new_tokens=self.max_new_tokens,
+            max_new_tokens=max_tokens,
             do_sample=False,
             pad_token_id=self.pad_token_id,
         )
         new_tokens = output[0, inputs["input_ids"].shape[1] :]
-        return str(self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True))
+        text = str(self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True))
+        return Generation(text, tokens=int(output.shape[1]))
 
     def close(self) -> None:
         self.model = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-

@@ -14,107 +14,65 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from vllm import LLM, SamplingParams
 from vllm.lora.request import LoRARequest
 from vllm.sampling_params import StructuredOutputsParams
 
-from icm.backends.base import Explain
-from icm.backends.scoring import probability_from_token_logprobs, resolve_answer_tokens
-from icm.backends.vlm import (
-    ModelDirectoryBackend,
-    attach_explanations,
-    chat_messages,
-    data_url,
-    explain_with_reask,
-    explanation_schema,
-    pick_frames,
-    resolve_model_path,
-    rules_to_explain,
-    uncertain,
-    verdict_from_probability,
-)
-from icm.media import DecodedImage
+from icm.backends.model import ModelDirectoryBackend, resolve_model_path, uncertain, verdict_from_probability
+from icm.backends.options import VLLMOptions
+from icm.backends.scoring import answer_tokens_for, probability_from_token_logprobs
+from icm.llm import Chat, FunctionChat, Generation, JsonSchema, Turn, chat_messages
+from icm.media import DecodedImage, data_url, pick_frames
 from icm.policy.schema import Policy
 from icm.results import RuleVerdict
 
 
 class VLLMBackend(ModelDirectoryBackend):
-    """A VLM run by vLLM in this process."""
+    """A VLM run by vLLM in this process.
+
+    ``path``: a model directory (or hub id vLLM can reach), or a PEFT adapter directory. Options
+    (:class:`~icm.backends.options.VLLMOptions`): explain, with_signals, threshold, dtype,
+    max_model_len, gpu_memory_utilization (passed to ``vllm.LLM``), top_logprobs, max_tokens,
+    max_frames, max_image_side, max_image_bytes, yes, no.
+    """
 
     name = "vllm"
-    supports_images = True
-    supports_logprobs = True
+    options_model = VLLMOptions
+    options: VLLMOptions
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        explain: Explain | str = Explain.violations,
-        with_signals: bool = False,
-        threshold: float = 0.5,
-        dtype: str = "auto",
-        max_model_len: int | None = None,
-        gpu_memory_utilization: float = 0.9,
-        top_logprobs: int = 20,
-        max_tokens: int = 1024,
-        max_frames: int = 1,
-        max_image_side: int = 1024,
-        max_image_bytes: int = 4_000_000,
-        yes: str = "Yes",
-        no: str = "No",
-    ) -> None:
-        """
-        Args:
-            path: a model directory (or hub id vLLM can reach), or a PEFT adapter directory.
-            explain: which rules get a written explanation: all, violations or none.
-            with_signals: run the local engine first and give its findings as known facts.
-            threshold: a rule is violated when p(violates) is above this.
-            dtype, max_model_len, gpu_memory_utilization: passed to ``vllm.LLM``.
-            top_logprobs: how many first-token alternatives to read the answer words from.
-            max_tokens: length limit of an explanation.
-            max_frames, max_image_side, max_image_bytes: what is sent of each image.
-            yes, no: the answer words.
-        """
-        self._setup_judging(explain, with_signals, threshold)
-        self.top_logprobs = top_logprobs
-        self.max_tokens = max_tokens
-        self.max_frames = max_frames
-        self.max_image_side = max_image_side
-        self.max_image_bytes = max_image_bytes
+    def __init__(self, path: str, **options: Any) -> None:
+        super().__init__(**options)
         self._lock = threading.Lock()
         self.model_path, self.adapter_path = resolve_model_path(path)
-        options: dict[str, Any] = {}
+        engine: dict[str, Any] = {}
         self._lora: LoRARequest | None = None
         if self.adapter_path is not None:
             adapter = json.loads((self.adapter_path / "adapter_config.json").read_text("utf-8"))
-            options = {"enable_lora": True, "max_lora_rank": int(adapter.get("r", 16))}
+            engine = {"enable_lora": True, "max_lora_rank": int(adapter.get("r", 16))}
             self._lora = LoRARequest("icm-adapter", 1, str(self.adapter_path))
         self.llm = LLM(
             model=self.model_path,
-            dtype=dtype,
-            max_model_len=max_model_len,
-            gpu_memory_utilization=gpu_memory_utilization,
+            dtype=self.options.dtype,
+            max_model_len=self.options.max_model_len,
+            gpu_memory_utilization=self.options.gpu_memory_utilization,
             enable_prefix_caching=True,
-            limit_mm_per_prompt={"image": max_frames},
-            **options,
+            limit_mm_per_prompt={"image": self.options.max_frames},
+            **engine,
         )
-        tokenizer = self.llm.get_tokenizer()
-        self.answer = resolve_answer_tokens(
-            lambda text: tokenizer.encode(text, add_special_tokens=False), yes, no
-        )
+        self.answer = answer_tokens_for(self.llm.get_tokenizer(), self.options.yes, self.options.no)
 
-    def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
-        urls = [
-            data_url(f, self.max_image_side, self.max_image_bytes)
-            for f in pick_frames(image, self.max_frames)
+    def _see(self, image: DecodedImage) -> list[str]:
+        return [
+            data_url(f, self.options.max_image_side, self.options.max_image_bytes)
+            for f in pick_frames(image, self.options.max_frames)
         ]
-        facts = self._facts(image, policy) if self._facts is not None else []
-        conversations = [
-            chat_messages([("user", p)], urls) for p in self.prompts.verdict_prompts(policy, facts)
-        ]
-        scoring = SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.top_logprobs)
+
+    def _score(self, seen: list[str], prompts: list[str], policy: Policy) -> list[RuleVerdict]:
+        conversations = [chat_messages([("user", p)], seen) for p in prompts]
+        scoring = SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.options.top_logprobs)
         with self._lock:
             outputs = self.llm.chat(
                 conversations, sampling_params=scoring, lora_request=self._lora, use_tqdm=False
@@ -132,32 +90,31 @@ class VLLMBackend(ModelDirectoryBackend):
                 verdicts.append(uncertain(
                     rule.id,
                     f"Neither {self.answer.yes_word} nor {self.answer.no_word} is among the "
-                    f"model's {self.top_logprobs} most likely first tokens.",
+                    f"model's {self.options.top_logprobs} most likely first tokens.",
                     completion.text,
                 ))
             else:
-                verdicts.append(verdict_from_probability(rule.id, p, self.threshold))
-        rules = rules_to_explain(self.explain, policy, verdicts)
-        if rules:
-            explanation, raw, error = explain_with_reask(
-                lambda turns: self._generate(chat_messages(turns, urls)),
-                self.prompts.explain_prompt(policy, rules, facts),
-                rules,
-            )
-            attach_explanations(verdicts, rules, explanation, raw, error)
+                verdicts.append(verdict_from_probability(rule.id, p, self.options.threshold))
         return verdicts
 
-    def _generate(self, messages: list[dict[str, Any]]) -> str:
-        params = SamplingParams(
-            max_tokens=self.max_tokens,
-            temperature=0.0,
-            structured_outputs=StructuredOutputsParams(json=explanation_schema()),
-        )
-        with self._lock:
-            outputs = self.llm.chat(
-                [messages], sampling_params=params, lora_request=self._lora, use_tqdm=False
+    def _chat(self, seen: list[str]) -> Chat:
+        """Generation with vLLM's structured outputs where a schema is given."""
+
+        def answer(turns: Sequence[Turn], schema: JsonSchema | None, max_tokens: int | None) -> Generation:
+            params = SamplingParams(
+                max_tokens=max_tokens or self.options.max_tokens,
+                temperature=0.0,
+                structured_outputs=StructuredOutputsParams(json=schema) if schema is not None else None,
             )
-        return str(outputs[0].outputs[0].text)
+            with self._lock:
+                outputs = self.llm.chat(
+                    [chat_messages(turns, seen)], sampling_params=params, lora_request=self._lora,
+                    use_tqdm=False,
+                )
+            completion = outputs[0].outputs[0]
+            return Generation(str(completion.text), tokens=len(completion.token_ids or ()))
+
+        return FunctionChat(answer)
 
     def close(self) -> None:
         self.llm = None

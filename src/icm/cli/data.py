@@ -113,8 +113,8 @@ def generate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from icm.backends.base import BackendError
-    from icm.datagen.llm import LLMError
     from icm.datagen.pipeline import GenerateConfig, PipelineError, run_pipeline
+    from icm.llm import LLMError
     from icm.lock import OutputLockedError
     from icm.policy.load import PolicyError
 

@@ -13,6 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from icm.cli import output
+from icm.errors import ModelError
+from icm.llm import OutputMode
 
 if TYPE_CHECKING:
     from icm.evaluate.meq import MEQSummary
@@ -265,8 +267,12 @@ def meq(
         "JSONL. With --judge: the explanations to judge again.", show_default=False,
     ),
     judge: str | None = typer.Option(
-        None, "--judge", help="Judge with a model: openai:MODEL@http://host:port/v1.",
+        None, "--judge", help="Judge with a chat model: openai:MODEL@http://host:port/v1 or llama-cpp:PATH.gguf.",
         show_default=False,
+    ),
+    response_format: OutputMode = typer.Option(
+        OutputMode.json_schema, "--response-format", help="How the judge is asked for JSON (its output mode). "
+        "A server that rejects it is asked without one.",
     ),
     pairs: Path | None = typer.Option(
         None, "--pairs", help='Explanations to judge: JSONL {"image", "reference", "candidate"}.',
@@ -297,13 +303,13 @@ def meq(
     try:
         items: list[Judgement]
         if judge is not None:
-            from icm.evaluate.judge_openai import JudgeSpecError, OpenAIJudge
+            from icm.evaluate.judge import JudgeSpecError, load_judge
 
             source = pairs or judgements
             if source is None:
                 raise _fail("--judge needs --pairs FILE (or --judgements DIR to judge again)")
             try:
-                model = OpenAIJudge.from_spec(judge)
+                model = load_judge(judge, output_mode=response_format)
             except JudgeSpecError as exc:
                 raise _fail(exc) from exc
             items = run_judge(model, load_pairs(source), concurrency)
@@ -321,10 +327,8 @@ def meq(
         raise _fail(exc) from exc
     except MissingExtraError as exc:
         raise _fail(f"{exc} (or leave the metric out with --no-lexical / --no-embeddings)") from exc
-    except Exception as exc:
-        if type(exc).__module__.startswith("openai"):
-            raise _fail(f"judge failed: {type(exc).__name__}: {exc}") from exc
-        raise
+    except ModelError as exc:
+        raise _fail(f"judge failed: {exc}") from exc
     _emit_meq(summary, as_json, report)
 
 

@@ -127,12 +127,13 @@ def decompose(
 
     Writes a new file with the version bumped; never overwrites. Rules with criteria are kept as they are.
     """
-    from icm.datagen.llm import LLMError, load_text_model
+    from icm.backends.base import load_chat_model
+    from icm.llm import LLMError
     from icm.policy import PolicyError
     from icm.policy.decompose import decompose_file
 
     try:
-        target, report = decompose_file(file, load_text_model(llm), out)
+        target, report = decompose_file(file, load_chat_model(llm), out)
     except (PolicyError, LLMError, FileExistsError) as exc:
         errors.print(output.error(exc))
         raise typer.Exit(2) from exc

@@ -24,16 +24,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from icm.backends.base import load_chat_model
 from icm.datagen.cache import StageCache
 from icm.datagen.dataset import write_dataset
 from icm.datagen.exporters.layouts import write_layouts
-from icm.datagen.llm import TextModel, load_text_model
 from icm.datagen.sample import Sample
 from icm.datagen.stages.augment import explanation_samples, question_samples, verdict_samples
 from icm.datagen.stages.explain import Explainer, ExplainStage, LabelledImage, StageResult, load_explainer
 from icm.datagen.stages.filter import filter_explanation, filter_questions
 from icm.datagen.stages.qa import DEFAULT_COUNTS, QAStage
 from icm.errors import InputError
+from icm.llm import ChatModel
 from icm.lock import output_lock
 from icm.media import MediaError, load_image
 from icm.policy.categories import LabelError, label_criteria, load_label_map
@@ -127,7 +128,7 @@ class Pipeline:
         config: GenerateConfig,
         *,
         explainer: Explainer | None = None,
-        llm: TextModel | None = None,
+        llm: ChatModel | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.config = config
@@ -178,7 +179,7 @@ class Pipeline:
                 kept.append(cleaned)
         flt.outputs = len(kept)
 
-        llm = self._llm or load_text_model(config.llm)
+        llm = self._llm or load_chat_model(config.llm, temperature=0.2)
         qa_stage = QAStage(llm, StageCache(cache_root, "qa"), config.qa_counts)
         qa = self.report["qa"] = StageReport(inputs=len(kept))
         begin = time.perf_counter()

@@ -2,15 +2,14 @@
 
 A judge scores a model's explanation against the reference on Accuracy, Preciseness,
 Comprehensiveness and Fluency (0-100); the paper's MEQ is the mean Accuracy / 100. Judgements
-are made here with any :class:`Judge` (``icm.evaluate.judge_openai.OpenAIJudge`` for an
-OpenAI-compatible server) using the versioned prompt ``prompts/judge.v1.jinja`` and a JSON answer,
-or read from judgements already made: the release's ``meq_judge/`` text files (reference,
-explanation and a markdown score table) or our own JSONL.
+are made here with any :class:`Judge` (``icm.evaluate.judge.ModelJudge`` for a chat model)
+using the versioned prompt ``prompts/judge.v1.jinja`` and a JSON answer, or read from judgements
+already made: the release's ``meq_judge/`` text files (reference, explanation and a markdown score
+table) or our own JSONL.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +18,12 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from icm.errors import ModelOutputError
 from icm.evaluate.records import EvalInputError, read_text
 from icm.jsonl import read_jsonl
+from icm.llm import iter_json_objects
 from icm.prompts import render, template_id
 from icm.validation import describe_validation_error
 
@@ -38,7 +39,8 @@ class JudgeScores(BaseModel):
     comprehensiveness: float = Field(ge=0, le=100)
     fluency: float = Field(ge=0, le=100)
     rationale: str = ""
-    raw: str | None = Field(None, description="the judge's answer as written, kept for audit")
+    #: the judge's answer as written, kept for audit (not part of what the judge is asked for)
+    raw: SkipJsonSchema[str | None] = Field(None, description="the judge's answer as written, kept for audit")
 
 
 class JudgeAnswerError(ModelOutputError):
@@ -80,19 +82,13 @@ def parse_judge_answer(text: str) -> JudgeScores:
     """Read a judge's answer: a JSON object (bare, fenced or inside prose), else a markdown table
     or ``Criterion: score`` lines, the way weaker models answer."""
     json_error = None
-    for candidate in _json_objects(text):
+    for data in iter_json_objects(text):
+        data = {str(k).lower(): v for k, v in data.items()}
+        data.pop("raw", None)
         try:
-            data = json.loads(candidate)
-        except json.JSONDecodeError as exc:
-            json_error = f"not valid JSON: {exc.msg}"
-            continue
-        if isinstance(data, dict):
-            data = {str(k).lower(): v for k, v in data.items()}
-            data.pop("raw", None)
-            try:
-                return JudgeScores.model_validate({**data, "raw": text})
-            except ValidationError as exc:
-                json_error = describe_validation_error(exc, "answer")
+            return JudgeScores.model_validate({**data, "raw": text})
+        except ValidationError as exc:
+            json_error = json_error or describe_validation_error(exc, "answer")
     found: dict[str, float] = {}
     for match in _SCORE_LINE.finditer(text):
         name = match.group(1).lower()
@@ -107,15 +103,6 @@ def parse_judge_answer(text: str) -> JudgeScores:
     missing = [c for c in CRITERIA if c not in found]
     reason = json_error or f"no JSON object and no score for {', '.join(missing)}"
     raise JudgeAnswerError(reason, text)
-
-
-def _json_objects(text: str) -> Iterable[str]:
-    fenced = re.findall(r"```(?:json)?\s*(\{.*?\})\s*```", text, re.DOTALL)
-    yield from fenced
-    start = text.find("{")
-    end = text.rfind("}")
-    if start != -1 and end > start:
-        yield text[start : end + 1]
 
 
 def _after_table(text: str) -> str:

@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
+from icm.llm import parse_json_as
 from icm.policy.load import dump_policy, load_policy
 from icm.policy.schema import Criterion, Policy, slugify
 from icm.prompts import render
 
 if TYPE_CHECKING:
-    from icm.datagen.llm import TextModel
+    from icm.llm import ChatModel
 
 
 class DraftCriterion(BaseModel):
@@ -47,10 +48,8 @@ def _schema() -> dict[str, Any]:
                                                           "items": item}}, "required": ["criteria"]}
 
 
-def draft_criteria(policy: Policy, model: TextModel) -> tuple[Policy, DecomposeReport]:
+def draft_criteria(policy: Policy, model: ChatModel) -> tuple[Policy, DecomposeReport]:
     """A new policy whose criterion-less rules carry drafted criteria (version bumped by one)."""
-    from icm.datagen.llm import parse_json_object
-
     report = DecomposeReport()
     schema = _schema()
     rules = []
@@ -62,8 +61,8 @@ def draft_criteria(policy: Policy, model: TextModel) -> tuple[Policy, DecomposeR
         generation = model.complete(render("decompose", policy=policy, rule=rule, schema=schema), schema=schema)
         report.tokens += generation.tokens
         try:
-            draft = DraftCriteria.model_validate(parse_json_object(generation.text))
-        except (ValueError, ValidationError) as exc:
+            draft = parse_json_as(generation.text, DraftCriteria)
+        except ValueError as exc:
             report.failed[rule.id] = f"unreadable answer: {str(exc).splitlines()[0]}"
             rules.append(rule)
             continue
@@ -82,7 +81,7 @@ def draft_criteria(policy: Policy, model: TextModel) -> tuple[Policy, DecomposeR
     return policy.model_copy(update={"rules": rules, "version": policy.version + 1}), report
 
 
-def decompose_file(source: str | Path, model: TextModel, out: Path | None = None) -> tuple[Path, DecomposeReport]:
+def decompose_file(source: str | Path, model: ChatModel, out: Path | None = None) -> tuple[Path, DecomposeReport]:
     """Draft criteria for a policy file; the result goes to ``out`` (default NAME.draft.yaml)."""
     policy = load_policy(source)
     target = out or Path(f"{Path(str(source)).stem}.draft.yaml")

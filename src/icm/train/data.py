@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from icm.errors import InputError
+from icm.validation import describe_validation_error
 
 #: The split files of a directory written by ``icm data``.
 SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl"}
@@ -184,7 +185,7 @@ def _records(rows: Iterable[tuple[str, Any]], base: Path, policies: Counter[str]
         try:
             record = _Record.model_validate(row)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
+            problems = describe_validation_error(exc, "record")
             raise TrainingDataError(f"{where}: not a messages record: {problems}") from exc
         messages = [
             {

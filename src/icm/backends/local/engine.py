@@ -19,6 +19,7 @@ class LocalBackend:
     name = "local"
     supports_images = True
     supports_logprobs = False
+    supports_generation = False
 
     def __init__(self, detectors: list[str] | None = None) -> None:
         unknown = set(detectors or []) - set(DETECTORS)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from icm.backends.vlm import explanation_schema
 from icm.datagen.importers.icm_release import instruction, multiple_choice_prompt
 from icm.datagen.sample import Sample, SampleKind, SampleMeta
 from icm.datagen.stages.qa import explanation_text
+from icm.explanation import explanation_schema
 from icm.policy.categories import policy_labels
 from icm.policy.schema import Policy
 from icm.prompts import render

@@ -1,22 +1,24 @@
 """Stage explain: an MLLM sees the image and its label's prior, and explains the verdict per rule.
 
-The answer is an :class:`~icm.backends.vlm.ImageExplanation` (the same JSON the model backends
+The answer is an :class:`~icm.explanation.ImageExplanation` (the same JSON the model backends
 produce at inference), so explanation samples teach exactly the format ``icm moderate`` parses.
-An answer that is not valid JSON, or whose conclusion contradicts the label, is regenerated once
-with the reason; a second failure rejects the image, counted by reason.
+An answer that is not valid JSON, or whose conclusion contradicts the label, is re-asked once with
+the reason (:func:`icm.llm.ask_validated`); a second failure rejects the image, counted by reason.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from icm.backends.base import BackendError
-from icm.backends.vlm import ExplanationError, ImageExplanation, RuleExplanation, explanation_schema, parse_explanation
+from icm.backends.base import Backend, BackendError, GenerativeBackend, load_backend
 from icm.datagen.cache import StageCache, cache_key
-from icm.datagen.llm import Generation, LLMError
+from icm.errors import ModelError, ModelOutputError
+from icm.explanation import ImageExplanation, RuleExplanation, check_explanation, explanation_schema
+from icm.llm import Chat, FunctionChat, Generation, JsonSchema, Turn, UnreadableAnswer, ask_validated
 from icm.media import DecodedImage
 from icm.policy.categories import explicit_description, policy_labels
 from icm.policy.schema import Policy
@@ -45,8 +47,14 @@ class StageResult:
 class Explainer(Protocol):
     spec: str
 
-    def explain(self, image: DecodedImage, prompt: str, policy: Policy, labels: dict[str, bool],
-                criteria: tuple[str, ...]) -> Generation: ...
+    def about(self, image: DecodedImage, policy: Policy, labels: dict[str, bool],
+              criteria: tuple[str, ...]) -> Chat:
+        """A conversation about one labelled image, for :func:`icm.llm.ask_validated`."""
+        ...
+
+
+class LabelContradiction(ModelOutputError):
+    """An explanation whose conclusion contradicts what the label says about the image."""
 
 
 class LocalExplainer:
@@ -59,13 +67,21 @@ class LocalExplainer:
 
     spec = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Backend | None = None) -> None:
         from icm.backends.local.engine import LocalBackend
 
-        self._engine = LocalBackend()
+        if engine is not None and not isinstance(engine, LocalBackend):
+            raise BackendError(f"backend {engine.name!r} cannot generate free text; use transformers:, openai: "
+                               "or local")
+        self._engine = engine or LocalBackend()
 
-    def explain(self, image: DecodedImage, prompt: str, policy: Policy, labels: dict[str, bool],
-                criteria: tuple[str, ...]) -> Generation:
+    def about(self, image: DecodedImage, policy: Policy, labels: dict[str, bool],
+              criteria: tuple[str, ...]) -> Chat:
+        text = self._explain(image, policy, labels, criteria)
+        return FunctionChat(lambda turns, schema, max_tokens: Generation(text=text, tokens=0))
+
+    def _explain(self, image: DecodedImage, policy: Policy, labels: dict[str, bool],
+                 criteria: tuple[str, ...]) -> str:
         from icm.backends.local.assess import where
 
         observations = self._engine.observe(image, policy)
@@ -97,34 +113,41 @@ class LocalExplainer:
             entries.append(RuleExplanation(rule_id=rule.id, criteria_met=met, violates=labels[rule.id],
                                            conclusion=conclusion))
         answer = ImageExplanation(description=description, implicit_content=implicit, rules=entries)
-        return Generation(text=answer.model_dump_json(), tokens=0)
+        return answer.model_dump_json()
 
 
 class VLMExplainer:
-    """A model backend that can generate text about an image (``transformers:``, ``openai:``)."""
+    """A model backend that can hold a conversation about an image (``transformers:``, ``openai:``)."""
 
-    def __init__(self, spec: str) -> None:
-        from icm.backends.base import BackendError, load_backend
-
+    def __init__(self, spec: str | Backend, name: str | None = None) -> None:
+        """``spec``: a backend spec, or a backend already loaded (then ``name`` is its spec)."""
         backend = load_backend(spec)
-        if not callable(getattr(backend, "generate", None)):
-            raise BackendError(f"backend {spec!r} cannot generate free text; use transformers:, openai: or local")
-        self.spec = spec
-        self._backend: Any = backend
+        self.spec = name or (spec if isinstance(spec, str) else backend.name)
+        if not backend.supports_generation:
+            raise BackendError(f"backend {self.spec!r} cannot generate free text; use transformers:, openai: or local")
+        self._backend = cast(GenerativeBackend, backend)
 
-    def explain(self, image: DecodedImage, prompt: str, policy: Policy, labels: dict[str, bool],
-                criteria: tuple[str, ...]) -> Generation:
-        try:
-            text = self._backend.generate(image, prompt, schema=explanation_schema())
-        except BackendError:
-            raise
-        except Exception as exc:  # the model itself failed (out of memory, bad input ...): this item only
-            raise BackendError(f"{self.spec}: {type(exc).__name__}: {exc}") from exc
-        return Generation(text=text, tokens=0)
+    def about(self, image: DecodedImage, policy: Policy, labels: dict[str, bool],
+              criteria: tuple[str, ...]) -> Chat:
+        chat = self._backend.chat_about(image)
+        spec = self.spec
+
+        def answer(turns: Sequence[Turn], schema: JsonSchema | None, max_tokens: int | None) -> Generation:
+            try:
+                generation: Generation = chat.chat(turns, schema=schema, max_tokens=max_tokens)
+            except ModelError:
+                raise
+            except Exception as exc:  # the model itself failed (out of memory, bad input ...): this item only
+                raise BackendError(f"{spec}: {type(exc).__name__}: {exc}") from exc
+            return generation
+
+        return FunctionChat(answer)
 
 
 def load_explainer(spec: str) -> Explainer:
-    return LocalExplainer() if spec == "local" else VLMExplainer(spec)
+    """``local`` (the local engine's findings, written out) or a backend that generates text."""
+    backend = load_backend(spec)
+    return VLMExplainer(backend, spec) if backend.supports_generation else LocalExplainer(backend)
 
 
 class ExplainStage:
@@ -150,39 +173,31 @@ class ExplainStage:
             return StageResult(record=cached if not cached.get("rejected") else None,
                                rejected=cached.get("rejected"), cached=True)
         prior = explicit_description(self.policy, list(item.criteria))
-        note, tokens, answers = "", 0, []
-        for _attempt in range(2):
-            try:
-                generation = self.explainer.explain(image, self.prompt(labels, prior, note), self.policy, labels,
-                                                    item.criteria)
-            except (BackendError, LLMError) as exc:
-                # A failed call is not an answer: not cached, so --resume asks again.
-                return StageResult(record=None, rejected="model error", tokens=tokens,
-                                   error=f"{item.image_id}: {exc}")
-            tokens += generation.tokens
-            answers.append(generation.text)
-            problem, parsed = self._check(generation.text, labels)
-            if problem is None and parsed is not None:
-                record = {"image_id": item.image_id, "path": str(item.path), "label": item.label,
-                          "criteria": list(item.criteria), "sha256": image.sha256, "labels": labels,
-                          "explanation": parsed.model_dump(), "attempts": len(answers), "tokens": tokens,
-                          "model": self.explainer.spec, "prompt": self.template}
-                self.cache.put(key, record)
-                return StageResult(record=record, tokens=tokens)
-            reason, note = problem or ("explanation unreadable", "")
-        self.cache.put(key, {"rejected": reason, "answers": answers})
-        return StageResult(record=None, rejected=reason, tokens=tokens)
-
-    def _check(
-        self, text: str, labels: dict[str, bool]
-    ) -> tuple[tuple[str, str] | None, ImageExplanation | None]:
-        """((rejection reason, note for the re-ask) or None, the parsed answer or None)."""
         try:
-            parsed = parse_explanation(text, self.policy.rules)
-        except ExplanationError as exc:
-            return ("explanation unreadable", str(exc)), None
+            answer = ask_validated(
+                self.explainer.about(image, self.policy, labels, item.criteria),
+                self.prompt(labels, prior),
+                ImageExplanation,
+                check=lambda parsed: self._check(parsed, labels),
+            )
+        except UnreadableAnswer as exc:
+            reason = ("conclusion contradicts the label" if isinstance(exc.error, LabelContradiction)
+                      else "explanation unreadable")
+            self.cache.put(key, {"rejected": reason, "answers": exc.answers})
+            return StageResult(record=None, rejected=reason, tokens=exc.tokens)
+        except ModelError as exc:
+            # A failed call is not an answer: not cached, so --resume asks again.
+            return StageResult(record=None, rejected="model error", error=f"{item.image_id}: {exc}")
+        record = {"image_id": item.image_id, "path": str(item.path), "label": item.label,
+                  "criteria": list(item.criteria), "sha256": image.sha256, "labels": labels,
+                  "explanation": answer.value.model_dump(), "attempts": len(answer.answers), "tokens": answer.tokens,
+                  "model": self.explainer.spec, "prompt": self.template}
+        self.cache.put(key, record)
+        return StageResult(record=record, tokens=answer.tokens)
+
+    def _check(self, parsed: ImageExplanation, labels: dict[str, bool]) -> None:
+        """Refuse an explanation for a rule it misses, or whose conclusion contradicts the label."""
+        check_explanation(parsed, self.policy.rules)
         wrong = [r.rule_id for r in parsed.rules if r.rule_id in labels and r.violates != labels[r.rule_id]]
         if wrong:
-            note = f"the conclusion for {wrong} contradicts what is known about the image"
-            return ("conclusion contradicts the label", note), parsed
-        return None, parsed
+            raise LabelContradiction(f"the conclusion for {wrong} contradicts what is known about the image")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from icm.datagen.cache import StageCache, cache_key
-from icm.datagen.llm import LLMError, TextModel, parse_json_object
 from icm.datagen.stages.explain import StageResult
+from icm.llm import ChatModel, LLMError, parse_json_as
 from icm.prompts import render, template_id
 from icm.tables import normalise_letter, normalise_yes_no, parse_mc_table, parse_qa_table
 
@@ -87,8 +87,8 @@ def explanation_text(explanation: dict[str, Any]) -> str:
 def parse_qa_answer(text: str) -> tuple[QAAnswer, str]:
     """(answer, "json" | "markdown"); raises ValueError when neither form can be read."""
     try:
-        return QAAnswer.model_validate(parse_json_object(text)), "json"
-    except (ValueError, ValidationError):
+        return parse_json_as(text, QAAnswer), "json"
+    except ValueError:
         pass
     qa, mc = parse_qa_table(text), parse_mc_table(text)
     if not qa.qa and not mc.mc:
@@ -106,7 +106,7 @@ def parse_qa_answer(text: str) -> tuple[QAAnswer, str]:
 class QAStage:
     name = "qa"
 
-    def __init__(self, model: TextModel, cache: StageCache, counts: dict[str, int] | None = None,
+    def __init__(self, model: ChatModel, cache: StageCache, counts: dict[str, int] | None = None,
                  max_tokens: int = 768) -> None:
         self.model = model
         self.max_tokens = max_tokens

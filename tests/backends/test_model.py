@@ -1,4 +1,4 @@
-"""What the model backends share: explanation parsing and re-asking, data URLs, model paths."""
+"""What the model backends share: verdicts, attached explanations, frames and data URLs, model paths."""
 
 from __future__ import annotations
 
@@ -8,20 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import explanation_json
 
 from icm.backends.base import BackendError, Explain
-from icm.backends.vlm import (
-    ExplanationError,
-    attach_explanations,
-    data_url,
-    explain_with_reask,
-    parse_explanation,
-    pick_frames,
-    resolve_model_path,
-    rules_to_explain,
-    verdict_from_probability,
-)
-from icm.media import DecodedImage
+from icm.backends.model import attach_explanations, resolve_model_path, rules_to_explain, verdict_from_probability
+from icm.explanation import ImageExplanation, parse_explanation
+from icm.llm import FunctionChat, Generation, UnreadableAnswer, ask_validated
+from icm.media import DecodedImage, data_url, pick_frames
 from icm.policy.load import load_policy
 from icm.results import Verdict
 
@@ -29,62 +22,11 @@ POLICY = load_policy("icm-r1")
 RULES = POLICY.rules[:2]
 
 
-def answer(**override: object) -> str:
-    body = {
-        "description": "A woman in a strapless dress.",
-        "implicit_content": "A formal portrait.",
-        "rules": [
-            {"rule_id": "exposed-skin", "criteria_met": ["shoulders-belly"], "violates": True,
-             "conclusion": "Her shoulders are bare."},
-            {"rule_id": "intimate-focus", "criteria_met": [], "violates": False,
-             "conclusion": "Nothing is in close-up."},
-        ],
-    }
-    body.update(override)
-    return json.dumps(body)
-
-
-def test_parse_a_fenced_answer() -> None:
-    parsed = parse_explanation("```json\n" + answer() + "\n```", RULES)
-    assert parsed.rules[0].criteria_met == ["shoulders-belly"]
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("I cannot help with that.", "no JSON object"),
-        ('{"description": "x"', "no JSON object"),  # truncated
-        (answer(rules=[]), "no entry in 'rules'"),
-        (answer(description=5), "description"),
-        (answer(rules=[{"rule_id": "exposed-skin", "criteria_met": ["wings"], "violates": True,
-                        "conclusion": "c"},
-                       {"rule_id": "intimate-focus", "criteria_met": [], "violates": False,
-                        "conclusion": "c"}]), "no criteria \\['wings'\\]"),
-    ],
-)
-def test_invalid_answers_say_why(text: str, message: str) -> None:
-    with pytest.raises(ExplanationError, match=message):
-        parse_explanation(text, RULES)
-
-
-def test_reask_once_with_the_error() -> None:
-    conversations: list[list[tuple[str, str]]] = []
-    replies = iter(["not json", answer()])
-
-    def ask(turns: list[tuple[str, str]]) -> str:
-        conversations.append(turns)
-        return next(replies)
-
-    explanation, raw, error = explain_with_reask(ask, "explain please", RULES)
-    assert explanation is not None and error is None
-    assert raw == "not json\n---\n" + answer()
-    assert [role for role, _ in conversations[1]] == ["user", "assistant", "user"]
-    assert "no JSON object" in conversations[1][2][1]
-
-
 def test_two_bad_answers_keep_the_verdict_and_the_raw_text() -> None:
-    explanation, raw, error = explain_with_reask(lambda turns: "garbage", "explain", RULES)
-    assert explanation is None and error is not None
+    garbage = FunctionChat(lambda turns, schema, max_tokens: Generation("garbage"))
+    with pytest.raises(UnreadableAnswer) as raised:
+        ask_validated(garbage, "explain", ImageExplanation)
+    explanation, raw, error = None, raised.value.raw or "", str(raised.value)
     verdicts = [verdict_from_probability("exposed-skin", 0.9, 0.5),
                 verdict_from_probability("intimate-focus", 0.2, 0.5)]
     attach_explanations(verdicts, RULES, explanation, raw, error)
@@ -97,8 +39,8 @@ def test_explanations_are_attached_and_disagreement_is_flagged() -> None:
     verdicts = [verdict_from_probability("exposed-skin", 0.9, 0.5),
                 verdict_from_probability("intimate-focus", 0.7, 0.5),
                 verdict_from_probability("nudity", 0.1, 0.5)]
-    explanation = parse_explanation(answer(), RULES)
-    attach_explanations(verdicts, RULES, explanation, answer(), None)
+    explanation = parse_explanation(explanation_json(), RULES)
+    attach_explanations(verdicts, RULES, explanation, explanation_json(), None)
     assert verdicts[0].explanation == "Her shoulders are bare."
     assert [e.criterion for e in verdicts[0].evidence] == ["shoulders-belly"]
     assert "concludes the opposite" in verdicts[1].explanation
