@@ -40,6 +40,11 @@ def _rendered() -> dict[str, str]:
             "judge", 1, rule=rule.text, reference="The woman's shoulders are bare.",
             candidate="The image shows bare shoulders, so it violates the rule.",
         ),
+        "instruction.v1": render("instruction", 1, policy=policy, pick=3),
+        "conclusion.v1": render("conclusion", 1, policy=policy, violated=policy.rules[:2]),
+        "conclusion.v1.complies": render("conclusion", 1, policy=policy, violated=[]),
+        "mc.v1": render("mc", 1, question="What is the woman doing with her mouth?",
+                        choices={"C": "Whispering", "A": "Smiling", "D": "Biting a finger", "B": "Kissing"}),
     }
 
 

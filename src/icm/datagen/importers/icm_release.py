@@ -7,22 +7,21 @@ format, with the label under the chosen rule set derived from the category.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from icm.datagen import filters
+from icm.datagen.instructions import conclusion, instruction, multiple_choice_prompt
 from icm.datagen.labels import category_from_filename, label_criteria, load_label_map, policy_labels
 from icm.datagen.sample import Sample, SampleKind, SampleMeta
-from icm.datagen.tables import MCRow, parse_mc_table, parse_qa_table
+from icm.datagen.tables import parse_mc_table, parse_qa_table
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
-from icm.prompts import render, template_id
+from icm.prompts import template_id
 
 SOURCE = "icm-release"
-MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 
 @dataclass
@@ -44,23 +43,6 @@ class ImportReport:
             "prior_sentences_removed": self.leaks_removed,
             "images_not_found": self.missing_images,
         }
-
-
-def instruction(policy: Policy, image_id: str) -> str:
-    """One of the versioned paraphrases, chosen by the image so a re-import is identical."""
-    lines = render("instructions", policy=policy).splitlines()
-    options = [line.strip() for line in lines if line.strip()]
-    pick = int(hashlib.sha256(image_id.encode()).hexdigest(), 16) % len(options)
-    rules = "\n".join(f"- {rule.id}: {rule.text}" for rule in policy.rules)
-    return f"{options[pick]}\nRules:\n{rules}"
-
-
-def conclusion(policy: Policy, labels: dict[str, bool]) -> str:
-    violated = [rule for rule in policy.rules if labels[rule.id]]
-    if not violated:
-        return f"Conclusion: the image complies with every rule of {policy.name or policy.id}."
-    names = "; ".join(f"{rule.id} ({rule.text.rstrip('.')})" for rule in violated)
-    return f"Conclusion: under {policy.name or policy.id} the image violates {names}."
 
 
 def import_icm_release(
@@ -142,7 +124,7 @@ def _explanation(path: Path, image: _Image, report: ImportReport) -> list[Sample
         return []
     report.counts["explanation"] += 1
     answer = f"{cleaned}\n\n{conclusion(image.policy, image.labels)}"
-    meta = image.meta(SampleKind.explanation, prompt=template_id("instructions"))
+    meta = image.meta(SampleKind.explanation, prompt=template_id("instruction"))
     return [Sample.single_turn(instruction(image.policy, image.name), answer, meta, image=image.path)]
 
 
@@ -168,8 +150,3 @@ def _questions(qa_path: Path, mc_path: Path, image: _Image, report: ImportReport
             samples.append(Sample.single_turn(multiple_choice_prompt(mc), mc.answer,
                                               image.meta(SampleKind.multiple_choice), image=image.path))
     return samples
-
-
-def multiple_choice_prompt(row: MCRow) -> str:
-    options = "\n".join(f"{letter}. {text}" for letter, text in sorted(row.choices.items()))
-    return f"{row.question}\n{options}\n{MC_INSTRUCTION}"

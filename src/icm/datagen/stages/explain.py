@@ -9,8 +9,6 @@ with the reason; a second failure rejects the image, counted by reason.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from icm.backends.base import BackendError
@@ -18,28 +16,11 @@ from icm.backends.vlm import ExplanationError, ImageExplanation, RuleExplanation
 from icm.datagen.cache import StageCache, cache_key
 from icm.datagen.labels import explicit_description, policy_labels
 from icm.datagen.llm import Generation, LLMError
-from icm.media import DecodedImage
+from icm.datagen.records import ExplainedImage, LabelledImage, Rejection
+from icm.datagen.stages.base import StageResult
+from icm.media import DecodedImage, MediaError, load_image
 from icm.policy.schema import Policy
 from icm.prompts import render, template_id
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    """An image that carries only a short label, and the criteria that label stands for."""
-
-    image_id: str
-    path: Path
-    label: str
-    criteria: tuple[str, ...]
-
-
-@dataclass
-class StageResult:
-    record: dict[str, Any] | None
-    rejected: str | None = None
-    cached: bool = False
-    tokens: int = 0
-    error: str | None = None  # what went wrong, for the report, when a model call failed
 
 
 class Explainer(Protocol):
@@ -129,6 +110,7 @@ def load_explainer(spec: str) -> Explainer:
 
 class ExplainStage:
     name = "explain"
+    calls_model = True
 
     def __init__(self, explainer: Explainer, policy: Policy, cache: StageCache) -> None:
         self.explainer = explainer
@@ -141,14 +123,24 @@ class ExplainStage:
         return render("describe", policy=self.policy, rules=self.policy.rules, labels=labels, prior=prior,
                       schema=self._schema, note=note)
 
-    def run(self, item: LabelledImage, image: DecodedImage) -> StageResult:
+    def run(self, item: LabelledImage, image: DecodedImage | None = None) -> StageResult[ExplainedImage]:
+        """Explain one image (read from ``item.path`` unless given decoded); an unreadable image is
+        rejected by its media error code."""
+        if image is None:
+            try:
+                image = load_image(item.path)
+            except MediaError as exc:
+                return StageResult(record=None, rejected=f"image unreadable ({exc.code})",
+                                   error=f"{item.path}: {exc.message}")
         labels = policy_labels(self.policy, list(item.criteria))
         key = cache_key(stage=self.name, template=self.template, model=self.explainer.spec, sha256=image.sha256,
                         policy=[self.policy.id, self.policy.version], criteria=item.criteria)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return StageResult(record=cached if not cached.get("rejected") else None,
-                               rejected=cached.get("rejected"), cached=True)
+        cached = self.cache.get(key, ExplainedImage)
+        if isinstance(cached, Rejection):
+            return StageResult(record=None, rejected=cached.rejected, cached=True)
+        if cached is not None:  # the same pixels under another name: the answer holds, the identity is this item's
+            identity = {"image_id": item.image_id, "path": str(item.path), "label": item.label}
+            return StageResult(record=cached.model_copy(update=identity), cached=True)
         prior = explicit_description(self.policy, list(item.criteria))
         note, tokens, answers = "", 0, []
         for _attempt in range(2):
@@ -163,14 +155,14 @@ class ExplainStage:
             answers.append(generation.text)
             problem, parsed = self._check(generation.text, labels)
             if problem is None and parsed is not None:
-                record = {"image_id": item.image_id, "path": str(item.path), "label": item.label,
-                          "criteria": list(item.criteria), "sha256": image.sha256, "labels": labels,
-                          "explanation": parsed.model_dump(), "attempts": len(answers), "tokens": tokens,
-                          "model": self.explainer.spec, "prompt": self.template}
+                record = ExplainedImage(image_id=item.image_id, path=str(item.path), label=item.label,
+                                        criteria=list(item.criteria), sha256=image.sha256, labels=labels,
+                                        explanation=parsed, attempts=len(answers), tokens=tokens,
+                                        model=self.explainer.spec, prompt=self.template)
                 self.cache.put(key, record)
                 return StageResult(record=record, tokens=tokens)
             reason, note = problem or ("explanation unreadable", "")
-        self.cache.put(key, {"rejected": reason, "answers": answers})
+        self.cache.put(key, Rejection(rejected=reason, answers=answers))
         return StageResult(record=None, rejected=reason, tokens=tokens)
 
     def _check(
