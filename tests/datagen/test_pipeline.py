@@ -4,10 +4,11 @@ MLLM, and a real small LLM (SmolLM2-135M through llama.cpp) writing the question
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import render_text, sample_image
+from helpers import llama_server, render_text, sample_image
 from typer.testing import CliRunner
 
 from icm.cli.app import app
@@ -178,3 +179,37 @@ def test_a_failing_model_rejects_its_items_and_the_run_goes_on(labelled: Path, t
     # Failures are not cached: a resumed run asks the model again.
     again = Pipeline(config(labelled, out, resume=True), llm=cramped).run()
     assert again["stages"]["qa"]["cached"] == 0 and again["stages"]["explain"]["cached"] == 4
+
+
+@pytest.fixture(scope="module")
+def cramped_server() -> Iterator[str]:
+    """A real server whose context cannot hold the Q-A or the explain prompt: every call fails."""
+    with llama_server(context=128) as url:
+        yield url
+
+
+def test_cli_exits_1_naming_the_reasons_when_every_question_call_fails(labelled: Path, cramped_server: str,
+                                                                        tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["data", "generate", "--images", str(labelled), "--out", str(out),
+                                      "--llm", f"openai:smollm2@{cramped_server}", "--json"])
+    assert result.exit_code == 1, result.output
+    assert "qa: 0 of 4 images came through; rejected: model error (4)" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["problems"][0].startswith("qa: 0 of 4")
+    # What was produced is still written: explanations and verdicts of all four images.
+    assert report["kinds"]["verdict"] > 0 and json.loads((out / "report.json").read_text()) == report
+    assert (out / "train.jsonl").stat().st_size > 0
+
+
+def test_cli_exits_1_when_no_sample_was_written(labelled: Path, cramped_server: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["data", "generate", "--images", str(labelled), "--out", str(tmp_path / "o"),
+                                      "--mllm", f"openai:smollm2@{cramped_server}"])
+    assert result.exit_code == 1, result.output
+    assert "no samples were written" in result.stderr
+    assert "explain: 0 of 5 images came through; rejected: model error (4), image unreadable" in result.stderr
+
+
+def test_a_healthy_run_reports_ok(generated) -> None:  # type: ignore[no-untyped-def]
+    _, report = generated
+    assert report["ok"] is True and report["problems"] == []

@@ -53,11 +53,15 @@ def _rendered() -> dict[str, str]:
             "describe", 1, policy=policy, rules=policy.rules[:1], schema=schema,
             labels={policy.rules[0].id: False}, prior="The image shows a landscape.", note="",
         ),
-        "instructions.v1": render("instructions", 1, policy=policy),
         "qa.v1": render(
             "qa", 1, explanation="A woman in a red dress stands on a beach at sunset.",
             counts={"yes_no": 3, "what": 2, "how": 1, "multiple_choice": 2},
         ),
+        "instruction.v1": render("instruction", 1, policy=policy, pick=3),
+        "conclusion.v1": render("conclusion", 1, policy=policy, violated=policy.rules[:2]),
+        "conclusion.v1.complies": render("conclusion", 1, policy=policy, violated=[]),
+        "mc.v1": render("mc", 1, question="What is the woman doing with her mouth?",
+                        choices={"C": "Whispering", "A": "Smiling", "D": "Biting a finger", "B": "Kissing"}),
     }
 
 

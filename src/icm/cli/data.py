@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from annotated_types import Ge, Le
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from icm.cli import output
+from icm.datagen.config import GenerateConfig
 
 app = typer.Typer(help="Build instruction data for training a moderation VLM.", no_args_is_help=True)
 console = Console()
@@ -81,30 +83,35 @@ def import_table(raw: Path, out: Path, summary: dict[str, Any], manifest: dict[s
     return table
 
 
+def _option(name: str, *flags: str) -> Any:
+    """A ``generate`` option whose default, help and bounds are those of the GenerateConfig field."""
+    field = GenerateConfig.model_fields[name]
+    low: Any = next((m.ge for m in field.metadata if isinstance(m, Ge)), None)
+    high: Any = next((m.le for m in field.metadata if isinstance(m, Le)), None)
+    default = ... if field.is_required() else field.get_default(call_default_factory=True)
+    return typer.Option(default, *flags, help=field.description, min=low, max=high)
+
+
 @app.command("generate")
 def generate(
-    images: Path = typer.Option(
-        ..., "--images", help="A folder with one sub-folder per label, or an image,label manifest."
-    ),
-    out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to write (with its cache)."),
-    policy: str = typer.Option("icm-r1", "--policy", "-p", help="Primary policy; explanations are written under it."),
-    family: list[str] | None = typer.Option(
-        None, "--family", help="Rule sets for policy augmentation (repeat); default: the policy's built-in family."
-    ),
-    mllm: str = typer.Option("local", "--mllm", help="Explaining model: local (detector facts), transformers:DIR, "
-                             "openai:MODEL@URL."),
-    llm: str = typer.Option("llama-cpp:smollm2", "--llm", help="Question-writing model: llama-cpp:PATH.gguf, "
-                            "llama-cpp:smollm2, openai:MODEL@URL."),
-    label_map: Path | None = typer.Option(None, "--label-map", help="YAML: label -> criterion ids."),
-    validation: float = typer.Option(0.1, "--validation", min=0.0, max=0.9, help="Share of images held out."),
-    parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet splits (needs `datasets`)."),
-    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Model calls in flight (for servers)."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images."),
-    no_relax: bool = typer.Option(False, "--no-relax", help="No relaxed-rule augmentation."),
-    resume: bool = typer.Option(False, "--resume", help="Continue a run in OUT, reusing its cached model answers."),
+    images: Path = _option("images", "--images"),
+    out: Path = _option("out", "--out", "-o"),
+    policy: str = _option("policy", "--policy", "-p"),
+    family: list[str] | None = _option("family", "--family"),
+    mllm: str = _option("mllm", "--mllm"),
+    llm: str = _option("llm", "--llm"),
+    label_map: Path | None = _option("label_map", "--label-map"),
+    validation: float = _option("validation", "--validation"),
+    parquet: bool = _option("parquet", "--parquet"),
+    concurrency: int = _option("concurrency", "--concurrency"),
+    limit: int | None = _option("limit", "--limit"),
+    relax: bool = _option("relax", "--relax/--no-relax"),
+    resume: bool = _option("resume", "--resume"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """Generate instruction data from labelled images: explain, Q-A, filter, augment, export.
+
+    Exits 1 with the top rejection reasons when (almost) nothing was produced (under 5% of the images).
 
     Example (the labels of examples/label-map.yaml, under the general policy):
 
@@ -113,15 +120,14 @@ def generate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from icm.backends.base import BackendError
-    from icm.datagen.pipeline import GenerateConfig, PipelineError, run_pipeline
+    from icm.datagen.pipeline import PipelineError, run_pipeline
     from icm.llm import LLMError
     from icm.lock import OutputLockedError
     from icm.policy.load import PolicyError
 
     config = GenerateConfig(
         images=images, out=out, policy=policy, family=family or None, mllm=mllm, llm=llm, label_map=label_map,
-        validation=validation, parquet=parquet, concurrency=concurrency, limit=limit, relax=not no_relax,
-        resume=resume,
+        validation=validation, parquet=parquet, concurrency=concurrency, limit=limit, relax=relax, resume=resume,
     )
     bars = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=errors, disable=as_json or not errors.is_terminal)
@@ -142,8 +148,13 @@ def generate(
         raise typer.Exit(130) from None
     if as_json:
         typer.echo(json.dumps(report))
-        return
-    console.print(generate_report(out, report))
+    else:
+        console.print(generate_report(out, report))
+    if not report["ok"]:
+        for problem in report["problems"]:
+            errors.print(output.error(problem))
+        errors.print(Text(f"(almost) nothing was produced; see {out / 'report.json'}"))
+        raise typer.Exit(1)
 
 
 def generate_report(out: Path, report: dict[str, Any]) -> Group:

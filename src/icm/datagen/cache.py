@@ -2,7 +2,8 @@
 
 The key hashes the stage's inputs, its prompt template version, the model spec and parameters;
 change any of them and the item is recomputed. A killed run resumes where it stopped because
-finished items are found here.
+finished items are found here. Each entry is one of the stage records of
+:mod:`icm.datagen.records`, or a :class:`~icm.datagen.records.Rejection`, as JSON.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from icm.datagen.records import Rejection
+
+Record = TypeVar("Record", bound=BaseModel)
 
 
 def cache_key(**parts: Any) -> str:
@@ -27,16 +34,22 @@ class StageCache:
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, record: type[Record]) -> Record | Rejection | None:
+        """The cached record (or rejection) for ``key``; None when there is none to trust."""
         path = self._path(key)
         try:
             value = json.loads(path.read_text("utf-8"))
         except (OSError, json.JSONDecodeError):
             return None  # absent, or a half-written file from a killed run: recompute
-        return value if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            return None
+        try:
+            return Rejection.model_validate(value) if "rejected" in value else record.model_validate(value)
+        except ValidationError:
+            return None  # written by a version whose record had another shape: recompute
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
+    def put(self, key: str, value: BaseModel) -> None:
         path = self._path(key)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(value, ensure_ascii=False), "utf-8")
+        temporary.write_text(value.model_dump_json(), "utf-8")
         os.replace(temporary, path)  # atomic: a reader never sees half a file

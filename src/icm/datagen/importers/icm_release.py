@@ -22,7 +22,6 @@ reason; ``filter=False`` keeps every row read, malformed ones as written.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,16 +29,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from icm.datagen import filters
+from icm.datagen.instructions import conclusion, instruction, multiple_choice_prompt
 from icm.datagen.sample import Sample, SampleKind, SampleMeta
 from icm.errors import InputError
 from icm.policy.categories import category_from_filename, label_criteria, load_label_map, policy_labels
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
-from icm.prompts import render, template_id
+from icm.prompts import template_id
 from icm.tables import MCRow, QARow, parse_mc_table, parse_qa_table
 
 SOURCE = "icm-release"
-MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 #: Where a clone of the paper's repository keeps the generation outputs.
 REPOSITORY_FOLDER = Path("data/ICM-Instruct_data_generation_pipeline/prepare_jsons_for_training")
 FOLDERS = ("reason", "qa", "mc")
@@ -84,23 +83,6 @@ class ImportReport:
 
 def _with_total(counts: Counter[str]) -> dict[str, int]:
     return {"total": sum(counts.values()), **dict(sorted(counts.items()))}
-
-
-def instruction(policy: Policy, image_id: str) -> str:
-    """One of the versioned paraphrases, chosen by the image so a re-import is identical."""
-    lines = render("instructions", policy=policy).splitlines()
-    options = [line.strip() for line in lines if line.strip()]
-    pick = int(hashlib.sha256(image_id.encode()).hexdigest(), 16) % len(options)
-    rules = "\n".join(f"- {rule.id}: {rule.text}" for rule in policy.rules)
-    return f"{options[pick]}\nRules:\n{rules}"
-
-
-def conclusion(policy: Policy, labels: dict[str, bool]) -> str:
-    violated = [rule for rule in policy.rules if labels[rule.id]]
-    if not violated:
-        return f"Conclusion: the image complies with every rule of {policy.name or policy.id}."
-    names = "; ".join(f"{rule.id} ({rule.text.rstrip('.')})" for rule in violated)
-    return f"Conclusion: under {policy.name or policy.id} the image violates {names}."
 
 
 def release_folder(raw: Path) -> Path:
@@ -229,7 +211,7 @@ def _explanations(paths: list[Path], root: Path, image: _Image, report: ImportRe
                 continue
         report.kept["explanation"] += 1
         answer = f"{text}\n\n{conclusion(image.policy, image.labels)}"
-        meta = image.meta(SampleKind.explanation, prompt=template_id("instructions"),
+        meta = image.meta(SampleKind.explanation, prompt=template_id("instruction"),
                           file=path.relative_to(root).as_posix())
         samples.append(Sample.single_turn(instruction(image.policy, image.name), answer, meta, image=image.path))
     return samples
@@ -274,8 +256,3 @@ def _kept(
         report.rejected.update(reasons)
     report.kept.update(kind(row) for row in rows)
     return rows
-
-
-def multiple_choice_prompt(row: MCRow) -> str:
-    options = "\n".join(f"{letter}. {text}" for letter, text in sorted(row.choices.items()))
-    return f"{row.question}\n{options}\n{MC_INSTRUCTION}"

@@ -10,38 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from icm.backends.base import Backend, BackendError, GenerativeBackend, load_backend
 from icm.datagen.cache import StageCache, cache_key
+from icm.datagen.records import ExplainedImage, LabelledImage, Rejection
+from icm.datagen.stages.base import StageResult
 from icm.errors import ModelError, ModelOutputError
 from icm.explanation import ImageExplanation, RuleExplanation, check_explanation, explanation_schema
 from icm.llm import Chat, FunctionChat, Generation, JsonSchema, Turn, UnreadableAnswer, ask_validated
-from icm.media import DecodedImage
+from icm.media import DecodedImage, MediaError, load_image
 from icm.policy.categories import explicit_description, policy_labels
 from icm.policy.schema import Policy
 from icm.prompts import render, template_id
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    """An image that carries only a short label, and the criteria that label stands for."""
-
-    image_id: str
-    path: Path
-    label: str
-    criteria: tuple[str, ...]
-
-
-@dataclass
-class StageResult:
-    record: dict[str, Any] | None
-    rejected: str | None = None
-    cached: bool = False
-    tokens: int = 0
-    error: str | None = None  # what went wrong, for the report, when a model call failed
 
 
 class Explainer(Protocol):
@@ -152,6 +133,7 @@ def load_explainer(spec: str) -> Explainer:
 
 class ExplainStage:
     name = "explain"
+    calls_model = True
 
     def __init__(self, explainer: Explainer, policy: Policy, cache: StageCache) -> None:
         self.explainer = explainer
@@ -164,14 +146,24 @@ class ExplainStage:
         return render("describe", policy=self.policy, rules=self.policy.rules, labels=labels, prior=prior,
                       schema=self._schema, note=note)
 
-    def run(self, item: LabelledImage, image: DecodedImage) -> StageResult:
+    def run(self, item: LabelledImage, image: DecodedImage | None = None) -> StageResult[ExplainedImage]:
+        """Explain one image (read from ``item.path`` unless given decoded); an unreadable image is
+        rejected by its media error code."""
+        if image is None:
+            try:
+                image = load_image(item.path)
+            except MediaError as exc:
+                return StageResult(record=None, rejected=f"image unreadable ({exc.code})",
+                                   error=f"{item.path}: {exc.message}")
         labels = policy_labels(self.policy, list(item.criteria))
         key = cache_key(stage=self.name, template=self.template, model=self.explainer.spec, sha256=image.sha256,
                         policy=[self.policy.id, self.policy.version], criteria=item.criteria)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return StageResult(record=cached if not cached.get("rejected") else None,
-                               rejected=cached.get("rejected"), cached=True)
+        cached = self.cache.get(key, ExplainedImage)
+        if isinstance(cached, Rejection):
+            return StageResult(record=None, rejected=cached.rejected, cached=True)
+        if cached is not None:  # the same pixels under another name: the answer holds, the identity is this item's
+            identity = {"image_id": item.image_id, "path": str(item.path), "label": item.label}
+            return StageResult(record=cached.model_copy(update=identity), cached=True)
         prior = explicit_description(self.policy, list(item.criteria))
         try:
             answer = ask_validated(
@@ -183,15 +175,15 @@ class ExplainStage:
         except UnreadableAnswer as exc:
             reason = ("conclusion contradicts the label" if isinstance(exc.error, LabelContradiction)
                       else "explanation unreadable")
-            self.cache.put(key, {"rejected": reason, "answers": exc.answers})
+            self.cache.put(key, Rejection(rejected=reason, answers=exc.answers))
             return StageResult(record=None, rejected=reason, tokens=exc.tokens)
         except ModelError as exc:
             # A failed call is not an answer: not cached, so --resume asks again.
             return StageResult(record=None, rejected="model error", error=f"{item.image_id}: {exc}")
-        record = {"image_id": item.image_id, "path": str(item.path), "label": item.label,
-                  "criteria": list(item.criteria), "sha256": image.sha256, "labels": labels,
-                  "explanation": answer.value.model_dump(), "attempts": len(answer.answers), "tokens": answer.tokens,
-                  "model": self.explainer.spec, "prompt": self.template}
+        record = ExplainedImage(image_id=item.image_id, path=str(item.path), label=item.label,
+                                criteria=list(item.criteria), sha256=image.sha256, labels=labels,
+                                explanation=answer.value, attempts=len(answer.answers), tokens=answer.tokens,
+                                model=self.explainer.spec, prompt=self.template)
         self.cache.put(key, record)
         return StageResult(record=record, tokens=answer.tokens)
 

@@ -5,39 +5,31 @@ JSON with a schema is asked for; where a model writes markdown tables instead, t
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from icm.datagen.cache import StageCache, cache_key
-from icm.datagen.stages.explain import StageResult
+from icm.datagen.config import DEFAULT_COUNTS
+from icm.datagen.records import (
+    AnsweredImage,
+    Choices,
+    ExplainedImage,
+    MultipleChoice,
+    Question,
+    QuestionSet,
+    Rejection,
+)
+from icm.datagen.stages.base import StageResult
+from icm.explanation import ImageExplanation
 from icm.llm import ChatModel, LLMError, parse_json_as
 from icm.prompts import render, template_id
 from icm.tables import normalise_letter, normalise_yes_no, parse_mc_table, parse_qa_table
 
-DEFAULT_COUNTS = {"yes_no": 3, "what": 2, "how": 1, "multiple_choice": 2}
-
-
-class Question(BaseModel):
-    type: Literal["yes_no", "what", "how"]
-    question: str
-    answer: str
-
-
-class Choices(BaseModel):
-    A: str
-    B: str
-    C: str
-    D: str
-
-
-class MultipleChoice(BaseModel):
-    question: str
-    choices: Choices
-    answer: Literal["A", "B", "C", "D"]
-
 
 class QAAnswer(BaseModel):
+    """The model's answer, as asked for (JSON) or read from its markdown tables."""
+
     questions: list[Question] = Field(default_factory=list)
     multiple_choice: list[MultipleChoice] = Field(default_factory=list)
 
@@ -77,10 +69,10 @@ def qa_schema(counts: dict[str, int], max_chars: int = 200) -> dict[str, Any]:
     }
 
 
-def explanation_text(explanation: dict[str, Any]) -> str:
+def explanation_text(explanation: ImageExplanation) -> str:
     """The explanation as prose: description, implicit content, then each rule's conclusion."""
-    parts = [explanation["description"], explanation["implicit_content"]]
-    parts += [r["conclusion"] for r in explanation["rules"]]
+    parts = [explanation.description, explanation.implicit_content]
+    parts += [r.conclusion for r in explanation.rules]
     return " ".join(p.strip() for p in parts if p and p.strip())
 
 
@@ -104,7 +96,10 @@ def parse_qa_answer(text: str) -> tuple[QAAnswer, str]:
 
 
 class QAStage:
+    """Questions about one explained image. An image whose questions fail goes on without them."""
+
     name = "qa"
+    calls_model = True
 
     def __init__(self, model: ChatModel, cache: StageCache, counts: dict[str, int] | None = None,
                  max_tokens: int = 768) -> None:
@@ -115,40 +110,41 @@ class QAStage:
         self.template = template_id("qa")
         self._schema = qa_schema(self.counts)
 
-    def run(self, record: dict[str, Any]) -> StageResult:
-        text = explanation_text(record["explanation"])
+    def run(self, record: ExplainedImage) -> StageResult[AnsweredImage]:
+        text = explanation_text(record.explanation)
         key = cache_key(stage=self.name, template=self.template, model=self.model.spec, text=text, counts=self.counts)
-        cached = self.cache.get(key)
+        unanswered = AnsweredImage(image=record, questions=None)
+        cached = self.cache.get(key, QuestionSet)
+        if isinstance(cached, Rejection):
+            return StageResult(record=unanswered, rejected=cached.rejected, cached=True)
         if cached is not None:
-            return StageResult(record=cached if not cached.get("rejected") else None,
-                               rejected=cached.get("rejected"), cached=True)
+            return StageResult(record=AnsweredImage(image=record, questions=cached), cached=True)
         prompt = render("qa", explanation=text, counts=self.counts)
         try:
             generation = self.model.complete(prompt, schema=self._schema, max_tokens=self.max_tokens)
         except LLMError as exc:
             # A failed call is not an answer: not cached, so --resume asks again.
-            return StageResult(record=None, rejected="model error", error=f"{record['image_id']}: {exc}")
+            return StageResult(record=unanswered, rejected="model error", error=f"{record.image_id}: {exc}")
         try:
             answer, form = parse_qa_answer(generation.text)
         except ValueError:
-            self.cache.put(key, {"rejected": "questions unreadable", "raw": generation.text})
-            return StageResult(record=None, rejected="questions unreadable", tokens=generation.tokens)
+            self.cache.put(key, Rejection(rejected="questions unreadable", answers=[generation.text]))
+            return StageResult(record=unanswered, rejected="questions unreadable", tokens=generation.tokens)
         questions = []
         for q in answer.questions:
             if q.type == "yes_no":
                 yes_no = normalise_yes_no(q.answer)
                 q = q.model_copy(update={"answer": f"{yes_no}." if yes_no else q.answer})
-            questions.append(q.model_dump())
-        result = {
-            "image_id": record["image_id"],
-            "explanation_text": text,
-            "questions": questions,
-            "multiple_choice": [m.model_dump() for m in answer.multiple_choice
-                                if normalise_letter(m.answer) is not None],
-            "form": form,
-            "tokens": generation.tokens,
-            "model": self.model.spec,
-            "prompt": self.template,
-        }
+            questions.append(q)
+        result = QuestionSet(
+            image_id=record.image_id,
+            explanation_text=text,
+            questions=questions,
+            multiple_choice=[m for m in answer.multiple_choice if normalise_letter(m.answer) is not None],
+            form=form,
+            tokens=generation.tokens,
+            model=self.model.spec,
+            prompt=self.template,
+        )
         self.cache.put(key, result)
-        return StageResult(record=result, tokens=generation.tokens)
+        return StageResult(record=AnsweredImage(image=record, questions=result), tokens=generation.tokens)
