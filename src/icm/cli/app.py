@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from icm import __version__
-from icm.cli import data, eval, moderate, policy, schema, train
+from icm.cli import data, eval, moderate, policy, schema, serve, train
 
 app = typer.Typer(
     name="icm",
@@ -24,6 +24,7 @@ app.add_typer(eval.app, name="eval")
 app.command("train", no_args_is_help=True)(train.train)
 app.command("calibrate", no_args_is_help=True)(train.calibrate)
 app.add_typer(data.app, name="data")
+app.add_typer(serve.app, name="serve")
 
 
 def _version(value: bool) -> None:
