@@ -72,6 +72,7 @@ class ServiceMiddleware:
                     "status": status,
                     "ms": round(seconds * 1000, 2),
                     "key_id": scope.get("state", {}).get("key_id"),
+                    "request_id": rid,
                 },
             )
             REQUEST_ID.reset(token)
@@ -120,7 +121,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": REQUEST_ID.get(),
+            "request_id": getattr(record, "request_id", None) or REQUEST_ID.get(),
         }
         entry.update({k: v for k, v in record.__dict__.items() if k not in self._STANDARD})
         if record.exc_info:
