@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from icm import __version__
 from icm.backends.base import Backend
 from icm.errors import IcmError, InputError, ModelError, ModelOutputError
+from icm.serve.errors import NotReady
 from icm.serve.judging import Judging
 from icm.serve.limits import RateLimit
 from icm.serve.metrics import Metrics
@@ -124,7 +125,7 @@ def _count(request: Request, code: str) -> None:
 async def _icm_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IcmError)
     _count(request, str(exc.code))
-    if exc.http_status >= 500:
+    if exc.http_status >= 500 and not isinstance(exc, NotReady):
         log.warning("%s: %s", exc.code, exc)
     return error_response(exc, REQUEST_ID.get())
 
