@@ -64,8 +64,11 @@ def test_rate_limit_per_key(serve, sqlite_url) -> None:
         assert other.get("/v1/policies").status_code == 200  # another key has its own budget
 
 
-def test_metrics_and_request_ids(serve, sqlite_url) -> None:
+def test_metrics_request_ids_and_openapi(serve, sqlite_url) -> None:
     server = serve(sqlite_url)
+    assert httpx2.get(server.url + "/docs").status_code == 200
+    paths = httpx2.get(server.url + "/openapi.json").json()["paths"]
+    assert {"/v1/moderate", "/v1/moderations", "/v1/decisions", "/v1/results/{result_id}"} <= set(paths)
     with server.client("moderate") as client:
         image = {"image": data_url(png_bytes(7)), "policy": "fast"}
         first = client.post("/v1/moderate", json=image, headers={"X-Request-ID": "upload-42"})

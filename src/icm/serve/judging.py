@@ -127,9 +127,9 @@ class Judging:
         try:
             work = self.pool.submit(self._moderate, job)
         except RuntimeError:  # the pool is shutting down
-            self.admission._leave()
+            self.admission.leave()
             raise NotReady("the service is shutting down") from None
-        self.admission.leave_when_done(work)  # type: ignore[arg-type]
+        self.admission.leave_when_done(work)
         work.add_done_callback(lambda _: self._gauge())
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(work), self.settings.request_timeout)

@@ -11,6 +11,7 @@ import asyncio
 import math
 import time
 from concurrent.futures import Future
+from typing import Any
 
 from limits import parse
 from limits.storage import storage_from_string
@@ -65,16 +66,17 @@ class Admission:
         self._loop = asyncio.get_running_loop()
         self.in_flight += 1
 
-    def leave_when_done(self, work: Future[object]) -> None:
+    def leave_when_done(self, work: Future[Any]) -> None:
         """Give the place back when the work really ends: a request that timed out keeps its
         place until its worker is free again, so the bound stays true."""
         loop = self._loop
         assert loop is not None
 
-        def done(_: Future[object]) -> None:
-            loop.call_soon_threadsafe(self._leave)
+        def done(_: Future[Any]) -> None:
+            loop.call_soon_threadsafe(self.leave)
 
         work.add_done_callback(done)
 
-    def _leave(self) -> None:
+    def leave(self) -> None:
+        """Give a place back (on the event loop)."""
         self.in_flight -= 1
