@@ -1,0 +1,168 @@
+"""Throughput and latency of ``icm serve`` over HTTP against in-process Moderator calls.
+
+    python benchmarks/serve.py --images 40 --concurrency 4 [--policy examples/policies/nudity-fast.yaml]
+
+Both figures come from the same process, on the same images, with the same loaded backend:
+  in-process  Moderator.moderate(bytes) from a pool of ``--concurrency`` threads;
+  http        POST /v1/moderate (multipart upload, fresh=true so nothing comes from the cache) at
+              ``--concurrency`` requests in flight, against a uvicorn server on loopback with
+              ``--concurrency`` judging workers and a SQLite store: upload, auth, rate limiting,
+              admission, judging, storing the result and the answer.
+The two alternate, round after round, so that load from other processes weighs on both alike.
+Target: http >= 0.9x in-process throughput with the local backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx2
+from PIL import Image
+
+SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "retina", "immunohistochemistry")
+
+
+def make_images(count: int) -> list[bytes]:
+    """Distinct JPEGs: scikit-image's sample photos, each crop a little different."""
+    from skimage import data
+
+    photos = [Image.fromarray(getattr(data, name)()).convert("RGB") for name in SAMPLES]
+    images = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        crop = photo.crop((i % 7, i % 5, photo.width - i % 3, photo.height - i % 4))
+        buffer = io.BytesIO()
+        crop.save(buffer, "JPEG", quality=90)
+        images.append(buffer.getvalue())
+    return images
+
+
+def summary(seconds: float, latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1)
+
+    return {"img_per_s": round(len(latencies) / seconds, 2), "p50_ms": pct(0.5), "p95_ms": pct(0.95),
+            "p99_ms": pct(0.99)}
+
+
+def in_process(moderator, images: list[bytes], concurrency: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    def one(index: int) -> float:
+        started = time.perf_counter()
+        result = moderator.moderate(images[index], f"{index}.jpg")
+        assert result.error is None, result.error
+        return time.perf_counter() - started
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(one, range(len(images))))
+    return summary(time.perf_counter() - started, latencies)
+
+
+async def _http(url: str, key: str, images: list[bytes], concurrency: int, policy: str) -> tuple[float, list[float]]:
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx2.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
+
+        async def one(index: int) -> float:
+            async with gate:
+                started = time.perf_counter()
+                answer = await client.post(
+                    "/v1/moderate", files={"image": (f"{index}.jpg", images[index], "image/jpeg")},
+                    data={"policy": policy, "fresh": "true"},
+                )
+                assert answer.status_code == 200, answer.text
+                return time.perf_counter() - started
+
+        started = time.perf_counter()
+        latencies = await asyncio.gather(*(one(i) for i in range(len(images))))
+        return time.perf_counter() - started, list(latencies)
+
+
+def http(url: str, key: str, images: list[bytes], concurrency: int, policy: str) -> dict[str, float]:
+    seconds, latencies = asyncio.run(_http(url, key, images, concurrency, policy))
+    return summary(seconds, latencies)
+
+
+def start_server(policy: str, backend, concurrency: int, folder: Path) -> tuple[str, str, object]:  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    from icm.serve.app import create_app
+    from icm.serve.auth import create_key
+    from icm.serve.settings import ServeSettings
+    from icm.serve.store import Store, migrate
+
+    db = f"sqlite:///{folder / 'bench.db'}"
+    migrate(db)
+    store = Store(db)
+    key = create_key(store, "benchmark", ["moderate"])[1]
+    store.close()
+    settings = ServeSettings(policies=[policy], db=db, workers=concurrency, queue_size=1024, rate_limit=None,
+                             image_dir=None, request_timeout=600)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, backend=backend), log_config=None, access_log=False))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    while True:
+        try:
+            if httpx2.get(url + "/readyz").status_code == 200:
+                return url, key, server
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--policy", default=str(Path(__file__).parents[1] / "examples/policies/nudity-fast.yaml"))
+    args = parser.parse_args()
+
+    from icm import Moderator, load_policy
+    from icm.backends.local.engine import LocalBackend
+
+    policy = load_policy(args.policy)
+    backend = LocalBackend()
+    moderator = Moderator(policy, backend=backend)
+    images = make_images(args.images)
+    moderator.moderate(images[0], "warm-up.jpg")
+    with tempfile.TemporaryDirectory() as folder:
+        url, key, server = start_server(args.policy, backend, args.concurrency, Path(folder))
+        http(url, key, images[:2], 1, policy.id)  # warm-up
+        rows = []
+        for round_ in range(args.rounds):
+            local = in_process(moderator, images, args.concurrency)
+            remote = http(url, key, images, args.concurrency, policy.id)
+            rows.append({"round": round_ + 1, "in_process": local, "http": remote,
+                         "ratio": round(remote["img_per_s"] / local["img_per_s"], 3)})
+            print(json.dumps(rows[-1]), flush=True)
+        server.should_exit = True  # type: ignore[attr-defined]
+    totals = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load {os.getloadavg()[0]:.1f}",
+        "images": args.images, "rounds": args.rounds, "concurrency": args.concurrency, "policy": policy.id,
+        "in_process_img_per_s": round(statistics.mean(r["in_process"]["img_per_s"] for r in rows), 2),
+        "http_img_per_s": round(statistics.mean(r["http"]["img_per_s"] for r in rows), 2),
+    }
+    totals["ratio"] = round(totals["http_img_per_s"] / totals["in_process_img_per_s"], 3)
+    print(json.dumps(totals))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""``icm serve``: the HTTP service, its database migrations, API keys and retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from icm.serve.settings import ServeSettings
+
+app = typer.Typer(
+    help="The moderation API (FastAPI on uvicorn): `icm serve --policy general`, then create a key "
+    "with `icm serve keys create`.",
+    invoke_without_command=True,
+)
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+_DB_HELP = "SQLAlchemy URL of the store (default: ICM_DB, else sqlite:///icm-serve.db)."
+
+
+def _settings(**flags: Any) -> ServeSettings:
+    from pydantic import ValidationError
+
+    from icm.serve.settings import ServeSettings
+
+    try:
+        return ServeSettings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        errors.print(f"[red]error:[/red] {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    from icm.errors import IcmError
+
+    errors.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(exc.exit_code if isinstance(exc, IcmError) else 2)
+
+
+def _store(db: str | None) -> Any:
+    from icm.serve.store import Store, migrate
+
+    settings = _settings(db=db)
+    try:
+        if settings.migrate_on_start:
+            migrate(settings.db)
+        return Store(settings.db)
+    except Exception as exc:  # an unreachable or unwritable database
+        raise _fail(exc) from exc
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    policy: list[str] = typer.Option(
+        None, "--policy", "-p", help="Policy to serve (built-in name or YAML file); repeat for more. "
+        "The first is the default.", show_default=False,
+    ),
+    backend: str = typer.Option(None, "--backend", "-b", help="Backend spec (default: local).", show_default=False),
+    backend_options: Path = typer.Option(None, "--backend-options", help="YAML file of backend keywords.",
+                                         show_default=False),
+    host: str = typer.Option(None, "--host", help="Address to listen on (default: 127.0.0.1).", show_default=False),
+    port: int = typer.Option(None, "--port", help="Port to listen on (default: 8080).", show_default=False),
+    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    workers: int = typer.Option(None, "--workers", "-w", help="Images judged at the same time (default: 2).",
+                                show_default=False),
+    queue_size: int = typer.Option(None, "--queue-size", help="Requests that may wait for a worker; more get "
+                                   "503 (default: 32).", show_default=False),
+    timeout: float = typer.Option(None, "--timeout", help="Seconds a request may take (default: 60; 504 after).",
+                                  show_default=False),
+    rate_limit: str = typer.Option(None, "--rate-limit", help="Requests per key, e.g. 600/minute (the "
+                                   "default) or 10/second; 'none' for no limit.", show_default=False),
+    log_level: str = typer.Option(None, "--log-level", help="debug, info, warning or error.", show_default=False),
+) -> None:
+    """Serve the moderation API. Every flag is also an ICM_* environment variable (ICM_DB, ICM_PORT ...)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from icm.serve.app import create_app
+    from icm.serve.middleware import configure_logging
+
+    settings = _settings(
+        policies=policy or None, backend=backend, backend_options=backend_options, host=host, port=port, db=db,
+        workers=workers, queue_size=queue_size, request_timeout=timeout, rate_limit=rate_limit,
+        log_level=log_level,
+    )
+    configure_logging(settings.log_level)
+    try:
+        application = create_app(settings)
+    except Exception as exc:
+        raise _fail(exc) from exc
+    # uvicorn stops taking connections on SIGTERM/SIGINT and waits for the requests in hand;
+    # then the app's shutdown lets the workers finish before the process ends
+    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                log_level=settings.log_level.lower())
+
+
+@app.command("migrate")
+def migrate_command(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False)) -> None:
+    """Bring the store's schema up to date (run once before replicas start with ICM_MIGRATE_ON_START=false)."""
+    from icm.serve.store import migrate
+
+    settings = _settings(db=db)
+    try:
+        migrate(settings.db)
+    except Exception as exc:
+        raise _fail(exc) from exc
+    console.print("the store's schema is up to date")
+
+
+@keys_app.command("create")
+def create_key(
+    name: str = typer.Option(..., "--name", help="Who or what uses the key."),
+    scope: list[str] = typer.Option(
+        ["moderate"], "--scope", help="moderate (judge images, read own results), review (read all "
+        "results) or admin (everything, publish policies); repeat for several."
+    ),
+    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+) -> None:
+    """Create a key. It is printed once, here; the store keeps only its hash."""
+    from icm.serve.auth import create_key as create
+
+    store = _store(db)
+    try:
+        key_id, secret = create(store, name, scope)
+    except Exception as exc:
+        raise _fail(exc) from exc
+    finally:
+        store.close()
+    errors.print(f"created {key_id} ({', '.join(scope)}); the key is shown only now:")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def list_keys(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False)) -> None:
+    """Every key: id, name, scopes, when created and revoked (never the key itself)."""
+    store = _store(db)
+    try:
+        rows = store.keys()
+    finally:
+        store.close()
+    table = Table("id", "name", "scopes", "created", "revoked")
+    for row in rows:
+        revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else ""
+        table.add_row(row.id, row.name, row.scopes, row.created_at.isoformat(timespec="seconds"), revoked)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    key_id: str = typer.Argument(..., help="The key's id (key_...), as `icm serve keys list` shows."),
+    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    store = _store(db)
+    try:
+        found = store.revoke_key(key_id)
+    finally:
+        store.close()
+    if not found:
+        errors.print(f"[red]error:[/red] no key {key_id!r}")
+        raise typer.Exit(2)
+    console.print(f"revoked {key_id}")
+
+
+@app.command("purge")
+def purge(
+    older_than: int = typer.Option(None, "--older-than", min=1, help="Days; default: ICM_RETENTION_DAYS.",
+                                   show_default=False),
+    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    image_dir: Path = typer.Option(None, "--image-dir", help="Where images are kept (default: ICM_IMAGE_DIR, "
+                                   "else icm-images).", show_default=False),
+) -> None:
+    """Delete results older than the retention, and the kept images no remaining result needs."""
+    from datetime import timedelta
+
+    from icm.serve.judging import image_path
+    from icm.serve.store.models import utcnow
+
+    settings = _settings(db=db, image_dir=image_dir)
+    days = older_than or settings.retention_days
+    if days is None:
+        errors.print("[red]error:[/red] give --older-than DAYS or set ICM_RETENTION_DAYS")
+        raise typer.Exit(2)
+    store = _store(db)
+    try:
+        count, orphans = store.purge(utcnow() - timedelta(days=days))
+    finally:
+        store.close()
+    removed = 0
+    if settings.image_dir is not None:
+        for sha256 in orphans:
+            path = image_path(settings.image_dir, sha256)
+            if path.exists():
+                path.unlink()
+                removed += 1
+    console.print(f"deleted {count} results and {removed} images older than {days} days")

@@ -1,0 +1,102 @@
+"""Errors that only the HTTP service raises; each derives from its branch of :mod:`icm.errors`
+and carries the status code and machine-readable code the one exception handler answers with."""
+
+from __future__ import annotations
+
+from icm.errors import InputError, ModelError, ModelOutputError, ModelTimeout
+
+
+class Unauthorized(InputError):
+    """No key, or a key that is unknown or revoked."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(InputError):
+    """A valid key without the scope the endpoint needs."""
+
+    http_status = 403
+    code = "forbidden"
+
+
+class NotFound(InputError):
+    http_status = 404
+    code = "not_found"
+
+
+class Conflict(InputError):
+    http_status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(InputError):
+    http_status = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(InputError):
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+class RateLimited(InputError):
+    """The key sent more requests than its rate limit allows; retry after ``retry_after`` seconds."""
+
+    http_status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Overloaded(ModelError):
+    """Every worker is busy and the queue in front of them is full; retry after ``retry_after``."""
+
+    http_status = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReady(ModelError):
+    http_status = 503
+    code = "not_ready"
+
+
+class ImageRejected(InputError):
+    """The image could not be judged because of what it is (empty, truncated, not an image, too
+    small or too large); ``code`` is the result's :class:`~icm.results.ErrorCode`."""
+
+    def __init__(self, code: str, message: str, result_id: str | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = 413 if code == "too_large" else 400
+        self.result_id = result_id
+
+
+class JudgeFailed(ModelError):
+    """The backend failed on this image; the error record is stored as ``result_id``."""
+
+    def __init__(self, message: str, result_id: str | None) -> None:
+        super().__init__(message)
+        self.result_id = result_id
+
+
+class JudgeTimeout(ModelTimeout):
+    """The judgement took longer than the request timeout; the error record is ``result_id``."""
+
+    def __init__(self, message: str, result_id: str | None) -> None:
+        super().__init__(message)
+        self.result_id = result_id
+
+
+class AnswerUnreadable(ModelOutputError):
+    """The model's answer could not be read; the error record (with the raw answer) is ``result_id``."""
+
+    def __init__(self, message: str, result_id: str | None) -> None:
+        super().__init__(message)
+        self.result_id = result_id

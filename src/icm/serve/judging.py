@@ -1,0 +1,238 @@
+"""Judging behind the API: the store's cache, the bounded admission, a worker pool off the event
+loop, the request timeout, and one stored record for every answered request."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+
+from icm.backends.base import Backend, Explain, load_backend, load_backend_options
+from icm.decision import error_statement
+from icm.errors import InputError
+from icm.media import MediaLimits
+from icm.moderator import Moderator
+from icm.policy.schema import Policy
+from icm.results import ErrorCode, ErrorInfo, ModerationResult, PolicyRef, Verdict
+from icm.serve.errors import AnswerUnreadable, ImageRejected, JudgeFailed, JudgeTimeout, NotReady
+from icm.serve.limits import Admission
+from icm.serve.metrics import Metrics
+from icm.serve.settings import ServeSettings
+from icm.serve.store.database import Store
+from icm.serve.store.models import StoredResult, utcnow
+
+log = logging.getLogger("icm.serve")
+
+_MODEL_CODES = {ErrorCode.backend_error, ErrorCode.model_output, ErrorCode.timeout}
+
+
+@dataclass
+class Job:
+    """One image to judge under one (possibly narrowed) policy, and who asked."""
+
+    data: bytes
+    name: str
+    policy: Policy
+    rules_key: str
+    key_id: str | None
+    request_id: str | None
+    endpoint: str
+    fresh: bool = False
+
+
+@dataclass
+class Judgement:
+    id: str
+    result: ModerationResult
+    cached: bool
+
+
+class Judging:
+    """Owns the backend and the workers; ``await judge(job)`` is the one way an image is judged."""
+
+    def __init__(
+        self, settings: ServeSettings, store: Store, metrics: Metrics, backend: Backend | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.admission = Admission(settings.workers, settings.queue_size, settings.retry_after)
+        self.limits = MediaLimits(
+            max_bytes=settings.max_body_bytes,
+            max_pixels=settings.max_pixels,
+            min_side=settings.min_side,
+            max_frames=settings.max_frames,
+        )
+        self.options = load_backend_options(settings.backend_options) if settings.backend_options else {}
+        self.backend_key = settings.backend + (
+            "?" + json.dumps(self.options, sort_keys=True, default=str) if self.options else ""
+        )
+        self._given_backend = backend
+        self.backend: Backend | None = None
+        self.load_error: str | None = None
+        self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="icm-judge")
+
+    # -- life ------------------------------------------------------------------------------
+
+    def load(self, policies: list[Policy]) -> None:
+        """Load the backend and what the policies need (in a thread: /readyz says when it is done)."""
+        try:
+            backend = self._given_backend or load_backend(self.settings.backend, **self.options)
+            for policy in policies:
+                backend.prepare(policy)
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.backend = backend
+
+    @property
+    def ready(self) -> bool:
+        return self.backend is not None
+
+    @property
+    def not_ready_reason(self) -> str:
+        if self.load_error is not None:
+            return f"the backend failed to load: {self.load_error}"
+        return "the backend is still loading; retry shortly (see /readyz)"
+
+    def close(self) -> None:
+        """Finish the work in hand, then free the backend."""
+        self.pool.shutdown(wait=True, cancel_futures=False)
+        if self.backend is not None and self._given_backend is None:
+            self.backend.close()
+
+    # -- judging ---------------------------------------------------------------------------
+
+    async def judge(self, job: Job) -> Judgement:
+        if self.backend is None:
+            raise NotReady(self.not_ready_reason)
+        sha256 = hashlib.sha256(job.data).hexdigest()
+        if not job.fresh:
+            row = await run_in_threadpool(
+                self.store.cached, sha256, job.policy.id, job.policy.version, self.backend_key, job.rules_key
+            )
+            if row is not None:
+                self.metrics.cache_hits.inc()
+                return Judgement(row.id, ModerationResult.model_validate(row.result), cached=True)
+        self.admission.enter()
+        self._gauge()
+        try:
+            work = self.pool.submit(self._moderate, job)
+        except RuntimeError:  # the pool is shutting down
+            self.admission.leave()
+            raise NotReady("the service is shutting down") from None
+        self.admission.leave_when_done(work)
+        work.add_done_callback(lambda _: self._gauge())
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(work), self.settings.request_timeout)
+        except TimeoutError:
+            result = self._timeout_result(job, sha256)
+        row = await run_in_threadpool(self._store, job, result)
+        self.metrics.decisions.labels(job.policy.id, result.decision.value).inc()
+        if result.error is not None:
+            raise _error_for(result.error, row.id)
+        return Judgement(row.id, result, cached=False)
+
+    def _gauge(self) -> None:
+        self.metrics.queue_depth.set(self.admission.queued)
+        self.metrics.in_flight.set(self.admission.in_flight)
+
+    def _moderate(self, job: Job) -> ModerationResult:
+        assert self.backend is not None
+        moderator = Moderator(job.policy, backend=self.backend, limits=self.limits)
+        return moderator.moderate(job.data, job.name)
+
+    def _timeout_result(self, job: Job, sha256: str) -> ModerationResult:
+        assert self.backend is not None
+        error = ErrorInfo(
+            code=ErrorCode.timeout,
+            message=f"not judged within the request timeout of {self.settings.request_timeout:g} s",
+        )
+        return ModerationResult(
+            image=job.name,
+            sha256=sha256,
+            policy=PolicyRef(id=job.policy.id, version=job.policy.version),
+            decision=job.policy.uncertainty.error_action,
+            explanation=error_statement(job.policy, error),
+            backend=self.backend.info(),
+            error=error,
+        )
+
+    def _store(self, job: Job, result: ModerationResult) -> StoredResult:
+        kept = self._keep_image(job.data, result)
+        row = StoredResult(
+            id="res_" + uuid.uuid4().hex,
+            created_at=utcnow(),
+            sha256=result.sha256,
+            policy_id=job.policy.id,
+            policy_version=job.policy.version,
+            rules=job.rules_key,
+            backend=self.backend_key,
+            key_id=job.key_id,
+            request_id=job.request_id,
+            endpoint=job.endpoint,
+            decision=result.decision.value,
+            error_code=result.error.code.value if result.error is not None else None,
+            image_kept=kept,
+            total_ms=result.timing_ms.get("total"),
+            result=result.model_dump(mode="json"),
+        )
+        return self.store.add_result(row)
+
+    def _keep_image(self, data: bytes, result: ModerationResult) -> bool:
+        """Images with a decision other than allow are kept for review, named by their sha256."""
+        folder = self.settings.image_dir
+        if folder is None or result.sha256 is None or result.decision.value == "allow" or not data:
+            return False
+        path = image_path(folder, result.sha256)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{uuid.uuid4().hex}.part")
+            partial.write_bytes(data)
+            os.replace(partial, path)  # atomic: a reader never sees half an image
+        return True
+
+
+def image_path(folder: Path, sha256: str) -> Path:
+    return folder / sha256[:2] / sha256
+
+
+def narrow(policy: Policy, rules: list[str] | None) -> tuple[Policy, str]:
+    """The policy limited to ``rules`` (in the policy's order), and the key the store files it under."""
+    if not rules:
+        return policy, ""
+    known = {rule.id for rule in policy.rules}
+    unknown = [r for r in rules if r not in known]
+    if unknown:
+        raise InputError(f"{policy.id} v{policy.version} has no rule {', '.join(unknown)}; its rules: "
+                         f"{', '.join(sorted(known))}")
+    chosen = [rule for rule in policy.rules if rule.id in set(rules)]
+    return policy.model_copy(update={"rules": chosen}), ",".join(rule.id for rule in chosen)
+
+
+def with_explanations(result: ModerationResult, explain: Explain) -> ModerationResult:
+    """The answer carries the explanations ``explain`` asks for (the store keeps them all)."""
+    if explain is Explain.all:
+        return result
+    keep = Verdict.violates if explain is Explain.violations else None
+    verdicts = [v if v.verdict is keep else v.model_copy(update={"explanation": ""}) for v in result.verdicts]
+    return result.model_copy(update={"verdicts": verdicts})
+
+
+def _error_for(error: ErrorInfo, result_id: str) -> Exception:
+    message = f"{error.code.value}: {error.message}"
+    if error.code is ErrorCode.timeout:
+        return JudgeTimeout(message, result_id)
+    if error.code is ErrorCode.model_output:
+        return AnswerUnreadable(message, result_id)
+    if error.code in _MODEL_CODES:
+        return JudgeFailed(message, result_id)
+    return ImageRejected(error.code.value, error.message, result_id)

@@ -1,0 +1,177 @@
+"""Request and response bodies of the HTTP API: the native API (the CLI's ModerationResult plus its
+stored id) and the OpenAI-compatible Moderations and Decisions shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from icm.backends.base import Explain
+from icm.results import ModerationResult
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="machine-readable: bad_input, unauthorized, too_large, truncated ...")
+    message: str
+    type: str = Field(description="the error's branch: input_error, model_error, model_output, server_error")
+    request_id: str | None = None
+    result_id: str | None = Field(None, description="the stored error record, when one was written")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (OpenAI's shape: the openai client reads error.message)."""
+
+    error: ErrorDetail
+
+
+# -- native API ---------------------------------------------------------------------------------
+
+
+class ModerateRequest(_Request):
+    """``POST /v1/moderate`` as JSON (the other form is a multipart upload with the same fields)."""
+
+    image: str = Field(description="the image as a data URL: data:image/png;base64,...")
+    policy: str | None = Field(None, description="policy id or id@version; default: the first served")
+    rules: list[str] | None = Field(None, description="judge only these rules of the policy")
+    explain: Explain = Field(
+        Explain.all, description="which rules' explanations the answer carries: all, violations, none"
+    )
+    fresh: bool = Field(False, description="judge again even if this image was judged before")
+
+
+class StoredModeration(ModerationResult):
+    """The CLI's ModerationResult plus the id it is stored under."""
+
+    id: str = Field(description="stored result id, for GET /v1/results/{id}")
+
+
+class ResultPage(BaseModel):
+    data: list[StoredModeration]
+    next: str | None = Field(None, description="pass as ?after= for the next page; null on the last")
+
+
+class PolicyVersionInfo(BaseModel):
+    version: int
+    created_at: datetime
+    created_by: str | None = None
+
+
+class PolicySummary(BaseModel):
+    id: str
+    name: str
+    latest: int
+    versions: list[PolicyVersionInfo]
+    rules: list[str]
+
+
+class PolicyList(BaseModel):
+    data: list[PolicySummary]
+    default: str
+
+
+# -- OpenAI Moderations ---------------------------------------------------------------------------
+
+
+class ImageUrl(BaseModel):
+    url: str
+
+
+class ModerationImageInput(BaseModel):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class ModerationTextInput(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ModerationsRequest(BaseModel):
+    """``client.moderations.create(model=POLICY, input=[{"type": "image_url", ...}])``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input: str | list[str] | list[ModerationImageInput | ModerationTextInput]
+    model: str | None = Field(None, description="policy id or id@version")
+
+
+class Moderation(BaseModel):
+    flagged: bool = Field(description="the decision is not allow")
+    categories: dict[str, bool] = Field(description="rule id -> the image violates it")
+    category_scores: dict[str, float] = Field(description="rule id -> probability that it is violated")
+    category_applied_input_types: dict[str, list[str]]
+    icm: StoredModeration
+
+
+class ModerationsResponse(BaseModel):
+    id: str
+    model: str
+    results: list[Moderation]
+
+
+# -- OpenAI Decisions -----------------------------------------------------------------------------
+
+
+class DecisionQuestion(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["predicate", "choice", "score"]
+    name: str | None = None
+    instructions: str | list[dict[str, Any]]
+
+
+class DecisionsRequest(BaseModel):
+    """``client.decisions.create(model=POLICY, input=[{"role": "user", "content": [...]}],
+    questions=[{"type": "predicate", "name": RULE, "instructions": TEXT}])``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    input: str | list[dict[str, Any]]
+    questions: list[DecisionQuestion] = Field(min_length=1, max_length=400)
+
+
+class PredicateAnswer(BaseModel):
+    type: Literal["predicate"] = "predicate"
+    name: str | None
+    probability: float
+
+
+class RefusalAnswer(BaseModel):
+    type: Literal["refusal"] = "refusal"
+    name: str | None
+
+
+class InputTokensDetails(BaseModel):
+    cache_write_tokens: int = 0
+    cached_tokens: int = 0
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class Usage(BaseModel):
+    """Token counts; icm judges images with its backend, so these are zero unless a model counts."""
+
+    input_tokens: int = 0
+    input_tokens_details: InputTokensDetails = InputTokensDetails()
+    output_tokens: int = 0
+    output_tokens_details: OutputTokensDetails = OutputTokensDetails()
+    total_tokens: int = 0
+
+
+class DecisionResponse(BaseModel):
+    answers: list[PredicateAnswer | RefusalAnswer]
+    model: str
+    usage: Usage = Usage()
+    icm: StoredModeration

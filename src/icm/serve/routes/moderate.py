@@ -1,0 +1,132 @@
+"""``POST /v1/moderate``: one image (multipart upload, or JSON with a data URL) under a policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from icm.backends.base import Explain
+from icm.errors import InputError
+from icm.serve.auth import Caller, Scope
+from icm.serve.errors import UnsupportedMediaType
+from icm.serve.inputs import image_from_url
+from icm.serve.judging import Job, Judgement, narrow, with_explanations
+from icm.serve.protocol import ErrorBody, ModerateRequest, StoredModeration
+from icm.serve.service import Service, authorized, request_id, service_of
+
+router = APIRouter(tags=["moderation"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        400: "bad input: malformed body, unknown rule, an image that cannot be judged (code says why)",
+        401: "no valid key", 403: "the key lacks the scope", 404: "unknown policy",
+        413: "body or image too large", 415: "neither JSON nor multipart", 429: "rate limit (Retry-After)",
+        502: "the backend failed", 503: "queue full or not ready (Retry-After)", 504: "request timeout",
+    }.items()
+}
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {
+        "image": {"type": "string", "format": "binary"},
+        "policy": {"type": "string"},
+        "rules": {"type": "array", "items": {"type": "string"}},
+        "explain": {"type": "string", "enum": [e.value for e in Explain]},
+        "fresh": {"type": "boolean"},
+    },
+}
+
+
+@router.post(
+    "/v1/moderate",
+    summary="Judge one image against a policy",
+    response_model=StoredModeration,
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": ModerateRequest.model_json_schema()},
+                "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+            },
+        }
+    },
+)
+async def moderate(request: Request, caller: Caller = Depends(authorized(Scope.moderate))) -> JSONResponse:
+    """The CLI's ModerationResult plus its stored ``id``. The header ``X-ICM-Cache`` says ``hit``
+    when the same image was judged before under the same policy version and backend."""
+    service = service_of(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        body = parse_json(ModerateRequest, await request.body())
+        data, name = await run_in_threadpool(
+            image_from_url, body.image, max_bytes=service.settings.max_body_bytes,
+            allowed_hosts=service.settings.url_hosts, timeout=service.settings.url_timeout,
+        )
+    elif content_type == "multipart/form-data":
+        body, data, name = await _multipart(request, service)
+    else:
+        raise UnsupportedMediaType(
+            "send application/json (with a data URL) or multipart/form-data (an upload), "
+            f"not {content_type or 'nothing'}"
+        )
+    judgement = await judge_image(service, caller, request, data, name, body.policy, body.rules, body.fresh,
+                                  endpoint="moderate")
+    return moderation_response(judgement, body.explain)
+
+
+async def judge_image(
+    service: Service, caller: Caller, request: Request, data: bytes, name: str, policy_ref: str | None,
+    rules: list[str] | None, fresh: bool, endpoint: str,
+) -> Judgement:
+    policy = await run_in_threadpool(service.catalog.resolve, policy_ref)
+    narrowed, rules_key = narrow(policy, rules)
+    job = Job(data=data, name=name, policy=narrowed, rules_key=rules_key, key_id=caller.key_id,
+              request_id=request_id(request), endpoint=endpoint, fresh=fresh)
+    return await service.judging.judge(job)
+
+
+def moderation_response(judgement: Judgement, explain: Explain) -> JSONResponse:
+    result = with_explanations(judgement.result, explain)
+    body = StoredModeration(id=judgement.id, **result.model_dump())
+    return JSONResponse(body.model_dump(mode="json"), headers={"X-ICM-Cache": "hit" if judgement.cached else "miss"})
+
+
+def parse_json(model: type[ModerateRequest], raw: bytes) -> ModerateRequest:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            parts.append(f"{where}: {err['msg']}")
+        raise InputError("invalid request: " + "; ".join(parts)) from None
+
+
+async def _multipart(request: Request, service: Service) -> tuple[ModerateRequest, bytes, str]:
+    try:
+        form = await request.form(max_files=1, max_fields=50, max_part_size=service.settings.max_body_bytes)
+    except Exception as exc:  # python-multipart's and Starlette's parse errors
+        raise InputError(f"malformed multipart body: {exc}") from None
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile):
+        raise InputError("the multipart body needs a file field named 'image'")
+    data = await upload.read()
+    rules = [r.strip() for value in form.getlist("rules") if isinstance(value, str) for r in value.split(",")]
+    fields: dict[str, Any] = {"image": "upload", "rules": [r for r in rules if r] or None}
+    for key in ("policy", "explain", "fresh"):
+        value = form.get(key)
+        if isinstance(value, str) and value:
+            fields[key] = value
+    try:
+        body = ModerateRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise InputError(f"invalid form field: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    return body, data, upload.filename or "upload"

@@ -1,0 +1,89 @@
+"""Service settings: flags of ``icm serve`` and ``ICM_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    """Everything the service reads at start. Each field is also the variable ``ICM_<FIELD>``
+    (lists as JSON, e.g. ``ICM_POLICIES='["general", "icm-r1"]'``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ICM_", extra="forbid")
+
+    policies: list[str] = Field(
+        default_factory=lambda: ["general"],
+        description="Built-in policy names or YAML files served at start; the first is the default.",
+    )
+    backend: str = Field("local", description="Backend spec: local, transformers:DIR, openai:MODEL@URL ...")
+    backend_options: Path | None = Field(None, description="YAML file of backend keywords.")
+    db: str = Field(
+        "sqlite:///icm-serve.db",
+        description="SQLAlchemy URL of the store: a SQLite file, or postgresql+psycopg://USER:PASS@HOST/DB.",
+    )
+    migrate_on_start: bool = Field(
+        True, description="Bring the store's schema up to date at start (turn off when several "
+        "replicas share one database and `icm serve migrate` runs once before them)."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+    # -- limits ------------------------------------------------------------------------------
+    max_body_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest request body (413 above it)."
+    )
+    max_pixels: int = Field(80_000_000, ge=1, description="Largest image, width x height.")
+    max_frames: int = Field(8, ge=1, description="Frames judged in an animated image.")
+    min_side: int = Field(16, ge=1, description="Smallest side an image may have.")
+    request_timeout: float = Field(
+        60.0, gt=0, description="Seconds a request may wait for its judgement (504 after)."
+    )
+    workers: int = Field(2, ge=1, description="Images judged at the same time (worker threads).")
+    queue_size: int = Field(
+        32, ge=0, description="Requests that may wait for a worker; beyond it the answer is 503."
+    )
+    rate_limit: str | None = Field(
+        "600/minute", description="Requests per key, in the `limits` notation (`10/second`, "
+        "`600/minute`); empty for none."
+    )
+    rate_limit_storage: str = Field(
+        "memory://", description="Where rate-limit counters live: memory:// (one process) or a "
+        "shared store such as redis://host:6379 for several replicas."
+    )
+    retry_after: int = Field(1, ge=1, description="Seconds a 503 (queue full) tells callers to wait.")
+
+    # -- images and retention ----------------------------------------------------------------
+    image_dir: Path | None = Field(
+        Path("icm-images"),
+        description="Where images with a decision other than allow are kept (content-addressed) for "
+        "review; empty to keep none.",
+    )
+    retention_days: int | None = Field(
+        None, ge=1, description="Results and images older than this are deleted by `icm serve purge`."
+    )
+
+    # -- remote images and browsers ----------------------------------------------------------
+    url_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts whose https image URLs the service may fetch; none by default (no "
+        "server-side fetching, so no SSRF).",
+    )
+    url_timeout: float = Field(10.0, gt=0, description="Seconds to fetch an allowed image URL.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; none by default.")
+
+    log_level: str = "info"
+
+    @field_validator("policies")
+    @classmethod
+    def _some_policy(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("serve at least one policy")
+        return value
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", "none", "0") else value

@@ -1,0 +1,139 @@
+"""Every bad input against a live server gets its documented status and body, and the server
+stays up: the media corpus, an oversized body, a wrong content type, malformed JSON, an unknown
+policy or rule, a missing, wrong or revoked key, the wrong scope, remote URLs."""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+from corpus import write_broken
+from serve.live import data_url, png_bytes
+
+from icm.serve.auth import create_key
+from icm.serve.store import Store
+
+# the status each media error code is answered with
+_STATUS = {"too_large": 413}
+
+
+def _error(answer: httpx2.Response, status: int, code: str) -> dict[str, object]:
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert error["code"] == code, error
+    assert error["message"]
+    assert error["request_id"] == answer.headers["x-request-id"]
+    assert "Traceback" not in answer.text and 'File "' not in answer.text
+    return error
+
+
+def test_every_broken_image_of_the_corpus(serve, db_url, tmp_path) -> None:
+    server = serve(db_url)
+    expected = write_broken(tmp_path / "broken")
+    with server.client("moderate") as client:
+        for name, code in expected.items():
+            data = (tmp_path / "broken" / name).read_bytes()
+            answer = client.post("/v1/moderate", files={"image": (name, data, "application/octet-stream")},
+                                 data={"policy": "fast"})
+            error = _error(answer, _STATUS.get(code, 400), code)
+            # the error record is stored, and says the image was not judged (never "allow")
+            record = client.get(f"/v1/results/{error['result_id']}").json()
+            assert record["error"]["code"] == code
+            assert record["decision"] != "allow"
+        assert client.get("/healthz").status_code == 200
+        assert client.post("/v1/moderate", json={"image": data_url(png_bytes(1)), "policy": "fast"}).status_code == 200
+
+
+def test_malformed_requests(serve, db_url) -> None:
+    server = serve(db_url, max_body_bytes=64 * 1024)
+    with server.client("moderate") as client:
+        big = png_bytes(1, size=(512, 512))
+        assert len(big) > 64 * 1024
+        _error(client.post("/v1/moderate", files={"image": ("big.png", big, "image/png")}), 413, "too_large")
+        _error(client.post("/v1/moderate", json={"image": data_url(big)}), 413, "too_large")
+        _error(client.post("/v1/moderations", json={"input": [{"type": "image_url",
+               "image_url": {"url": data_url(big)}}]}), 413, "too_large")
+        _error(client.post("/v1/moderate", content=b"hello", headers={"Content-Type": "text/plain"}),
+               415, "unsupported_media_type")
+        _error(client.post("/v1/moderate", content=b'{"image": "data:', headers={"Content-Type": "application/json"}),
+               400, "bad_input")
+        _error(client.post("/v1/moderations", content=b"{nope", headers={"Content-Type": "application/json"}),
+               400, "bad_input")
+        _error(client.post("/v1/moderate", json={"policy": "fast"}), 400, "bad_input")  # no image
+        _error(client.post("/v1/moderate", json={"image": "data:image/png;base64,@@@@"}), 400, "bad_image_url")
+        _error(client.post("/v1/moderate", json={"image": "not a url"}), 400, "bad_image_url")
+        _error(client.post("/v1/moderate", files={"file": ("a.png", png_bytes(1), "image/png")}), 400, "bad_input")
+        image = data_url(png_bytes(2))
+        _error(client.post("/v1/moderate", json={"image": image, "policy": "nope"}), 404, "unknown_policy")
+        _error(client.post("/v1/moderate", json={"image": image, "policy": "fast@7"}), 404, "unknown_policy")
+        _error(client.post("/v1/moderate", json={"image": image, "policy": "fast@x"}), 400, "bad_input")
+        _error(client.post("/v1/moderate", json={"image": image, "policy": "fast", "rules": ["nope"]}),
+               400, "bad_input")
+        _error(client.post("/v1/moderate", json={"image": image, "explain": "sometimes"}), 400, "bad_input")
+        _error(client.get("/v1/nothing-here"), 404, "not_found")
+        _error(client.delete("/v1/moderate"), 405, "method_not_allowed")
+        # remote URLs are refused: no server-side fetching unless an operator allows a host
+        _error(client.post("/v1/moderate", json={"image": "https://example.com/a.png"}), 400, "remote_url_refused")
+        _error(client.post("/v1/moderate", json={"image": "http://127.0.0.1:1/a.png"}), 400, "remote_url_refused")
+        assert client.get("/healthz").status_code == 200
+        assert client.post("/v1/moderate", json={"image": image, "policy": "fast"}).status_code == 200
+
+
+def test_keys_and_scopes(serve, db_url) -> None:
+    server = serve(db_url)
+    image = {"image": data_url(png_bytes(3)), "policy": "fast"}
+    with httpx2.Client(base_url=server.url) as anonymous:
+        _error(anonymous.post("/v1/moderate", json=image), 401, "unauthorized")
+        _error(anonymous.get("/v1/policies"), 401, "unauthorized")
+        _error(anonymous.post("/v1/moderate", json=image, headers={"Authorization": "Bearer icm_wrong"}),
+               401, "unauthorized")
+        _error(anonymous.post("/v1/moderate", json=image, headers={"Authorization": "Basic abc"}), 401, "unauthorized")
+        assert anonymous.get("/healthz").status_code == 200  # operations need no key
+        assert anonymous.get("/readyz").status_code == 200
+    with server.client("review") as reviewer:
+        _error(reviewer.post("/v1/moderate", json=image), 403, "forbidden")
+        _error(reviewer.put("/v1/policies/fast", content="id: fast"), 403, "forbidden")
+    store = Store(db_url)
+    key_id, secret = create_key(store, "soon revoked", ["moderate"])
+    with httpx2.Client(base_url=server.url, headers={"Authorization": f"Bearer {secret}"}) as client:
+        assert client.post("/v1/moderate", json=image).status_code == 200
+        assert store.revoke_key(key_id)
+        _error(client.post("/v1/moderate", json=image), 401, "unauthorized")
+    store.close()
+
+
+def test_allowed_hosts_are_fetched_with_limits(serve, sqlite_url, tmp_path) -> None:
+    """An operator may allow hosts; the fetch has a size limit (here: a loopback file server)."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "small.png").write_bytes(png_bytes(5))
+    (tmp_path / "www" / "big.png").write_bytes(png_bytes(6, size=(512, 512)))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{files.server_address[1]}"
+        server = serve(sqlite_url, url_hosts=["127.0.0.1"], max_body_bytes=64 * 1024)
+        with server.client("moderate") as client:
+            answer = client.post("/v1/moderate", json={"image": f"{base}/small.png", "policy": "fast"})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["image"] == f"{base}/small.png"
+            _error(client.post("/v1/moderate", json={"image": f"{base}/big.png"}), 413, "too_large")
+            _error(client.post("/v1/moderate", json={"image": f"{base}/missing.png"}), 400, "bad_image_url")
+            _error(client.post("/v1/moderate", json={"image": "https://example.com/a.png"}), 400,
+                   "remote_url_refused")
+    finally:
+        files.shutdown()
+
+
+@pytest.mark.parametrize("text_input", ["a sentence", ["two", "sentences"], [{"type": "text", "text": "hi"}]])
+def test_text_only_moderation_is_refused(serve, sqlite_url, text_input) -> None:
+    server = serve(sqlite_url)
+    with server.client("moderate") as client:
+        error = _error(client.post("/v1/moderations", json={"model": "fast", "input": text_input}), 400,
+                       "text_not_supported")
+        assert "images" in str(error["message"])

@@ -1,0 +1,100 @@
+"""Limits and operations against a live server: request timeout (504, record stored), the
+bounded queue (503 + Retry-After), per-key rate limits (429 + Retry-After), metrics, request ids
+and JSON logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import httpx2
+from serve.live import data_url, png_bytes
+
+
+def test_a_request_over_the_timeout_gets_504_and_an_error_record(serve, sqlite_url) -> None:
+    server = serve(sqlite_url, request_timeout=0.001)
+    with server.client("moderate") as client:
+        answer = client.post("/v1/moderate", json={"image": data_url(png_bytes(1)), "policy": "general"})
+        assert answer.status_code == 504, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "timeout" and error["type"] == "model_error"
+        record = client.get(f"/v1/results/{error['result_id']}").json()
+        assert record["error"]["code"] == "timeout"
+        assert record["decision"] == "review"  # never allow what was not judged
+        # an error is never served from the cache: the same image is judged again
+        again = client.post("/v1/moderate", json={"image": data_url(png_bytes(1)), "policy": "general"})
+        assert again.status_code == 504
+        assert again.json()["error"]["result_id"] != error["result_id"]
+
+
+async def _burst(url: str, key: str, n: int, **body: object) -> list[httpx2.Response]:
+    async with httpx2.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300) as client:
+        return list(await asyncio.gather(*(
+            client.post("/v1/moderate", json={"image": data_url(png_bytes(100 + i)), **body}) for i in range(n)
+        )))
+
+
+def test_a_full_queue_answers_503_at_once(serve, sqlite_url) -> None:
+    server = serve(sqlite_url, workers=1, queue_size=1, retry_after=3)
+    answers = asyncio.run(_burst(server.url, server.key("moderate"), 12, policy="general"))
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= 2  # the worker's and the queue's
+    busy = [a for a in answers if a.status_code == 503]
+    assert busy, statuses
+    assert all(a.headers["retry-after"] == "3" and a.json()["error"]["code"] == "overloaded" for a in busy)
+    with server.client("review") as reviewer:
+        stored = reviewer.get("/v1/results", params={"limit": 500}).json()["data"]
+    assert sorted(r["id"] for r in stored) == sorted(a.json()["id"] for a in answers if a.status_code == 200)
+    metrics = httpx2.get(server.url + "/metrics").text
+    assert 'icm_errors_total{code="overloaded"}' in metrics
+    assert "icm_queue_depth 0.0" in metrics  # everything finished
+
+
+def test_rate_limit_per_key(serve, sqlite_url) -> None:
+    server = serve(sqlite_url, rate_limit="3/minute")
+    with server.client("moderate") as client, server.client("review") as other:
+        assert [client.get("/v1/policies").status_code for _ in range(3)] == [200, 200, 200]
+        limited = client.get("/v1/policies")
+        assert limited.status_code == 429
+        assert limited.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert other.get("/v1/policies").status_code == 200  # another key has its own budget
+
+
+def test_metrics_request_ids_and_openapi(serve, sqlite_url) -> None:
+    server = serve(sqlite_url)
+    assert httpx2.get(server.url + "/docs").status_code == 200
+    paths = httpx2.get(server.url + "/openapi.json").json()["paths"]
+    assert {"/v1/moderate", "/v1/moderations", "/v1/decisions", "/v1/results/{result_id}"} <= set(paths)
+    with server.client("moderate") as client:
+        image = {"image": data_url(png_bytes(7)), "policy": "fast"}
+        first = client.post("/v1/moderate", json=image, headers={"X-Request-ID": "upload-42"})
+        assert first.headers["x-request-id"] == "upload-42"
+        client.post("/v1/moderate", json=image)
+        assert client.post("/v1/moderate", json={"image": "nope"}).status_code == 400
+    text = httpx2.get(server.url + "/metrics").text
+    assert 'icm_requests_total{endpoint="/v1/moderate",method="POST",status="200"} 2.0' in text
+    assert 'icm_requests_total{endpoint="/v1/moderate",method="POST",status="400"} 1.0' in text
+    assert 'icm_request_seconds_count{endpoint="/v1/moderate"} 3.0' in text
+    assert "icm_cache_hits_total 1.0" in text
+    decision = first.json()["decision"]
+    assert f'icm_decisions_total{{decision="{decision}",policy="fast"}} 1.0' in text
+    assert 'icm_errors_total{code="bad_image_url"} 1.0' in text
+
+
+def test_logs_are_json_lines_with_the_request_id(serve, sqlite_url, caplog) -> None:
+    from icm.serve.middleware import JsonFormatter
+
+    server = serve(sqlite_url)
+    with caplog.at_level(logging.INFO, logger="icm.serve.access"):
+        httpx2.get(server.url + "/healthz", headers={"X-Request-ID": "probe-1"})
+        deadline = time.monotonic() + 10  # the line is written just after the answer is sent
+        while not (records := [r for r in caplog.records if r.name == "icm.serve.access"]):
+            assert time.monotonic() < deadline, "no access log line"
+            time.sleep(0.01)
+    line = json.loads(JsonFormatter().format(records[-1]))
+    assert line["request_id"] == "probe-1"
+    assert line["path"] == "/healthz" and line["status"] == 200 and line["message"] == "request"
