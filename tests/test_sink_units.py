@@ -10,7 +10,13 @@ import pytest
 
 from icm.policy.schema import Action
 from icm.results import BackendInfo, ErrorCode, ErrorInfo, ModerationResult, PolicyRef
-from icm.sink import ResultFileError, ResultSink, judged_keys
+from icm.sink import ResultFileError, ResultSink, read_previous
+
+POLICY = PolicyRef(id="p", version=1)
+
+
+def _judged(path: Path, policy_id: str, version: int) -> set[str]:
+    return read_previous(path, policy_id, version).judged
 
 
 def _result(image: str, version: int = 1, error: bool = False) -> ModerationResult:
@@ -25,7 +31,7 @@ def _result(image: str, version: int = 1, error: bool = False) -> ModerationResu
 
 def test_each_result_is_one_flushed_line(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "out.jsonl"
-    with ResultSink(path, append=False) as sink:
+    with ResultSink(path, POLICY, overwrite=True) as sink:
         sink.write(_result("a.jpg"))
         assert path.read_text().count("\n") == 1  # on disk before the sink is closed
         sink.write(_result("b.jpg"))
@@ -35,37 +41,41 @@ def test_each_result_is_one_flushed_line(tmp_path: Path) -> None:
 
 def test_a_new_run_replaces_the_file_and_a_resumed_one_appends(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
-    with ResultSink(path, append=False) as sink:
+    with ResultSink(path, POLICY, overwrite=True) as sink:
         sink.write(_result("a.jpg"))
-    with ResultSink(path, append=True) as sink:
+    with ResultSink(path, POLICY, resume=True) as sink:
         sink.write(_result("b.jpg"))
     assert [json.loads(x)["image"] for x in path.read_text().splitlines()] == ["a.jpg", "b.jpg"]
-    with ResultSink(path, append=False) as sink:
+    with ResultSink(path, POLICY, overwrite=True) as sink:
         sink.write(_result("c.jpg"))
     assert [json.loads(x)["image"] for x in path.read_text().splitlines()] == ["c.jpg"]
+
+
+_A = '{"image": "a.jpg", "policy": {"id": "p", "version": 1}, "decision": "allow"}'
+_B = '{"image": "b.jpg", "policy": {"id": "p", "version": 1}, "decision": "allow"}'
 
 
 @pytest.mark.parametrize(
     ("text", "kept"),
     [
-        ('{"a": 1}\n{"b": 2}\n{"c": 3', '{"a": 1}\n{"b": 2}\n'),  # a killed run's last line
-        ('{"a": 1}\n', '{"a": 1}\n'),  # nothing to cut
+        (f"{_A}\n{_B}\n{{\"image\": \"c", f"{_A}\n{_B}\n"),  # a killed run's last line
+        (f"{_A}\n", f"{_A}\n"),  # nothing to cut
         ('{"partial only', ""),  # the only line was partial
         ("", ""),
-        ('{"a": 1}\n' + "x" * 10_000, '{"a": 1}\n'),  # a partial line longer than one read
+        (f"{_A}\n" + "x" * 10_000, f"{_A}\n"),  # a partial line longer than one read
     ],
 )
 def test_opening_to_append_cuts_the_partial_last_line(tmp_path: Path, text: str, kept: str) -> None:
     path = tmp_path / "out.jsonl"
     path.write_text(text)
-    ResultSink(path, append=True).close()
+    ResultSink(path, POLICY, resume=True).close()
     assert path.read_text() == kept
 
 
 def test_resuming_a_file_with_a_partial_line_keeps_it_valid_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     path.write_text(_result("a.jpg").to_json() + "\n" + '{"image": "b.jpg", "pol')
-    with ResultSink(path, append=True) as sink:
+    with ResultSink(path, POLICY, resume=True) as sink:
         sink.write(_result("c.jpg"))
     assert [json.loads(x)["image"] for x in path.read_text().splitlines()] == ["a.jpg", "c.jpg"]
 
@@ -74,14 +84,14 @@ def test_judged_keys_are_the_images_judged_without_error_under_this_policy_versi
     path = tmp_path / "out.jsonl"
     lines = [_result("a.jpg"), _result("b.jpg", error=True), _result("c.jpg", version=2), _result("d.jpg")]
     path.write_text("".join(r.to_json() + "\n" for r in lines) + "\n" + '{"image": "e.jpg"')
-    assert judged_keys(path, "p", 1) == {"a.jpg", "d.jpg"}  # the partial last line is not counted
-    assert judged_keys(path, "p", 2) == {"c.jpg"}
-    assert judged_keys(path, "other", 1) == set()
-    assert judged_keys(tmp_path / "none.jsonl", "p", 1) == set()
+    assert _judged(path, "p", 1) == {"a.jpg", "d.jpg"}  # the partial last line is not counted
+    assert _judged(path, "p", 2) == {"c.jpg"}
+    assert _judged(path, "other", 1) == set()
+    assert _judged(tmp_path / "none.jsonl", "p", 1) == set()
 
 
 def test_a_file_that_is_not_results_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "labels.jsonl"
     path.write_text('{"image": "a.jpg", "rule_id": "r", "label": "violates"}\n')
     with pytest.raises(ResultFileError, match="labels.jsonl:1: not a moderation result"):
-        judged_keys(path, "p", 1)
+        _judged(path, "p", 1)
