@@ -48,17 +48,9 @@ def import_icm(
     Example: icm data import-icm tests/fixtures/icm_release/raw --out data/icm-r1
     """
     from icm.datagen.dataset import write_dataset
-    from icm.datagen.importers.icm_release import ReleaseError, import_icm_release
-    from icm.policy.categories import LabelError
-    from icm.policy.load import PolicyError
+    from icm.datagen.importers.icm_release import import_icm_release
 
-    try:
-        samples, report = import_icm_release(
-            raw, policy=policy, images=images, label_map=label_map, filter=not no_filter
-        )
-    except (ReleaseError, PolicyError, LabelError) as exc:
-        errors.print(output.error(exc))
-        raise typer.Exit(2) from exc
+    samples, report = import_icm_release(raw, policy=policy, images=images, label_map=label_map, filter=not no_filter)
     summary = report.as_dict()
     manifest = write_dataset(
         samples, out, validation_fraction=validation, parquet=parquet,
@@ -119,11 +111,7 @@ def generate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from icm.backends.base import BackendError
-    from icm.datagen.pipeline import PipelineError, run_pipeline
-    from icm.llm import LLMError
-    from icm.lock import OutputLockedError
-    from icm.policy.load import PolicyError
+    from icm.datagen.pipeline import run_pipeline
 
     config = GenerateConfig(
         images=images, out=out, policy=policy, family=family or None, mllm=mllm, llm=llm, label_map=label_map,
@@ -139,9 +127,6 @@ def generate(
     try:
         with bars:
             report = run_pipeline(config, progress=progress)
-    except (PipelineError, PolicyError, LLMError, BackendError, OutputLockedError) as exc:
-        errors.print(output.error(exc))
-        raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         cache = out / "cache"
         errors.print(Text(f"interrupted; every model answer so far is cached in {cache}: add --resume to go on"))
@@ -181,15 +166,11 @@ def labels(
 
     Example: icm data labels --policy icm-r2
     """
-    from icm.policy.categories import LabelError, load_label_map, rule_violated
-    from icm.policy.load import PolicyError, load_policy
+    from icm.policy.categories import load_label_map, rule_violated
+    from icm.policy.load import load_policy
 
-    try:
-        mapping = load_label_map(label_map)
-        rules = load_policy(policy).rules
-    except (LabelError, PolicyError) as exc:
-        errors.print(output.error(exc))
-        raise typer.Exit(2) from exc
+    mapping = load_label_map(label_map)
+    rules = load_policy(policy).rules
     rows = {
         label: {"criteria": criteria, "violates": [r.id for r in rules if rule_violated(r, criteria)]}
         for label, criteria in sorted(mapping.items())

@@ -128,16 +128,12 @@ def evaluate(
         raise typer.Exit(0)
     if not predictions or labels is None:
         raise _fail("--predictions and --labels go together (or use a sub-command: run, mqa, meq)")
-    from icm.evaluate.records import EvalInputError
     from icm.evaluate.verdicts import evaluate_files
 
-    try:
-        evaluations = [
-            evaluate_files(p, labels, name=name, resamples=resamples, seed=seed)
-            for p, name in zip(predictions, _names(predictions), strict=True)
-        ]
-    except EvalInputError as exc:
-        raise _fail(exc) from exc
+    evaluations = [
+        evaluate_files(p, labels, name=name, resamples=resamples, seed=seed)
+        for p, name in zip(predictions, _names(predictions), strict=True)
+    ]
     _emit(evaluations, as_json, report)
 
 
@@ -165,11 +161,9 @@ def run(
 
     Example: icm eval run --backend local --policy general --dataset examples --report out/
     """
-    from icm.backends.base import BackendError
     from icm.evaluate.labelled_folder import load_dataset, moderate_dataset, predictions_file
-    from icm.evaluate.records import EvalInputError, join, load_predictions
+    from icm.evaluate.records import join, load_predictions
     from icm.evaluate.verdicts import evaluate_files, evaluate_outcomes
-    from icm.policy.load import PolicyError
 
     target_dir = out_dir or report or dataset
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +179,7 @@ def run(
         for path, name in zip(compare or [], _names(compare or []), strict=True):
             evaluations.append(evaluate_files(path, dataset / "labels.jsonl", name=name,
                                               resamples=resamples))
-    except (EvalInputError, PolicyError, BackendError, ValueError) as exc:
+    except ValueError as exc:  # an option of the wrong type for the backend
         raise _fail(exc) from exc
     _emit(evaluations, as_json, report)
 
@@ -214,13 +208,9 @@ def import_paper(
         paper_outcomes,
         write_paper_as_icm,
     )
-    from icm.evaluate.records import EvalInputError
 
-    try:
-        mapping = load_category_labels(category_labels) if category_labels else None
-        outcomes = paper_outcomes(load_paper_predictions(source), rule_set, mapping)
-    except EvalInputError as exc:
-        raise _fail(exc) from exc
+    mapping = load_category_labels(category_labels) if category_labels else None
+    outcomes = paper_outcomes(load_paper_predictions(source), rule_set, mapping)
     out.mkdir(parents=True, exist_ok=True)
     write_paper_as_icm(outcomes, out / "predictions.jsonl", out / "labels.jsonl")
     stderr.print(Text(f"{len(outcomes)} predictions: {out / 'predictions.jsonl'}, {out / 'labels.jsonl'}"),
@@ -240,12 +230,8 @@ def mqa(
 ) -> None:
     """Accuracy of yes/no and multiple-choice answers (normalised: "B.", "B) text", "Yes.")."""
     from icm.evaluate.mqa import evaluate_mqa, load_answers, load_questions
-    from icm.evaluate.records import EvalInputError
 
-    try:
-        result = evaluate_mqa(load_questions(questions), load_answers(answers))
-    except EvalInputError as exc:
-        raise _fail(exc) from exc
+    result = evaluate_mqa(load_questions(questions), load_answers(answers))
     if as_json:
         print(json.dumps(result.as_dict()))
         return
@@ -297,21 +283,17 @@ def meq(
     icm eval meq --judge openai:MODEL@http://127.0.0.1:8000/v1 --judgements tests/fixtures/icm_release/eval/meq_judge
     """
     from icm.evaluate.meq import Judgement, evaluate_meq, load_judgements, load_pairs, run_judge
-    from icm.evaluate.records import EvalInputError
     from icm.evaluate.textmetrics import MissingExtraError
 
     try:
         items: list[Judgement]
         if judge is not None:
-            from icm.evaluate.judge import JudgeSpecError, load_judge
+            from icm.evaluate.judge import load_judge
 
             source = pairs or judgements
             if source is None:
                 raise _fail("--judge needs --pairs FILE (or --judgements DIR to judge again)")
-            try:
-                model = load_judge(judge, output_mode=response_format)
-            except JudgeSpecError as exc:
-                raise _fail(exc) from exc
+            model = load_judge(judge, output_mode=response_format)
             items = run_judge(model, load_pairs(source), concurrency)
             if out is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -323,8 +305,6 @@ def meq(
         else:
             raise _fail("give --judgements PATH, or --judge SPEC with --pairs FILE")
         summary = evaluate_meq(items, lexical=lexical, embeddings=embeddings)
-    except EvalInputError as exc:
-        raise _fail(exc) from exc
     except MissingExtraError as exc:
         raise _fail(f"{exc} (or leave the metric out with --no-lexical / --no-embeddings)") from exc
     except ModelError as exc:

@@ -94,35 +94,24 @@ def moderate(
 
       icm moderate examples/images --policy examples/policies/kids-conservative.yaml --out results.jsonl --resume
     """
-    from icm.backends.base import BackendError, load_backend_options
-    from icm.errors import InputError
-    from icm.lock import OutputLockedError
+    from icm.backends.base import load_backend_options
     from icm.moderator import Moderator
-    from icm.policy.load import PolicyError
-    from icm.sink import ResultFileError, check_output
-    from icm.sources import SourceError, iter_sources
+    from icm.sink import check_output
+    from icm.sources import iter_sources
 
     stdout = Console()
     stderr = Console(stderr=True, soft_wrap=True)
     fmt = output_format or (
         OutputFormat.table if sys.stdout.isatty() or out is not None else OutputFormat.jsonl
     )
-    try:
-        check_output(out, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
-    except InputError as exc:
-        stderr.print(output.error(exc))
-        raise typer.Exit(2) from exc
+    check_output(out, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
     # Folders and manifests are walked once, here, before --out is touched: a missing folder is a
     # usage error that leaves no file behind. The list feeds both the progress bar and the run;
     # paths on stdin stay a stream.
     streaming = "-" in paths
     items: list[ImageItem | str] = []
-    try:
-        for path in paths:
-            items += ["-"] if path == "-" else iter_sources([path])
-    except SourceError as exc:
-        stderr.print(output.error(exc))
-        raise typer.Exit(2) from exc
+    for path in paths:
+        items += ["-"] if path == "-" else iter_sources([path])
     if not streaming and not items:
         # A folder or manifest that holds no image is almost always a wrong path; stdin may be empty.
         stderr.print(output.error(f"no images found in {', '.join(paths)}"))
@@ -132,7 +121,7 @@ def moderate(
         if explain is not None:
             options["explain"] = explain
         moderator = Moderator(policy, backend, workers=workers, **options)
-    except (PolicyError, BackendError, ValueError) as exc:
+    except ValueError as exc:  # an option of the wrong type for the backend
         stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
 
@@ -164,9 +153,6 @@ def moderate(
         with progress:
             summary = moderator.run(items, out=out, resume=resume, overwrite=overwrite,
                                     retry_errors=retry_errors, on_result=on_result)
-    except (SourceError, BackendError, ResultFileError, OutputLockedError) as exc:
-        stderr.print(output.error(exc))
-        raise typer.Exit(2) from exc
     except OSError as exc:  # --out is a folder, or not writable
         stderr.print(output.error(f"cannot write {exc.filename or out}: {exc.strerror or exc}"))
         raise typer.Exit(2) from exc

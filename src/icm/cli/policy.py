@@ -45,14 +45,10 @@ def show(
     ),
 ) -> None:
     """Show a policy's rules, criteria and how the local engine sees each criterion."""
-    from icm.policy import PolicyError, load_policy
+    from icm.policy import load_policy
     from icm.policy.load import dump_policy
 
-    try:
-        policy = load_policy(name)
-    except PolicyError as exc:
-        errors.print(output.error(exc))
-        raise typer.Exit(2) from exc
+    policy = load_policy(name)
     if as_yaml:
         typer.echo(dump_policy(policy), nl=False)
         return
@@ -128,13 +124,11 @@ def decompose(
     Writes a new file with the version bumped; never overwrites. Rules with criteria are kept as they are.
     """
     from icm.backends.base import load_chat_model
-    from icm.llm import LLMError
-    from icm.policy import PolicyError
     from icm.policy.decompose import decompose_file
 
     try:
         target, report = decompose_file(file, load_chat_model(llm), out)
-    except (PolicyError, LLMError, FileExistsError) as exc:
+    except FileExistsError as exc:
         errors.print(output.error(exc))
         raise typer.Exit(2) from exc
     console.print(decompose_report(report, target), soft_wrap=True)

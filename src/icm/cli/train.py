@@ -81,19 +81,13 @@ def train(
         stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
     try:
-        from icm.train.precision import PrecisionError
-        from icm.train.sft import TrainError
         from icm.train.sft import train as run_training
     except ImportError as exc:
         stderr.print(output.error(f"training needs {exc.name!r}: pip install 'icm-assistant[train]'"))
         raise typer.Exit(2) from exc
-    try:
-        # Trainer logs go to stderr: stdout carries only the result.
-        with contextlib.redirect_stdout(sys.stderr):
-            result = run_training(settings, resume=resume)
-    except (TrainError, PrecisionError) as exc:
-        stderr.print(output.error(exc))
-        raise typer.Exit(2) from exc
+    # Trainer logs go to stderr: stdout carries only the result.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_training(settings, resume=resume)
     if json_out:
         print(json.dumps(result.as_dict()), flush=True)
         return
@@ -128,10 +122,10 @@ def calibrate(
 
     Example: icm calibrate --policy general --labels examples/labels.jsonl --out general.calibrated.yaml
     """
-    from icm.backends.base import BackendError, parse_spec
-    from icm.policy.load import PolicyError, load_policy
-    from icm.train.calibrate import CalibrationError, policy_yaml, read_labels
+    from icm.backends.base import parse_spec
+    from icm.policy.load import load_policy
     from icm.train.calibrate import calibrate as fit
+    from icm.train.calibrate import policy_yaml, read_labels
 
     stderr = Console(stderr=True, soft_wrap=True)
     if parse_spec(backend) != ("local", None):
@@ -140,11 +134,7 @@ def calibrate(
             "Model backends are tuned by `icm train`."
         ))
         raise typer.Exit(2)
-    try:
-        result = fit(load_policy(policy), read_labels(labels))
-    except (PolicyError, CalibrationError, BackendError) as exc:
-        stderr.print(output.error(exc))
-        raise typer.Exit(2) from exc
+    result = fit(load_policy(policy), read_labels(labels))
     # A policy no threshold of which moved is not a new version: nothing to write.
     written = out if out is not None and result.changes else None
     if written is not None:
