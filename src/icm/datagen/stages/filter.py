@@ -6,7 +6,6 @@ from collections import Counter
 from typing import Any
 
 from icm.datagen import filters
-from icm.datagen.stages.qa import explanation_text
 from icm.tables import MCRow, QARow
 
 
@@ -23,7 +22,8 @@ def filter_explanation(record: dict[str, Any]) -> tuple[dict[str, Any] | None, s
         removed += dropped
         rules.append({**entry, "conclusion": conclusion or entry["conclusion"]})
     explanation["rules"] = rules
-    problem = filters.explanation_problem(explanation_text(explanation))
+    pieces = [explanation["description"], explanation["implicit_content"], *(r["conclusion"] for r in rules)]
+    problem = filters.explanation_problem(pieces)
     if problem is not None:
         return None, problem, removed
     return {**record, "explanation": explanation}, None, removed
