@@ -38,3 +38,13 @@ def test_the_data_engine_rejects_what_evaluation_calls_looping() -> None:
 def test_looping_answers_are_rejected(answer: str) -> None:
     kept, reasons = qa_problems([QARow("what", "What colour is the dress?", answer)])
     assert kept == [] and reasons == ["degenerate repetition"]
+
+
+def test_conclusions_written_per_rule_may_share_their_wording() -> None:
+    description = "A woman in a long red dress stands on a beach at sunset and smiles at the camera."
+    conclusions = [f"The image complies with rule {rule}: none of its criteria is shown."
+                   for rule in ("exposed-skin", "intimate-focus", "nudity", "suggestive-behaviour")]
+    assert is_degenerate(" ".join(conclusions))  # as one text it would read as looping
+    assert explanation_problem([description, "Nothing suggestive.", *conclusions]) is None
+    looping = description + " " + description
+    assert explanation_problem([looping, "Nothing suggestive.", *conclusions]) == "degenerate repetition"

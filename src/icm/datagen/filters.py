@@ -7,6 +7,7 @@ Each check returns a rejection reason (a short, stable string counted in reports
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from icm.repetition import is_degenerate
 from icm.tables import MCRow, QARow
@@ -42,11 +43,15 @@ def remove_prior_leaks(text: str) -> tuple[str, int]:
     return " ".join(kept), dropped
 
 
-def explanation_problem(text: str) -> str | None:
-    words = len(re.findall(r"\w+", text))
+def explanation_problem(pieces: str | Sequence[str]) -> str | None:
+    """Why an explanation is rejected, or None. ``pieces`` are the parts a model wrote one by one
+    (description, implicit content, each rule's conclusion): looping is looked for within each, as
+    conclusions written per rule share their wording by design; the length counts them all."""
+    parts = [pieces] if isinstance(pieces, str) else list(pieces)
+    words = sum(len(re.findall(r"\w+", part)) for part in parts)
     if words == 0:
         return "empty explanation"
-    if is_degenerate(text):
+    if any(is_degenerate(part) for part in parts):
         return "degenerate repetition"
     if words < MIN_WORDS:
         return "explanation too short"

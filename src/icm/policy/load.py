@@ -79,7 +79,20 @@ def dump_policy(policy: Policy, header: str = "") -> str:
         for criterion, criterion_data in zip(rule.criteria, rule_data.get("criteria", []), strict=True):
             if criterion.signals:
                 criterion_data["signals"] = [str(ref) for ref in criterion.signals]
-    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return header + yaml.dump(data, Dumper=_PolicyDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+class _PolicyDumper(yaml.SafeDumper):
+    """Multi-line text as a literal block (as an author writes it); text holding a line break YAML
+    would fold when unquoted (NEL, LS, PS) double-quoted, so that it reads back unchanged."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if any(ch in value for ch in "\x85\u2028\u2029") else "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_PolicyDumper.add_representer(str, _represent_text)
 
 
 def _line_of(node: Any, loc: list[str | int]) -> int | None:

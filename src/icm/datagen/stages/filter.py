@@ -7,7 +7,6 @@ from collections import Counter
 from icm.datagen import filters
 from icm.datagen.records import AnsweredImage, ExplainedImage, QuestionedImage, QuestionSet
 from icm.datagen.stages.base import StageResult
-from icm.datagen.stages.qa import explanation_text
 from icm.tables import MCRow, QARow
 
 #: the explanation filter's note: sentences that revealed the prior and were cut
@@ -27,7 +26,8 @@ def filter_explanation(record: ExplainedImage) -> tuple[ExplainedImage | None, s
         rules.append(entry.model_copy(update={"conclusion": conclusion or entry.conclusion}))
     cleaned = explanation.model_copy(update={"description": description, "implicit_content": implicit,
                                              "rules": rules})
-    problem = filters.explanation_problem(explanation_text(cleaned))
+    pieces = [cleaned.description, cleaned.implicit_content, *(r.conclusion for r in cleaned.rules)]
+    problem = filters.explanation_problem(pieces)
     if problem is not None:
         return None, problem, removed
     return record.model_copy(update={"explanation": cleaned}), None, removed
