@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.testing import CliRunner
 
-from icm.backends.base import REGISTRY
+from icm.backends.base import REGISTRY, ModelKind
 from icm.cli import data as data_cli
 from icm.cli import eval as eval_cli
 from icm.cli import moderate as moderate_cli
@@ -182,7 +182,7 @@ def test_install_hint_and_file_names_survive_the_cli(tmp_path: Path, monkeypatch
     valid = CliRunner().invoke(app, ["policy", "validate", str(policy)])
     assert f"valid {policy}" in valid.output
     # A backend whose package is not installed: its error carries the extra to install.
-    monkeypatch.setitem(REGISTRY, "ghost", "icm_tests_no_such_package:Backend")
+    monkeypatch.setitem(REGISTRY, "ghost", {ModelKind.backend: "icm_tests_no_such_package:Backend"})
     image = tmp_path / "cat [draft].png"
     Image.new("RGB", (32, 32)).save(image)
     hint = CliRunner().invoke(app, ["moderate", str(image), "-b", "ghost", "-q"])
