@@ -43,7 +43,7 @@ def main() -> None:
     with args.out.open("w", encoding="utf-8") as out:
         for question in load_questions(args.questions):
             image = load_image(args.images / question.image)
-            answer = model.generate(image, prompt(question))
+            answer = model.chat_about(image).chat([("user", prompt(question))]).text
             out.write(json.dumps({"id": question.id, "answer": answer}) + "\n")
     print(f"answers: {args.out}")
 

@@ -76,7 +76,7 @@ def test_a_conclusion_that_contradicts_the_label_is_re_asked_then_rejected(tmp_p
 
     explainer = ScriptedExplainer([wrong, right])
     result = ExplainStage(explainer, policy, StageCache(tmp_path / "ok", "explain")).run(item, image)
-    assert result.record is not None and result.record["attempts"] == 2 and result.tokens == 14
+    assert result.record is not None and result.record.attempts == 2 and result.tokens == 14
     assert "contradicts what is known about the image" in explainer.conversations[1][2][1]
 
     explainer = ScriptedExplainer([wrong, wrong])

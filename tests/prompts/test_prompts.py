@@ -39,6 +39,7 @@ def _rendered() -> dict[str, str]:
         "explain.v1": render("explain", 1, policy=policy, rules=policy.rules[:2], facts=FACTS,
                              schema=schema),
         "reask.v1": render("reask", 1, error="no entry in 'rules' for rule ids ['nudity']"),
+        "judge_reask.v1": render("judge_reask", 1, error="no JSON object and no score for fluency"),
         "judge.v1": render(
             "judge", 1, rule=rule.text, reference="The woman's shoulders are bare.",
             candidate="The image shows bare shoulders, so it violates the rule.",
