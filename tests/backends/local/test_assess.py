@@ -63,17 +63,18 @@ def test_a_rule_with_no_usable_signal_is_uncertain_never_complies() -> None:
     assert none_ran.verdict is Verdict.uncertain and none_ran.probability is None
 
 
-def test_partial_rule_setting_decides_partly_assessable_rules() -> None:
-    text = """
-id: p
-rules:
-  - id: weapons
+#: a rule with one criterion no local detector sees and one read from the text in the image
+WEAPONS_RULE = """  - id: weapons
     text: No weapons.
     criteria:
       - {id: shown, description: A weapon is shown.}
       - {id: sale, description: Weapons offered for sale., signals: ["text:keywords"],
          keywords: [guns for sale]}
 """
+
+
+def test_partial_rule_setting_decides_partly_assessable_rules() -> None:
+    text = "id: p\nrules:\n" + WEAPONS_RULE
     strict = parse_policy(text)
     lenient = parse_policy(text + "uncertainty: {partial_rule: complies}\n")
     assert judge_policy(strict, obs())[0].verdict is Verdict.uncertain
@@ -92,12 +93,7 @@ def test_a_partly_assessed_uncertain_rule_has_no_probability() -> None:
         """
 id: p
 rules:
-  - id: weapons
-    text: No weapons.
-    criteria:
-      - {id: shown, description: A weapon is shown.}
-      - {id: sale, description: Weapons offered for sale., signals: ["text:keywords"], keywords: [guns]}
-  - id: both
+""" + WEAPONS_RULE + """  - id: both
     text: A face and a phone number together.
     match: all
     criteria:
