@@ -61,6 +61,16 @@ class RunSummary:
             elif verdict.verdict is Verdict.uncertain:
                 self.uncertain[verdict.rule_id] += 1
 
+    def merge(self, other: RunSummary) -> None:
+        """Add the counts of another part of the same run (a Ray write task's share)."""
+        self.judged += other.judged
+        self.skipped += other.skipped
+        self.unchanged_errors += other.unchanged_errors
+        self.errors.update(other.errors)
+        self.decisions.update(other.decisions)
+        self.violations.update(other.violations)
+        self.uncertain.update(other.uncertain)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "judged": self.judged,
@@ -189,6 +199,11 @@ class Moderator:
                 sink.close()
         return summary
 
+    def judge_decoded(self, item: ImageItem, decoded: DecodedImage | ErrorInfo) -> ModerationResult:
+        """Judge one image decoded elsewhere by :func:`decode_item` (a Ray Data task, say)."""
+        self._prepare()
+        return self._judge(item, decoded)
+
     def close(self) -> None:
         self.backend.close()
 
@@ -200,20 +215,7 @@ class Moderator:
             self._prepared = True
 
     def _decode(self, item: ImageItem) -> DecodedImage | ErrorInfo:
-        # Looked at before reading: a file rewritten while it is read then differs from its
-        # stamp, and --resume tries it again.
-        stamp = file_stamp(item.path) if item.data is None and item.path is not None else None
-        try:
-            if item.data is not None:
-                return load_image(item.key, data=item.data, limits=self.limits)
-            return load_image(item.path or item.key, limits=self.limits)
-        except MediaError as exc:
-            error = ErrorInfo(code=exc.code, message=exc.message)
-            error.file = stamp if error.code.permanent else None
-            return error
-        except Exception as exc:  # a decoder bug must not stop the batch
-            return ErrorInfo(code=ErrorCode.not_an_image, message=f"{type(exc).__name__}: {exc}",
-                             file=stamp)
+        return decode_item(item, self.limits)
 
     def _judge_when_decoded(
         self, item: ImageItem, decoded: Future[DecodedImage | ErrorInfo]
@@ -261,6 +263,24 @@ class Moderator:
             media=media,
             error=error,
         )
+
+
+def decode_item(item: ImageItem, limits: MediaLimits) -> DecodedImage | ErrorInfo:
+    """One image decoded, or why it could not be (an error to record, never an exception)."""
+    # Looked at before reading: a file rewritten while it is read then differs from its
+    # stamp, and --resume tries it again.
+    stamp = file_stamp(item.path) if item.data is None and item.path is not None else None
+    try:
+        if item.data is not None:
+            return load_image(item.key, data=item.data, limits=limits)
+        return load_image(item.path or item.key, limits=limits)
+    except MediaError as exc:
+        error = ErrorInfo(code=exc.code, message=exc.message)
+        error.file = stamp if error.code.permanent else None
+        return error
+    except Exception as exc:  # a decoder bug must not stop the batch
+        return ErrorInfo(code=ErrorCode.not_an_image, message=f"{type(exc).__name__}: {exc}",
+                         file=stamp)
 
 
 def _error_code(exc: Exception) -> ErrorCode:

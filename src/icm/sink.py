@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,35 +123,43 @@ def read_previous(path: Path, policy_id: str, policy_version: int) -> PreviousRe
     if not path.exists():
         return previous
     with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            if not (isinstance(row, dict) and "image" in row and "policy" in row):
-                if not line.endswith("\n"):
-                    continue  # the partial last line of a killed run, cut off before appending
-                raise ResultFileError(
-                    f"{path}:{number}: not a moderation result; --resume continues a file "
-                    "written by --out"
-                )
-            policy = row.get("policy") or {}
-            image = row.get("image")
-            if not (policy.get("id") == policy_id and policy.get("version") == policy_version
-                    and isinstance(image, str)):
-                continue
-            error = row.get("error")
-            if error is None:
-                previous.judged.add(image)
-                previous.errors.pop(image, None)
-            elif image not in previous.judged:
-                try:
-                    previous.errors[image] = ErrorInfo.model_validate(error)
-                except ValueError:  # an error this version cannot read: retry the image
-                    previous.errors.pop(image, None)
+        add_previous_lines(previous, handle, str(path), policy_id, policy_version)
     return previous
+
+
+def add_previous_lines(
+    previous: PreviousResults, lines: Iterable[str], where: str, policy_id: str, policy_version: int
+) -> None:
+    """Add the results in ``lines`` (one file's, in order; ``where`` names it in errors) under this
+    policy version to ``previous``; see :func:`read_previous`."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not (isinstance(row, dict) and "image" in row and "policy" in row):
+            if not line.endswith("\n"):
+                continue  # the partial last line of a killed run, cut off before appending
+            raise ResultFileError(
+                f"{where}:{number}: not a moderation result; --resume continues a file "
+                "written by --out"
+            )
+        policy = row.get("policy") or {}
+        image = row.get("image")
+        if not (policy.get("id") == policy_id and policy.get("version") == policy_version
+                and isinstance(image, str)):
+            continue
+        error = row.get("error")
+        if error is None:
+            previous.judged.add(image)
+            previous.errors.pop(image, None)
+        elif image not in previous.judged:
+            try:
+                previous.errors[image] = ErrorInfo.model_validate(error)
+            except ValueError:  # an error this version cannot read: retry the image
+                previous.errors.pop(image, None)
 
 
 def _drop_partial_last_line(path: Path) -> None:

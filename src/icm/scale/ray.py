@@ -1,0 +1,518 @@
+"""The Moderator and the data engine's model stages on a Ray cluster, through Ray Data.
+
+``icm moderate --engine ray`` runs one Ray Data pipeline::
+
+    listing (driver)  ->  decode (Ray tasks)  ->  judge (an actor pool)  ->  result shards (write tasks)
+
+The driver lists the inputs (folders, manifests and Parquet listings; local paths or any pyarrow
+filesystem URI such as ``s3://`` or ``gs://``): paths only, the images are read in the decode
+tasks. Each judging actor loads the policy and the backend once and judges with the very
+:class:`~icm.moderator.Moderator` a local run uses, so the results are the same. The results go to
+a folder (local or a URI) as JSONL shards, one :class:`~icm.results.ModerationResult` per line, or
+as Parquet shards. A shard is written whole by one write task, after its images were judged; an
+actor that dies is replaced by Ray and its batch judged again, so each image is written once.
+
+:func:`map_on_ray` is the generic half: any per-item function, built once per actor by a factory,
+over a list of items (the data engine's explain and Q-A stages go through it).
+
+Ray is imported only here, and only when a function of this module runs.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from icm.backends.base import Backend
+from icm.errors import InputError
+from icm.lock import output_lock
+from icm.media import IMAGE_SUFFIXES, MediaLimits
+from icm.moderator import Moderator, RunSummary, decode_item
+from icm.policy.load import load_policy
+from icm.policy.schema import Policy
+from icm.results import ErrorCode, ErrorInfo, ModerationResult
+from icm.sink import OutputExistsError, PreviousResults, add_previous_lines
+from icm.sources import ImageItem, SourceError, iter_sources
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyarrow import fs as pafs
+
+#: a backend spec (``local``, ``vllm:MODEL`` ...), or a function that builds the backend: each actor
+#: loads its own (a loaded model does not travel between processes)
+BackendSpec = str | Callable[[], Backend]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+#: the file suffixes of result shards
+SHARD_SUFFIXES = (".jsonl", ".parquet")
+#: listings read through pyarrow (local or at a URI); .jsonl and .csv manifests on a local disk go
+#: through :func:`icm.sources.iter_sources`, exactly as in a local run
+LISTING_SUFFIXES = frozenset({".jsonl", ".csv", ".parquet"})
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide a Ray run goes."""
+
+    #: None: a Ray instance on this machine (or the one already started in this process);
+    #: "auto": the cluster this machine belongs to; "ray://HOST:PORT": a remote cluster
+    address: str | None = None
+    #: judging actors, each with its own copy of the backend
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float = 1.0
+    #: images per batch handed to an actor (and per decode task)
+    batch_size: int = 16
+    #: results per shard file, at least (the last shard of a run may hold fewer)
+    rows_per_shard: int = 1000
+    #: Ray Data's progress bars on stderr
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise InputError("--actors must be at least 1")
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        if self.gpus_per_actor < 0 or self.cpus_per_actor < 0:
+            raise InputError("--gpus-per-actor and CPUs per actor cannot be negative")
+
+
+def connect(options: RayOptions) -> str | None:
+    """Join (or start) the Ray cluster; returns the dashboard's address when there is one.
+
+    A Ray instance this process already started (``ray.init`` in a notebook or a test) is used
+    as it is.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return None
+    context = ray.init(address=options.address, log_to_driver=False)
+    url = getattr(context, "dashboard_url", None)
+    return f"http://{url}" if url and not str(url).startswith("http") else (url or None)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def is_uri(location: str | Path) -> bool:
+    return "://" in str(location)
+
+
+def list_images(sources: Iterable[str | Path]) -> list[dict[str, str]]:
+    """Rows ``{"image": key, "location": path or URI}``, one per image, in a stable order.
+
+    Local folders and .jsonl/.csv manifests are expanded by :func:`icm.sources.iter_sources`,
+    so keys are those of a local run; a URI folder is listed through pyarrow's filesystems, and
+    a URI manifest (or any .parquet listing) is read with pyarrow: an ``image`` column, relative
+    paths taken from the listing's folder.
+    """
+    rows: list[dict[str, str]] = []
+    for source in sources:
+        text = str(source)
+        if is_uri(text) or (text.lower().endswith(".parquet") and Path(text).is_file()):
+            rows += _list_with_pyarrow(text)
+            continue
+        for item in iter_sources([text]):
+            rows.append({"image": item.key, "location": str(item.path or item.key)})
+    return rows
+
+
+def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    from pyarrow import fs
+
+    try:
+        if is_uri(location):
+            return fs.FileSystem.from_uri(location)
+        return fs.LocalFileSystem(), str(Path(location).absolute())
+    except Exception as exc:  # an unknown scheme, missing credentials ...
+        raise SourceError(f"cannot open {location}: {exc}") from exc
+
+
+def _as_location(original: str, path: str) -> str:
+    """A filesystem path written back in the form the user gave (a URI stays a URI)."""
+    if is_uri(original):
+        return f"{original.split('://', 1)[0]}://{path}"
+    return path
+
+
+def _list_with_pyarrow(source: str) -> list[dict[str, str]]:
+    from pyarrow import fs
+
+    filesystem, root = _filesystem(source)
+    info = filesystem.get_file_info(root)
+    suffix = PurePosixPath(root).suffix.lower()
+    if info.type == fs.FileType.Directory:
+        found = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+        rows = []
+        for entry in sorted(found, key=lambda e: e.path):
+            relative = PurePosixPath(entry.path).relative_to(root.rstrip("/") or "/")
+            if entry.type != fs.FileType.File or any(p.startswith(".") for p in relative.parts):
+                continue
+            if relative.suffix.lower() in IMAGE_SUFFIXES:
+                location = _as_location(source, entry.path)
+                rows.append({"image": location, "location": location})
+        return rows
+    if info.type == fs.FileType.File and suffix in LISTING_SUFFIXES:
+        base = PurePosixPath(root).parent
+        rows = []
+        for image in _listing_column(filesystem, root, suffix, source):
+            path = image if is_uri(image) or image.startswith("/") else str(base / image)
+            rows.append({"image": image, "location": path if is_uri(path) else _as_location(source, path)})
+        return rows
+    if info.type == fs.FileType.NotFound and suffix not in IMAGE_SUFFIXES:
+        raise SourceError(f"no such folder or file: {source}")
+    return [{"image": source, "location": source}]
+
+
+def _listing_column(filesystem: pafs.FileSystem, path: str, suffix: str, source: str) -> list[str]:
+    import pyarrow.csv
+    import pyarrow.json
+    import pyarrow.parquet
+
+    try:
+        if suffix == ".parquet":
+            table = pyarrow.parquet.read_table(path, filesystem=filesystem, columns=["image"])
+        else:
+            with filesystem.open_input_stream(path) as stream:
+                reader = pyarrow.json.read_json if suffix == ".jsonl" else pyarrow.csv.read_csv
+                table = reader(stream)
+    except Exception as exc:  # pyarrow's errors for a missing column or an unreadable file
+        raise SourceError(f"{source}: cannot read an 'image' column ({exc})") from exc
+    if "image" not in table.column_names:
+        raise SourceError(f"{source}: a listing needs an 'image' column")
+    images = [str(v).strip() for v in table.column("image").to_pylist() if v is not None]
+    if any(not v for v in images):
+        raise SourceError(f"{source}: empty 'image' value")
+    return images
+
+
+def _item(key: str, location: str, limits: MediaLimits) -> ImageItem | ErrorInfo:
+    """The image to decode: a local path as it is, a URI's bytes read here (in the decode task)."""
+    if not is_uri(location):
+        return ImageItem(key=key, path=Path(location))
+    from pyarrow import fs
+
+    try:
+        filesystem, path = fs.FileSystem.from_uri(location)
+        info = filesystem.get_file_info(path)
+        if info.type == fs.FileType.NotFound:
+            return ErrorInfo(code=ErrorCode.not_found, message=f"no such file: {location}")
+        if info.size is not None and info.size > limits.max_bytes:
+            return ErrorInfo(code=ErrorCode.too_large,
+                             message=f"file is {info.size:,} bytes; the limit is {limits.max_bytes:,}")
+        with filesystem.open_input_file(path) as handle:
+            return ImageItem(key=key, data=handle.read())
+    except OSError as exc:
+        return ErrorInfo(code=ErrorCode.unreadable, message=f"cannot read {location}: {exc}")
+
+
+def _decode_batch(batch: dict[str, np.ndarray], limits: MediaLimits) -> dict[str, np.ndarray]:
+    """A Ray task: each image of the batch decoded (or its error), pickled for the judging actor."""
+    decoded = []
+    for key, location in zip(batch["image"], batch["location"], strict=True):
+        item = _item(str(key), str(location), limits)
+        value = item if isinstance(item, ErrorInfo) else decode_item(item, limits)
+        decoded.append(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    return {"image": batch["image"], "location": batch["location"], "decoded": _objects(decoded)}
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return array
+
+
+class _Judge:
+    """A Ray actor: the policy and the backend loaded once, then batch after batch judged."""
+
+    def __init__(self, policy: Policy, backend: BackendSpec, backend_options: dict[str, Any],
+                 limits: MediaLimits) -> None:
+        loaded = backend if isinstance(backend, str) else backend()
+        self.moderator = Moderator(policy, loaded, limits=limits, **backend_options)
+        self.moderator.backend.prepare(self.moderator.policy)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        lines = []
+        for key, location, blob in zip(batch["image"], batch["location"], batch["decoded"], strict=True):
+            item = ImageItem(key=str(key), path=None if is_uri(str(location)) else Path(str(location)))
+            lines.append(self.moderator.judge_decoded(item, pickle.loads(blob)).to_json())
+        return {"image": batch["image"], "result": _objects(lines)}
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+
+def _shards(out: str) -> list[str]:
+    """The result shards already in ``out`` (none when it does not exist)."""
+    from pyarrow import fs
+
+    filesystem, root = _filesystem(out)
+    info = filesystem.get_file_info(root)
+    if info.type == fs.FileType.NotFound:
+        return []
+    if info.type != fs.FileType.Directory:
+        raise InputError(f"--out {out} is a file; with --engine ray, --out is a folder (or a URI) of shards")
+    entries = filesystem.get_file_info(fs.FileSelector(root))
+    return sorted(e.path for e in entries if e.type == fs.FileType.File and e.path.endswith(SHARD_SUFFIXES))
+
+
+def read_result_lines(out: str | Path) -> Iterator[tuple[str, list[str]]]:
+    """(shard, its lines) for every shard in ``out``: JSONL lines as written, and each Parquet
+    row's ``result`` JSON as a line."""
+    import pyarrow.parquet
+
+    filesystem, _ = _filesystem(str(out))
+    for shard in _shards(str(out)):
+        if shard.endswith(".parquet"):
+            table = pyarrow.parquet.read_table(shard, filesystem=filesystem, columns=["result"])
+            yield shard, [line + "\n" for line in table.column("result").to_pylist()]
+        else:
+            with filesystem.open_input_stream(shard) as stream:
+                text = stream.read().decode("utf-8", errors="replace")
+            yield shard, text.splitlines(keepends=True)
+
+
+def read_results(out: str | Path) -> Iterator[ModerationResult]:
+    """Every result in a folder of shards written by :class:`RayModerator` (JSONL or Parquet)."""
+    for _, lines in read_result_lines(out):
+        for line in lines:
+            if line.endswith("\n") and line.strip():  # a killed run's partial last line is no result
+                yield ModerationResult.model_validate_json(line)
+
+
+def _result_table(lines: list[str]) -> pa.Table:
+    """Parquet rows: the result's key fields as columns to query, and the whole result as JSON."""
+    import pyarrow as pa
+
+    rows = [json.loads(line) for line in lines]
+    return pa.table({
+        "image": pa.array([r["image"] for r in rows], pa.string()),
+        "sha256": pa.array([r.get("sha256") for r in rows], pa.string()),
+        "policy_id": pa.array([r["policy"]["id"] for r in rows], pa.string()),
+        "policy_version": pa.array([r["policy"]["version"] for r in rows], pa.int64()),
+        "decision": pa.array([r["decision"] for r in rows], pa.string()),
+        "error_code": pa.array([(r.get("error") or {}).get("code") for r in rows], pa.string()),
+        "result": pa.array(lines, pa.string()),
+    })
+
+
+def _result_sink(out: str, parquet: bool, rows_per_shard: int) -> Any:
+    """A Ray Data datasink that writes result shards and counts what it wrote (a RunSummary per
+    write task, merged on the driver)."""
+    from ray.data.block import BlockAccessor
+    from ray.data.datasource import BlockBasedFileDatasink
+
+    class ResultShards(BlockBasedFileDatasink):
+        def __init__(self) -> None:
+            super().__init__(out, file_format="parquet" if parquet else "jsonl",
+                             min_rows_per_file=rows_per_shard)
+            self.summary = RunSummary()
+
+        def write(self, blocks: Iterable[Any], ctx: Any) -> Any:
+            blocks = list(blocks)
+            super().write(blocks, ctx)
+            summary = RunSummary()
+            for block in blocks:
+                for line in BlockAccessor.for_block(block).to_arrow().column("result").to_pylist():
+                    summary.add(ModerationResult.model_validate_json(line))
+            return summary
+
+        def write_block_to_file(self, block: Any, file: Any) -> None:
+            lines = block.to_arrow().column("result").to_pylist()
+            if parquet:
+                import pyarrow.parquet
+
+                pyarrow.parquet.write_table(_result_table(lines), file)
+            else:
+                file.write("".join(line + "\n" for line in lines).encode("utf-8"))
+
+        def on_write_complete(self, write_result: Any) -> None:
+            super().on_write_complete(write_result)
+            for part in write_result.write_returns:
+                if isinstance(part, RunSummary):
+                    self.summary.merge(part)
+
+    return ResultShards()
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RayRun:
+    """What :meth:`RayModerator.run` did: the summary, and where Ray's dashboard is."""
+
+    summary: RunSummary
+    dashboard: str | None = None
+    shards: list[str] = field(default_factory=list)
+
+
+class RayModerator:
+    """The Moderator on a Ray cluster: the same policy, backend and results, judged by an actor pool.
+
+    >>> run = RayModerator("general", "local", RayOptions(actors=2)).run(["photos/"], "results/")  # doctest: +SKIP
+    >>> run.summary.decisions                                                                   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        policy: str | Path | Policy,
+        backend: BackendSpec = "local",
+        options: RayOptions | None = None,
+        *,
+        limits: MediaLimits | None = None,
+        **backend_options: Any,
+    ) -> None:
+        self.policy = load_policy(policy)
+        self.backend = backend
+        self.backend_options = backend_options
+        self.options = options or RayOptions()
+        self.limits = limits or MediaLimits()
+
+    def run(
+        self,
+        sources: Iterable[str | Path],
+        out: str | Path,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        retry_errors: bool = False,
+        parquet: bool = False,
+    ) -> RayRun:
+        """Judge every image of ``sources`` into the folder (or URI) ``out``; the rules for ``out``
+        are those of :meth:`Moderator.run`, for a folder of shards: one that holds results is
+        continued (``resume``: images judged under this policy version, and unchanged files that
+        failed to decode, are skipped) or emptied first (``overwrite``), never mixed silently."""
+        out = str(out)
+        rows = list_images(sources)  # before anything is written: a missing folder leaves nothing
+        if retry_errors and not resume:
+            raise InputError("--retry-errors judges again the errors in --out; add --resume")
+        if resume and overwrite:
+            raise InputError("--resume continues --out and --overwrite replaces it: choose one")
+        if is_uri(out):
+            return self._run(rows, out, resume, overwrite, retry_errors, parquet)
+        with output_lock(out):
+            return self._run(rows, out, resume, overwrite, retry_errors, parquet)
+
+    def _run(self, rows: list[dict[str, str]], out: str, resume: bool, overwrite: bool,
+             retry_errors: bool, parquet: bool) -> RayRun:
+        started = time.perf_counter()
+        shards = _shards(out)
+        if shards and not (resume or overwrite):
+            raise OutputExistsError(
+                f"{out} holds result shards; add --resume to continue it or --overwrite to replace them"
+            )
+        if overwrite:
+            filesystem, _ = _filesystem(out)
+            for shard in shards:
+                filesystem.delete_file(shard)
+        summary = RunSummary()
+        if resume:
+            previous = self._previous(out)
+            rows = [row for row in rows if not self._skip(row, previous, summary, retry_errors)]
+        dashboard = connect(self.options) if rows else None
+        if rows:
+            sink = self._pipeline(rows, out, parquet)
+            summary.merge(sink.summary)
+        summary.seconds = time.perf_counter() - started
+        return RayRun(summary=summary, dashboard=dashboard, shards=_shards(out))
+
+    def _previous(self, out: str) -> PreviousResults:
+        previous = PreviousResults()
+        for shard, lines in read_result_lines(out):
+            add_previous_lines(previous, lines, shard, self.policy.id, self.policy.version)
+        return previous
+
+    @staticmethod
+    def _skip(row: dict[str, str], previous: PreviousResults, summary: RunSummary, retry_errors: bool) -> bool:
+        if row["image"] in previous.judged:
+            summary.skipped += 1
+            return True
+        local = None if is_uri(row["location"]) else Path(row["location"])
+        standing = None if retry_errors else previous.standing_error(ImageItem(key=row["image"], path=local))
+        if standing is not None:
+            summary.unchanged_errors += 1
+            summary.errors[standing.code.value] += 1
+            return True
+        return False
+
+    def _pipeline(self, rows: list[dict[str, str]], out: str, parquet: bool) -> Any:
+        import ray.data
+
+        options = self.options
+        ray.data.DataContext.get_current().enable_progress_bars = options.progress
+        blocks = max(1, min(len(rows), -(-len(rows) // options.batch_size)))
+        dataset = (
+            ray.data.from_items(rows, override_num_blocks=blocks)
+            .map_batches(partial(_decode_batch, limits=self.limits), batch_size=options.batch_size)
+            .map_batches(
+                _Judge,
+                fn_constructor_args=(self.policy, self.backend, self.backend_options, self.limits),
+                compute=ray.data.ActorPoolStrategy(size=options.actors),
+                batch_size=options.batch_size,
+                num_cpus=options.cpus_per_actor,
+                # An actor that dies (a crash, a lost node) is started again and its batch judged
+                # again: Ray Data's actor pools restart actors and retry their tasks without limit
+                # by default (tests/scale/test_ray.py kills one to hold it to that).
+                num_gpus=options.gpus_per_actor or None,
+            )
+        )
+        sink = _result_sink(out, parquet, options.rows_per_shard)
+        dataset.write_datasink(sink)
+        return sink
+
+
+# -- any per-item function ---------------------------------------------------------------------
+
+
+class _Apply:
+    """A Ray actor that builds its function once (a model loaded once) and applies it per item."""
+
+    def __init__(self, factory: Callable[[], Callable[[Any], Any]]) -> None:
+        self.function = factory()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = [pickle.dumps(self.function(pickle.loads(blob))) for blob in batch["item"]]
+        return {"index": batch["index"], "result": _objects(results)}
+
+
+def map_on_ray(
+    factory: Callable[[], Callable[[Item], Result]],
+    items: Sequence[Item],
+    options: RayOptions,
+    on_result: Callable[[], None] | None = None,
+) -> list[Result]:
+    """``factory()(item)`` for every item, on an actor pool (``factory`` runs once per actor);
+    the results in the order of ``items``. ``factory`` and the items must pickle."""
+    if not items:
+        return []
+    import ray.data
+
+    connect(options)
+    ray.data.DataContext.get_current().enable_progress_bars = options.progress
+    rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
+    blocks = max(1, min(len(rows), -(-len(rows) // options.batch_size)))
+    dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        _Apply,
+        fn_constructor_args=(factory,),
+        compute=ray.data.ActorPoolStrategy(size=options.actors),
+        batch_size=options.batch_size,
+        num_cpus=options.cpus_per_actor,
+        num_gpus=options.gpus_per_actor or None,
+    )
+    results: list[Any] = [None] * len(items)
+    for row in dataset.iter_rows():
+        results[int(row["index"])] = pickle.loads(row["result"])
+        if on_result is not None:
+            on_result()
+    return results

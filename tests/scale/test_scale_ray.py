@@ -1,0 +1,186 @@
+"""icm.scale.ray: the Moderator on a local Ray cluster started by the test (no external service).
+
+One Ray instance per module (two CPUs, no dashboard); its worker processes import tests/ too, for
+the fault test's backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from corpus import write_awkward, write_broken
+from helpers import render_text, sample_image
+
+from icm import Moderator
+from icm.results import ModerationResult
+from icm.scale.ray import RayModerator, RayOptions, list_images, map_on_ray, read_results
+from icm.sink import OutputExistsError
+from icm.sources import SourceError
+
+ray = pytest.importorskip("ray", reason="the ray extra: pip install -e '.[ray]'")
+TESTS = Path(__file__).resolve().parents[1]
+OPTIONS = RayOptions(actors=1, batch_size=4, progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_cluster() -> Iterator[None]:
+    path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), path) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        os.environ["PYTHONPATH"] = path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The media corpus (broken and awkward files) and a few ordinary images, one with a phone number."""
+    root = tmp_path_factory.mktemp("corpus")
+    write_broken(root / "broken")
+    write_awkward(root / "awkward")
+    sample_image("coffee").resize((320, 240)).save(root / "coffee.jpg")
+    sample_image("chelsea").resize((320, 240)).save(root / "cat.png")
+    render_text("call 0161 496 0000").save(root / "phone.png")
+    return root
+
+
+def _comparable(result: ModerationResult) -> dict[str, object]:
+    return result.model_dump(mode="json", exclude={"timing_ms"})
+
+
+def _by_image(results: Iterator[ModerationResult] | list[ModerationResult]) -> dict[str, ModerationResult]:
+    table: dict[str, ModerationResult] = {}
+    for result in results:
+        assert result.image not in table, f"{result.image} written twice"
+        table[result.image] = result
+    return table
+
+
+def _assert_same(ray_results: dict[str, ModerationResult], local: dict[str, ModerationResult]) -> None:
+    assert ray_results.keys() == local.keys()
+    for image, expected in local.items():
+        got = ray_results[image]
+        assert got.decision == expected.decision, image
+        for a, b in zip(got.verdicts, expected.verdicts, strict=True):
+            if b.probability is None:
+                assert a.probability is None
+            else:
+                assert a.probability == pytest.approx(b.probability, abs=1e-6), image
+        assert _comparable(got) == _comparable(expected), image
+
+
+def test_results_equal_a_local_run_on_the_media_corpus(corpus: Path, tmp_path: Path) -> None:
+    local = _by_image(Moderator("general").stream([corpus]))
+    assert sum(r.error is not None for r in local.values()) == 9  # the broken files, each an error record
+
+    run = RayModerator("general", "local", RayOptions(actors=2, batch_size=4, progress=False)).run(
+        [corpus], tmp_path / "out")
+
+    _assert_same(_by_image(read_results(tmp_path / "out")), local)
+    assert run.summary.judged == len(local) - 9 and run.summary.failed == 9
+    assert sum(run.summary.decisions.values()) == len(local)
+    assert run.shards and all(s.endswith(".jsonl") for s in run.shards)
+
+
+def test_an_actor_killed_mid_run_is_replaced_and_its_batch_judged_again(corpus: Path, tmp_path: Path) -> None:
+    from scale.workers import DiesOnce
+
+    marker = tmp_path / "died"
+    backend = partial(DiesOnce, victim="phone.png", marker=marker)
+    sources = sorted(corpus.glob("*.*"))
+    run = RayModerator("general", backend, OPTIONS).run(sources, tmp_path / "out")
+
+    assert marker.exists(), "the actor judging phone.png was not killed"
+    assert int(marker.read_text()) > 0
+    results = _by_image(read_results(tmp_path / "out"))
+    assert sorted(results) == sorted(str(p) for p in sources)
+    assert all(r.error is None for r in results.values())
+    assert results[str(corpus / "phone.png")].decision.value != "allow"
+    assert run.summary.judged == len(sources)
+
+
+def test_resume_judges_only_what_the_output_lacks(corpus: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    shutil.copytree(corpus, images)
+    out = tmp_path / "out"
+    first = sorted((images / "awkward").iterdir())[:3] + [images / "broken" / "empty.jpg"]
+    RayModerator("general", "local", OPTIONS).run(first, out)
+
+    with pytest.raises(OutputExistsError):
+        RayModerator("general", "local", OPTIONS).run([images], out)
+    run = RayModerator("general", "local", OPTIONS).run([images], out, resume=True)
+
+    assert run.summary.skipped == 3  # the judged images
+    assert run.summary.unchanged_errors == 1  # empty.jpg failed to decode and has not changed
+    results = _by_image(read_results(out))  # each image exactly once
+    assert sorted(results) == sorted(row["image"] for row in list_images([images]))
+    assert run.summary.judged + run.summary.failed - run.summary.unchanged_errors == len(results) - 4
+
+    again = RayModerator("general", "local", OPTIONS).run([images], out, resume=True)
+    assert again.summary.skipped == len(results) - 9 and again.summary.judged == 0
+    assert again.shards == run.shards  # nothing left to judge: nothing written
+
+
+def test_parquet_shards_hold_the_same_results(corpus: Path, tmp_path: Path) -> None:
+    sources = [corpus / "coffee.jpg", corpus / "phone.png", corpus / "broken" / "bomb.png"]
+    local = _by_image(Moderator("general").stream(sources))
+    run = RayModerator("general", "local", OPTIONS).run(sources, tmp_path / "out", parquet=True)
+
+    assert run.shards and all(s.endswith(".parquet") for s in run.shards)
+    _assert_same(_by_image(read_results(tmp_path / "out")), local)
+    table = pq.read_table(run.shards[0])
+    assert {"image", "decision", "error_code", "policy_id", "policy_version", "result"} <= set(table.column_names)
+    row = {r["image"]: r for r in table.to_pylist()}[str(corpus / "broken" / "bomb.png")]
+    assert row["error_code"] == "too_large" and json.loads(row["result"])["error"]["code"] == "too_large"
+
+
+def test_overwrite_replaces_the_shards(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    RayModerator("general", "local", OPTIONS).run([corpus / "coffee.jpg", corpus / "cat.png"], out)
+    run = RayModerator("general", "local", OPTIONS).run([corpus / "coffee.jpg"], out, overwrite=True)
+    assert [r.image for r in read_results(out)] == [str(corpus / "coffee.jpg")]
+    assert len(run.shards) == 1
+
+
+def test_listings_from_uris_and_parquet(corpus: Path, tmp_path: Path) -> None:
+    folder = list_images([f"file://{corpus}"])
+    assert len(folder) == len(list_images([corpus]))
+    assert all(row["image"].startswith("file:///") for row in folder)
+
+    listing = tmp_path / "listing.parquet"
+    pq.write_table(pa.table({"image": [str(corpus / "coffee.jpg"), "absent.jpg"]}), listing)
+    rows = list_images([listing])
+    assert rows[0] == {"image": str(corpus / "coffee.jpg"), "location": str(corpus / "coffee.jpg")}
+    assert rows[1]["location"] == str(tmp_path / "absent.jpg")  # relative to the listing
+
+    with pytest.raises(SourceError):
+        list_images(["file:///no/such/folder"])
+    pq.write_table(pa.table({"path": ["a.jpg"]}), tmp_path / "wrong.parquet")
+    with pytest.raises(SourceError, match="'image' column"):
+        list_images([tmp_path / "wrong.parquet"])
+
+
+def test_uri_images_are_read_in_the_tasks(corpus: Path, tmp_path: Path) -> None:
+    uri = f"file://{corpus / 'phone.png'}"
+    local = Moderator("general").moderate(corpus / "phone.png")
+    run = RayModerator("general", "local", OPTIONS).run([uri, f"file://{corpus}/absent.png"], f"file://{tmp_path}/out")
+    results = _by_image(read_results(f"file://{tmp_path}/out"))
+    assert results[uri].decision == local.decision and results[uri].sha256 == local.sha256
+    assert results[f"file://{corpus}/absent.png"].error.code.value == "not_found"  # type: ignore[union-attr]
+    assert run.summary.judged == 1
+
+
+def test_map_on_ray_keeps_the_order() -> None:
+    from scale.workers import squarer
+
+    assert map_on_ray(squarer, list(range(23)), OPTIONS) == [x * x for x in range(23)]
