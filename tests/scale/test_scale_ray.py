@@ -184,3 +184,28 @@ def test_map_on_ray_keeps_the_order() -> None:
     from scale.workers import squarer
 
     assert map_on_ray(squarer, list(range(23)), OPTIONS) == [x * x for x in range(23)]
+
+
+def test_cli_engine_ray(corpus: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from icm.cli.app import app
+
+    runner = CliRunner()
+    out = tmp_path / "out"
+    sources = [str(corpus / "coffee.jpg"), str(corpus / "phone.png"), str(corpus / "broken" / "empty.jpg")]
+    result = runner.invoke(app, ["moderate", *sources, "--engine", "ray", "--actors", "1", "--batch-size", "2",
+                                 "--out", str(out), "--fail-on", "block"])
+    assert result.exit_code == 3, result.output  # phone.png is blocked
+    assert "images/s" in result.output and "results:" in result.output
+    assert sorted(r.image for r in read_results(out)) == sorted(sources)
+
+    again = runner.invoke(app, ["moderate", *sources, "--engine", "ray", "--out", str(out), "--resume"])
+    assert again.exit_code == 1, again.output  # empty.jpg still has no judgement
+    assert "skipped (already judged)" in again.output
+    assert len(list(read_results(out))) == 3
+
+    missing = runner.invoke(app, ["moderate", sources[0], "--engine", "ray"])
+    assert missing.exit_code == 2 and "--out" in missing.output
+    local_parquet = runner.invoke(app, ["moderate", sources[0], "--parquet", "--out", str(tmp_path / "r.jsonl")])
+    assert local_parquet.exit_code == 2 and "--engine ray" in local_parquet.output

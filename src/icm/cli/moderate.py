@@ -16,12 +16,14 @@ from rich.text import Text
 
 from icm.backends.base import Explain
 from icm.cli import output
+from icm.errors import InputError
 from icm.policy.schema import Action
 from icm.results import Verdict
 
 if TYPE_CHECKING:
     from icm.moderator import RunSummary
     from icm.results import ModerationResult
+    from icm.scale.ray import RayOptions
     from icm.sources import ImageItem
 
 EXIT_HELP = """
@@ -30,6 +32,11 @@ record); 2 bad usage, policy or backend, no images in the given folders and mani
 being written by another run; 3 some decision reached --fail-on; 130 interrupted (Ctrl-C): what
 was written stays, --resume goes on.
 """
+
+
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
 
 
 class OutputFormat(StrEnum):
@@ -63,8 +70,10 @@ def moderate(
         help="Model backends: write explanations for all rules, violated rules only, or none "
         "(default: the backend's, violations).",
     ),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="Write one ModerationResult per line (JSONL), flushed per image."
+    out: str | None = typer.Option(
+        None, "--out", "-o",
+        help="Write one ModerationResult per line (JSONL), flushed per image. With --engine ray: a "
+        "folder or filesystem URI (s3://, gs://) of result shards.",
     ),
     resume: bool = typer.Option(
         False, "--resume",
@@ -85,6 +94,20 @@ def moderate(
         None, "--fail-on", help="Exit 3 if any decision is this action or stricter (for CI gates)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    engine: Engine = typer.Option(
+        Engine.local, "--engine",
+        help="local: this process; ray: Ray Data (decoding in tasks, judging in an actor pool); "
+        "needs the ray extra and --out.",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address",
+        help="--engine ray: auto (this machine's cluster) or ray://HOST:PORT; default: start Ray here.",
+        show_default=False,
+    ),
+    actors: int = typer.Option(1, "--actors", min=1, help="--engine ray: judging actors."),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0, help="--engine ray: GPUs per actor."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="--engine ray: images per actor batch."),
+    parquet: bool = typer.Option(False, "--parquet", help="--engine ray: Parquet shards instead of JSONL."),
 ) -> None:
     """Judge images against a policy: a decision, per-rule verdicts and a reason for each image.
 
@@ -101,10 +124,21 @@ def moderate(
 
     stdout = Console()
     stderr = Console(stderr=True, soft_wrap=True)
+    if engine is Engine.ray:
+        from icm.scale.ray import RayOptions
+
+        options = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
+                             batch_size=batch_size, progress=not quiet)
+        on_ray(paths, policy, backend, backend_options, explain, out, options, resume=resume,
+               overwrite=overwrite, retry_errors=retry_errors, parquet=parquet, fail_on=fail_on, quiet=quiet)
+        return
+    if parquet:
+        raise InputError("--parquet writes Parquet shards with --engine ray; a local run writes JSONL")
+    out_file = Path(out) if out is not None else None
     fmt = output_format or (
         OutputFormat.table if sys.stdout.isatty() or out is not None else OutputFormat.jsonl
     )
-    check_output(out, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
+    check_output(out_file, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
     # Folders and manifests are walked once, here, before --out is touched: a missing folder is a
     # usage error that leaves no file behind. The list feeds both the progress bar and the run;
     # paths on stdin stay a stream.
@@ -151,7 +185,7 @@ def moderate(
 
     try:
         with progress:
-            summary = moderator.run(items, out=out, resume=resume, overwrite=overwrite,
+            summary = moderator.run(items, out=out_file, resume=resume, overwrite=overwrite,
                                     retry_errors=retry_errors, on_result=on_result)
     except OSError as exc:  # --out is a folder, or not writable
         stderr.print(output.error(f"cannot write {exc.filename or out}: {exc.strerror or exc}"))
@@ -178,6 +212,50 @@ def moderate(
 
 
 moderate.__doc__ = (moderate.__doc__ or "") + EXIT_HELP
+
+
+def on_ray(
+    paths: list[str],
+    policy: str,
+    backend: str,
+    backend_options: Path | None,
+    explain: Explain | None,
+    out: str | None,
+    options: RayOptions,
+    *,
+    resume: bool,
+    overwrite: bool,
+    retry_errors: bool,
+    parquet: bool,
+    fail_on: Action | None,
+    quiet: bool,
+) -> None:
+    """``icm moderate --engine ray``: the results go to shards in --out; the summary is a local run's."""
+    from icm.backends.base import load_backend_options
+    from icm.scale.ray import RayModerator
+
+    if out is None:
+        raise InputError("--engine ray writes result shards: add --out FOLDER (or a URI such as s3://bucket/results)")
+    keywords = load_backend_options(backend_options) if backend_options is not None else {}
+    if explain is not None:
+        keywords["explain"] = explain
+    stderr = Console(stderr=True, soft_wrap=True)
+    moderator = RayModerator(policy, backend, options, **keywords)
+    try:
+        run = moderator.run(paths, out, resume=resume, overwrite=overwrite, retry_errors=retry_errors,
+                            parquet=parquet)
+    except KeyboardInterrupt:
+        stderr.print(Text(f"interrupted; the shards written so far are in {out}: add --resume to go on"))
+        raise typer.Exit(130) from None
+    if not quiet:
+        stderr.print(summary_table(run.summary))
+        if run.dashboard:
+            stderr.print(Text(f"Ray dashboard: {run.dashboard}"))
+        stderr.print(Text(f"results: {out} ({len(run.shards)} shards)"))
+    if fail_on is not None and any(Action(d).rank >= fail_on.rank for d in run.summary.decisions):
+        raise typer.Exit(3)
+    if run.summary.failed:
+        raise typer.Exit(1)
 
 _DECISION_STYLE = {"allow": "green", "review": "yellow", "blur": "magenta", "age_gate": "magenta",
                    "block": "red"}

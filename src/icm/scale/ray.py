@@ -86,12 +86,27 @@ class RayOptions:
             raise InputError("--gpus-per-actor and CPUs per actor cannot be negative")
 
 
+class RayMissingError(InputError):
+    """--engine ray without Ray installed."""
+
+
+def require_ray() -> None:
+    try:
+        import pyarrow  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise RayMissingError(
+            f"--engine ray needs Ray Data ({exc.name} is not installed): pip install 'icm-assistant[ray]'"
+        ) from exc
+
+
 def connect(options: RayOptions) -> str | None:
     """Join (or start) the Ray cluster; returns the dashboard's address when there is one.
 
     A Ray instance this process already started (``ray.init`` in a notebook or a test) is used
     as it is.
     """
+    require_ray()
     import ray
 
     if ray.is_initialized():
@@ -393,6 +408,7 @@ class RayModerator:
         are those of :meth:`Moderator.run`, for a folder of shards: one that holds results is
         continued (``resume``: images judged under this policy version, and unchanged files that
         failed to decode, are skipped) or emptied first (``overwrite``), never mixed silently."""
+        require_ray()
         out = str(out)
         rows = list_images(sources)  # before anything is written: a missing folder leaves nothing
         if retry_errors and not resume:
