@@ -127,9 +127,9 @@ def moderate(
     if engine is Engine.ray:
         from icm.scale.ray import RayOptions
 
-        options = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
+        ray_options = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
                              batch_size=batch_size, progress=not quiet)
-        on_ray(paths, policy, backend, backend_options, explain, out, options, resume=resume,
+        on_ray(paths, policy, backend, backend_options, explain, out, ray_options, resume=resume,
                overwrite=overwrite, retry_errors=retry_errors, parquet=parquet, fail_on=fail_on, quiet=quiet)
         return
     if parquet:
