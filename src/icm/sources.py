@@ -20,6 +20,11 @@ class SourceError(InputError):
     """A folder or manifest that does not exist, or a manifest that cannot be read."""
 
 
+def is_uri(location: str | Path) -> bool:
+    """A filesystem URI (``s3://bucket/key``, ``gs://...``, ``file:///...``) rather than a local path."""
+    return "://" in str(location)
+
+
 @dataclass(frozen=True)
 class ImageItem:
     """One image to judge: its key (as written in results), where it is, and manifest fields."""

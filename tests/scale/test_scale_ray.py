@@ -209,3 +209,41 @@ def test_cli_engine_ray(corpus: Path, tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "--out" in missing.output
     local_parquet = runner.invoke(app, ["moderate", sources[0], "--parquet", "--out", str(tmp_path / "r.jsonl")])
     assert local_parquet.exit_code == 2 and "--engine ray" in local_parquet.output
+
+
+def test_data_generate_fans_the_model_stages_out(tmp_path: Path) -> None:
+    """The explain and Q-A stages on Ray actors (the local explainer, SmolLM2 through llama.cpp in
+    each actor) write the dataset a local run writes; the cache lives at a filesystem URI and a
+    resumed run finds every answer there."""
+    from icm.datagen.config import GenerateConfig
+    from icm.datagen.dataset import read_samples
+    from icm.datagen.pipeline import Pipeline
+
+    images = tmp_path / "labelled"
+    for label, name in (("upper_normal", "coffee"), ("whole_leg", "chelsea")):
+        (images / label).mkdir(parents=True)
+        sample_image(name).resize((256, 192)).save(images / label / f"{name}.jpg")
+    (images / "whole_leg" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    counts = {"yes_no": 1, "what": 0, "how": 0, "multiple_choice": 0}
+
+    def config(out: str, **more: object) -> GenerateConfig:
+        return GenerateConfig(images=images, out=tmp_path / out, qa_counts=counts, validation=0.0, **more)  # type: ignore[arg-type]
+
+    def on_ray(factory, items, tick):  # type: ignore[no-untyped-def]
+        return map_on_ray(factory, items, RayOptions(actors=1, batch_size=2, progress=False), on_result=tick)
+
+    local = Pipeline(config("local")).run()
+    cache = f"file://{tmp_path}/shared-cache"
+    fanned = Pipeline(config("ray", cache=cache), fan_out=on_ray).run()
+
+    def counts(report: dict) -> dict:  # type: ignore[type-arg]
+        return {name: {k: v for k, v in stage.items() if k != "seconds"} for name, stage in report["stages"].items()}
+
+    assert counts(fanned) == counts(local)
+    assert fanned["stages"]["explain"]["in"] == 3 and fanned["stages"]["explain"]["out"] == 2
+    assert [s.model_dump() for s in read_samples(tmp_path / "ray")] == [
+        s.model_dump() for s in read_samples(tmp_path / "local")]
+    assert len(list((tmp_path / "shared-cache" / "explain").iterdir())) == 2  # the broken image is not cached
+
+    again = Pipeline(config("ray", cache=cache, resume=True), fan_out=on_ray).run()
+    assert again["stages"]["explain"]["cached"] == 2 and again["stages"]["qa"]["cached"] == 2

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from icm.cli import output
+from icm.cli.moderate import Engine
 from icm.datagen.config import GenerateConfig
 
 app = typer.Typer(help="Build instruction data for training a moderation VLM.", no_args_is_help=True)
@@ -99,7 +100,20 @@ def generate(
     limit: int | None = _option("limit", "--limit"),
     relax: bool = _option("relax", "--relax/--no-relax"),
     resume: bool = _option("resume", "--resume"),
+    cache: str | None = _option("cache", "--cache"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    engine: Engine = typer.Option(
+        Engine.local, "--engine",
+        help="local: model stages on --concurrency threads; ray: the explain and Q-A stages on a Ray "
+        "actor pool (needs the ray extra; give a --cache every machine shares on a cluster).",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="--engine ray: auto or ray://HOST:PORT; default: start Ray here.",
+        show_default=False,
+    ),
+    actors: int = typer.Option(1, "--actors", min=1, help="--engine ray: actors per model stage."),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0, help="--engine ray: GPUs per actor."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="--engine ray: images per actor batch."),
 ) -> None:
     """Generate instruction data from labelled images: explain, Q-A, filter, augment, export.
 
@@ -111,12 +125,24 @@ def generate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from icm.datagen.pipeline import run_pipeline
+    from icm.datagen.pipeline import FanOut, run_pipeline
 
     config = GenerateConfig(
         images=images, out=out, policy=policy, family=family or None, mllm=mllm, llm=llm, label_map=label_map,
         validation=validation, parquet=parquet, concurrency=concurrency, limit=limit, relax=relax, resume=resume,
+        cache=cache,
     )
+    fan_out: FanOut | None = None
+    if engine is Engine.ray:
+        from icm.scale.ray import RayOptions, map_on_ray, require_ray
+
+        require_ray()
+        options = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
+                             batch_size=batch_size, progress=False)
+
+        def fan_out(factory: Any, items: list[Any], tick: Callable[[], None]) -> list[Any]:
+            return map_on_ray(factory, items, options, on_result=tick)
+
     bars = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=errors, disable=as_json or not errors.is_terminal)
 
@@ -126,10 +152,10 @@ def generate(
 
     try:
         with bars:
-            report = run_pipeline(config, progress=progress)
+            report = run_pipeline(config, progress=progress, fan_out=fan_out)
     except KeyboardInterrupt:
-        cache = out / "cache"
-        errors.print(Text(f"interrupted; every model answer so far is cached in {cache}: add --resume to go on"))
+        errors.print(Text(f"interrupted; every model answer so far is cached in {config.cache_root}: add --resume "
+                          "to go on"))
         raise typer.Exit(130) from None
     if as_json:
         typer.echo(json.dumps(report))

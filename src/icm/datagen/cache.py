@@ -4,6 +4,10 @@ The key hashes the stage's inputs, its prompt template version, the model spec a
 change any of them and the item is recomputed. A killed run resumes where it stopped because
 finished items are found here. Each entry is one of the stage records of
 :mod:`icm.datagen.records`, or a :class:`~icm.datagen.records.Rejection`, as JSON.
+
+The root is a local folder or a filesystem URI (``s3://bucket/cache``, through pyarrow's
+filesystems): on a Ray cluster every worker reads and writes the same cache, so ``--resume`` works
+across machines.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from icm.datagen.records import Rejection
+from icm.sources import is_uri
 
 Record = TypeVar("Record", bound=BaseModel)
 
@@ -27,19 +32,32 @@ def cache_key(**parts: Any) -> str:
 
 
 class StageCache:
-    def __init__(self, root: Path, stage: str) -> None:
-        self.directory = root / stage
+    def __init__(self, root: str | Path, stage: str) -> None:
+        self._remote: Any = None
+        if is_uri(root):
+            from pyarrow import fs
+
+            self._remote, base = fs.FileSystem.from_uri(str(root))
+            self.location = f"{base.rstrip('/')}/{stage}"
+            self._remote.create_dir(self.location, recursive=True)
+            return
+        self.directory = Path(root) / stage
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
 
+    def _read(self, key: str) -> str:
+        if self._remote is None:
+            return self._path(key).read_text("utf-8")
+        with self._remote.open_input_stream(f"{self.location}/{key}.json") as stream:
+            return bytes(stream.read()).decode("utf-8")
+
     def get(self, key: str, record: type[Record]) -> Record | Rejection | None:
         """The cached record (or rejection) for ``key``; None when there is none to trust."""
-        path = self._path(key)
         try:
-            value = json.loads(path.read_text("utf-8"))
-        except (OSError, json.JSONDecodeError):
+            value = json.loads(self._read(key))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return None  # absent, or a half-written file from a killed run: recompute
         if not isinstance(value, dict):
             return None
@@ -49,6 +67,11 @@ class StageCache:
             return None  # written by a version whose record had another shape: recompute
 
     def put(self, key: str, value: BaseModel) -> None:
+        if self._remote is not None:
+            # One object written whole: an object store never shows half of it.
+            with self._remote.open_output_stream(f"{self.location}/{key}.json") as stream:
+                stream.write(value.model_dump_json().encode("utf-8"))
+            return
         path = self._path(key)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(value.model_dump_json(), "utf-8")

@@ -43,3 +43,11 @@ class GenerateConfig(BaseModel):
     )
     limit: int | None = Field(None, ge=1, description="Only the first N images.")
     resume: bool = Field(False, description="Continue a run in OUT, reusing its cached model answers.")
+    cache: str | None = Field(
+        None, description="Where model answers are cached (default OUT/cache): a folder, or a filesystem URI "
+        "(s3://, gs://) that every machine of a Ray cluster shares, so that --resume works across them.",
+    )
+
+    @property
+    def cache_root(self) -> str | Path:
+        return self.cache or self.out / "cache"

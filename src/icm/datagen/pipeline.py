@@ -14,6 +14,10 @@ then export: JSONL (+ Parquet) splits by image, the LLaVA and ShareGPT layouts a
 
 Every model call is cached on disk (``OUT/cache``) by its inputs, prompt version and model, so a
 killed run resumes where it stopped and a re-run with a changed stage recomputes only that stage.
+
+The model stages run on threads here, or elsewhere through a :data:`FanOut` (``icm data generate
+--engine ray`` hands them to :func:`icm.scale.ray.map_on_ray`): each worker then builds the stage
+itself from the run's config (:func:`build_model_stage`), so its model is loaded once per worker.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +52,10 @@ from icm.policy.schema import Policy
 from icm.sources import iter_images, iter_manifest
 
 Progress = Callable[[str, int], Callable[[], None]]
+#: runs a model stage elsewhere: (a picklable factory of the stage's per-item function, the items,
+#: a tick per finished item) -> the results in the order of the items
+FanOut = Callable[[Callable[[], Callable[[Any], StageResult[Any]]], list[Any], Callable[[], None]],
+                  list[StageResult[Any]]]
 #: the stages every image goes through, whose yield says whether the run produced anything
 YIELD_STAGES = ("explain", "filter_explanations", "qa")
 
@@ -102,6 +111,7 @@ class Pipeline:
         explainer: Explainer | None = None,
         llm: ChatModel | None = None,
         progress: Progress | None = None,
+        fan_out: FanOut | None = None,
     ) -> None:
         self.config = config
         self.policy = load_policy(config.policy)
@@ -110,14 +120,19 @@ class Pipeline:
         self._explainer = explainer
         self._llm = llm
         self._progress = progress
+        self._fan_out = fan_out
         self.report: dict[str, StageReport] = {}
 
     def stages(self, explainer: Explainer, llm: ChatModel) -> list[Stage[Any, Any]]:
-        cache = self.config.out / "cache"
+        cache = self.config.cache_root
+        return self._stages(ExplainStage(explainer, self.policy, StageCache(cache, "explain")),
+                            QAStage(llm, StageCache(cache, "qa"), self.config.qa_counts))
+
+    def _stages(self, explain: Stage[Any, Any], qa: Stage[Any, Any]) -> list[Stage[Any, Any]]:
         return [
-            ExplainStage(explainer, self.policy, StageCache(cache, "explain")),
+            explain,
             ExplanationFilter(),
-            QAStage(llm, StageCache(cache, "qa"), self.config.qa_counts),
+            qa,
             QuestionFilter(),
             AugmentStage(self.policy, self.family, self.config.out, self.config.relax),
         ]
@@ -128,17 +143,21 @@ class Pipeline:
             raise PipelineError(f"{config.out} already holds a dataset; pass --resume to continue it")
         started = time.perf_counter()
         items = collect_images(config.images, self.label_map, self.family)[: config.limit]
-        explainer = self._explainer or load_explainer(config.mllm)
-        llm = self._llm or load_chat_model(config.llm, temperature=0.2)
+        if self._fan_out is None:
+            explainer = self._explainer or load_explainer(config.mllm)
+            llm = self._llm or load_chat_model(config.llm, temperature=0.2)
+            stages, specs = self.stages(explainer, llm), (explainer.spec, llm.spec)
+        else:  # each worker loads the models itself
+            stages, specs = self._stages(RunsElsewhere("explain"), RunsElsewhere("qa")), (config.mllm, config.llm)
         records: list[Any] = items
-        for stage in self.stages(explainer, llm):
+        for stage in stages:
             records = self._run_stage(stage, records)
         samples: list[Sample] = [sample for batch in records for sample in batch]
 
         manifest = write_dataset(
             samples, config.out, validation_fraction=config.validation, parquet=config.parquet,
             info={"source": "icm data generate", "policy": [self.policy.id, self.policy.version],
-                  "family": [[p.id, p.version] for p in self.family], "mllm": explainer.spec, "llm": llm.spec},
+                  "family": [[p.id, p.version] for p in self.family], "mllm": specs[0], "llm": specs[1]},
         )
         layouts = write_layouts(config.out)
         problems = shortfalls(self.report)
@@ -174,10 +193,37 @@ class Pipeline:
             yield from map(stage.run, items)
             return
         tick = self._progress(stage.name, len(items)) if self._progress else (lambda: None)
+        if self._fan_out is not None:
+            yield from self._fan_out(partial(build_model_stage, self.config, stage.name), items, tick)
+            return
         with ThreadPoolExecutor(max(1, self.config.concurrency)) as pool:
             for result in pool.map(stage.run, items):
                 tick()
                 yield result
+
+
+class RunsElsewhere:
+    """A model stage that a :data:`FanOut` runs: workers build it themselves (:func:`build_model_stage`)."""
+
+    calls_model = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def run(self, item: Any) -> StageResult[Any]:
+        raise RuntimeError(f"stage {self.name} runs where the fan-out sends it, not here")
+
+
+def build_model_stage(config: GenerateConfig, name: str) -> Callable[[Any], StageResult[Any]]:
+    """The model stage ``name`` of a run (explain or qa), built from the run's config with its own
+    model and the run's cache: what each worker of a :data:`FanOut` runs."""
+    policy = load_policy(config.policy)
+    if name == "explain":
+        return ExplainStage(load_explainer(config.mllm), policy, StageCache(config.cache_root, "explain")).run
+    if name == "qa":
+        llm = load_chat_model(config.llm, temperature=0.2)
+        return QAStage(llm, StageCache(config.cache_root, "qa"), config.qa_counts).run
+    raise ValueError(f"{name!r} is not a model stage")
 
 
 def shortfalls(report: dict[str, StageReport], min_yield: float = MIN_YIELD) -> list[str]:
@@ -197,7 +243,9 @@ def shortfalls(report: dict[str, StageReport], min_yield: float = MIN_YIELD) -> 
     return problems
 
 
-def run_pipeline(config: GenerateConfig, progress: Progress | None = None) -> dict[str, Any]:
+def run_pipeline(
+    config: GenerateConfig, progress: Progress | None = None, fan_out: FanOut | None = None
+) -> dict[str, Any]:
     """Run every stage; returns the report that is also written to ``OUT/report.json``.
 
     The report's ``ok`` is false, and ``problems`` says why, when no sample was written or a stage
@@ -208,6 +256,6 @@ def run_pipeline(config: GenerateConfig, progress: Progress | None = None) -> di
     """
     try:
         with output_lock(config.out):
-            return Pipeline(config, progress=progress).run()
+            return Pipeline(config, progress=progress, fan_out=fan_out).run()
     except LabelError as exc:
         raise PipelineError(str(exc)) from exc

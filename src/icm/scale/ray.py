@@ -40,7 +40,7 @@ from icm.policy.load import load_policy
 from icm.policy.schema import Policy
 from icm.results import ErrorCode, ErrorInfo, ModerationResult
 from icm.sink import OutputExistsError, PreviousResults, add_previous_lines
-from icm.sources import ImageItem, SourceError, iter_sources
+from icm.sources import ImageItem, SourceError, is_uri, iter_sources
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -117,10 +117,6 @@ def connect(options: RayOptions) -> str | None:
 
 
 # -- inputs ------------------------------------------------------------------------------------
-
-
-def is_uri(location: str | Path) -> bool:
-    return "://" in str(location)
 
 
 def list_images(sources: Iterable[str | Path]) -> list[dict[str, str]]:
