@@ -236,10 +236,10 @@ def test_data_generate_fans_the_model_stages_out(tmp_path: Path) -> None:
     cache = f"file://{tmp_path}/shared-cache"
     fanned = Pipeline(config("ray", cache=cache), fan_out=on_ray).run()
 
-    def counts(report: dict) -> dict:  # type: ignore[type-arg]
+    def stage_counts(report: dict) -> dict:  # type: ignore[type-arg]
         return {name: {k: v for k, v in stage.items() if k != "seconds"} for name, stage in report["stages"].items()}
 
-    assert counts(fanned) == counts(local)
+    assert stage_counts(fanned) == stage_counts(local)
     assert fanned["stages"]["explain"]["in"] == 3 and fanned["stages"]["explain"]["out"] == 2
     assert [s.model_dump() for s in read_samples(tmp_path / "ray")] == [
         s.model_dump() for s in read_samples(tmp_path / "local")]
