@@ -39,6 +39,7 @@ LIBRARY = """
 import sys
 import icm, icm.cli.app, icm.cli.eval, icm.evaluate, icm.evaluate.verdicts, icm.evaluate.meq
 import icm.evaluate.mqa, icm.evaluate.report, icm.train, icm.train.config, icm.policy, icm.sources
+import icm.scale.ray, icm.datagen.pipeline
 """
 
 

@@ -128,7 +128,7 @@ def moderate(
         from icm.scale.ray import RayOptions
 
         ray_options = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
-                             batch_size=batch_size, progress=not quiet)
+                             batch_size=batch_size, progress=not quiet and stderr.is_terminal)
         on_ray(paths, policy, backend, backend_options, explain, out, ray_options, resume=resume,
                overwrite=overwrite, retry_errors=retry_errors, parquet=parquet, fail_on=fail_on, quiet=quiet)
         return

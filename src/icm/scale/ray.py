@@ -463,15 +463,15 @@ class RayModerator:
 
         options = self.options
         ray.data.DataContext.get_current().enable_progress_bars = options.progress
-        blocks = max(1, min(len(rows), -(-len(rows) // options.batch_size)))
+        batch, blocks = _batching(len(rows), options)
         dataset = (
             ray.data.from_items(rows, override_num_blocks=blocks)
-            .map_batches(partial(_decode_batch, limits=self.limits), batch_size=options.batch_size)
+            .map_batches(partial(_decode_batch, limits=self.limits), batch_size=batch)
             .map_batches(
                 _Judge,
                 fn_constructor_args=(self.policy, self.backend, self.backend_options, self.limits),
                 compute=ray.data.ActorPoolStrategy(size=options.actors),
-                batch_size=options.batch_size,
+                batch_size=batch,
                 num_cpus=options.cpus_per_actor,
                 # An actor that dies (a crash, a lost node) is started again and its batch judged
                 # again: Ray Data's actor pools restart actors and retry their tasks without limit
@@ -482,6 +482,13 @@ class RayModerator:
         sink = _result_sink(out, parquet, options.rows_per_shard)
         dataset.write_datasink(sink)
         return sink
+
+
+def _batching(items: int, options: RayOptions) -> tuple[int, int]:
+    """(batch size, blocks): batches no larger than needed to give every actor work, and a block per
+    batch so that they spread over the pool."""
+    batch = max(1, min(options.batch_size, -(-items // options.actors)))
+    return batch, max(1, -(-items // batch))
 
 
 # -- any per-item function ---------------------------------------------------------------------
@@ -513,12 +520,12 @@ def map_on_ray(
     connect(options)
     ray.data.DataContext.get_current().enable_progress_bars = options.progress
     rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
-    blocks = max(1, min(len(rows), -(-len(rows) // options.batch_size)))
+    batch, blocks = _batching(len(rows), options)
     dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
         _Apply,
         fn_constructor_args=(factory,),
         compute=ray.data.ActorPoolStrategy(size=options.actors),
-        batch_size=options.batch_size,
+        batch_size=batch,
         num_cpus=options.cpus_per_actor,
         num_gpus=options.gpus_per_actor or None,
     )
