@@ -113,22 +113,26 @@ def test_resume_judges_only_what_the_output_lacks(corpus: Path, tmp_path: Path) 
     images = tmp_path / "images"
     shutil.copytree(corpus, images)
     out = tmp_path / "out"
-    first = sorted((images / "awkward").iterdir())[:3] + [images / "broken" / "empty.jpg"]
+    absent = tmp_path / "absent.jpg"
+    first = sorted((images / "awkward").iterdir())[:3] + [images / "broken" / "empty.jpg", absent]
     RayModerator("general", "local", OPTIONS).run(first, out)
 
     with pytest.raises(OutputExistsError):
-        RayModerator("general", "local", OPTIONS).run([images], out)
-    run = RayModerator("general", "local", OPTIONS).run([images], out, resume=True)
+        RayModerator("general", "local", OPTIONS).run([images, absent], out)
+    run = RayModerator("general", "local", OPTIONS).run([images, absent], out, resume=True)
 
     assert run.summary.skipped == 3  # the judged images
     assert run.summary.unchanged_errors == 1  # empty.jpg failed to decode and has not changed
-    results = _by_image(read_results(out))  # each image exactly once
-    assert sorted(results) == sorted(row["image"] for row in list_images([images]))
+    assert run.summary.errors["not_found"] == 1  # absent.jpg was tried again, and failed as recorded
+    results = _by_image(read_results(out))  # each image exactly once: absent.jpg's repeat is not written
+    assert sorted(results) == sorted([row["image"] for row in list_images([images])] + [str(absent)])
     assert run.summary.judged + run.summary.failed - run.summary.unchanged_errors == len(results) - 4
 
-    again = RayModerator("general", "local", OPTIONS).run([images], out, resume=True)
-    assert again.summary.skipped == len(results) - 9 and again.summary.judged == 0
-    assert again.shards == run.shards  # nothing left to judge: nothing written
+    again = RayModerator("general", "local", OPTIONS).run([images, absent], out, resume=True)
+    assert again.summary.skipped == len(results) - 10 and again.summary.judged == 0
+    assert again.summary.failed == 10  # the 9 broken files, unchanged, and absent.jpg, still missing
+    assert again.shards == run.shards  # nothing new to write
+    assert len(list(read_results(out))) == len(results)
 
 
 def test_parquet_shards_hold_the_same_results(corpus: Path, tmp_path: Path) -> None:
@@ -207,6 +211,8 @@ def test_cli_engine_ray(corpus: Path, tmp_path: Path) -> None:
 
     missing = runner.invoke(app, ["moderate", sources[0], "--engine", "ray"])
     assert missing.exit_code == 2 and "--out" in missing.output
+    printed = runner.invoke(app, ["moderate", sources[0], "--engine", "ray", "--out", str(out), "--format", "jsonl"])
+    assert printed.exit_code == 2 and "--format" in printed.output
     local_parquet = runner.invoke(app, ["moderate", sources[0], "--parquet", "--out", str(tmp_path / "r.jsonl")])
     assert local_parquet.exit_code == 2 and "--engine ray" in local_parquet.output
 

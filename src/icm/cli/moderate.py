@@ -127,6 +127,9 @@ def moderate(
     if engine is Engine.ray:
         from icm.scale.ray import RayOptions
 
+        if output_format is not None:
+            raise InputError("--format prints results on stdout; with --engine ray they go to the shards in --out")
+
         ray_options = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
                              batch_size=batch_size, progress=not quiet and stderr.is_terminal)
         on_ray(paths, policy, backend, backend_options, explain, out, ray_options, resume=resume,

@@ -247,17 +247,21 @@ class _Judge:
     """A Ray actor: the policy and the backend loaded once, then batch after batch judged."""
 
     def __init__(self, policy: Policy, backend: BackendSpec, backend_options: dict[str, Any],
-                 limits: MediaLimits) -> None:
+                 limits: MediaLimits, recorded: dict[str, ErrorInfo]) -> None:
         loaded = backend if isinstance(backend, str) else backend()
         self.moderator = Moderator(policy, loaded, limits=limits, **backend_options)
         self.moderator.backend.prepare(self.moderator.policy)
+        self.recorded = recorded  # the errors --out already holds for the images being retried
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        lines = []
+        lines, repeats = [], []
         for key, location, blob in zip(batch["image"], batch["location"], batch["decoded"], strict=True):
             item = ImageItem(key=str(key), path=None if is_uri(str(location)) else Path(str(location)))
-            lines.append(self.moderator.judge_decoded(item, pickle.loads(blob)).to_json())
-        return {"image": batch["image"], "result": _objects(lines)}
+            result = self.moderator.judge_decoded(item, pickle.loads(blob))
+            lines.append(result.to_json())
+            # A retry that failed exactly as recorded is counted but not written again.
+            repeats.append(result.error is not None and self.recorded.get(result.image) == result.error)
+        return {"image": batch["image"], "result": _objects(lines), "repeat": np.array(repeats, dtype=bool)}
 
 
 # -- outputs -----------------------------------------------------------------------------------
@@ -320,6 +324,7 @@ def _result_table(lines: list[str]) -> pa.Table:
 def _result_sink(out: str, parquet: bool, rows_per_shard: int) -> Any:
     """A Ray Data datasink that writes result shards and counts what it wrote (a RunSummary per
     write task, merged on the driver)."""
+    import pyarrow.compute
     from ray.data.block import BlockAccessor
     from ray.data.datasource import BlockBasedFileDatasink
 
@@ -337,6 +342,12 @@ def _result_sink(out: str, parquet: bool, rows_per_shard: int) -> Any:
                 for line in BlockAccessor.for_block(block).to_arrow().column("result").to_pylist():
                     summary.add(ModerationResult.model_validate_json(line))
             return summary
+
+        def write_block(self, block: Any, block_index: int, ctx: Any) -> None:
+            table = block.to_arrow()
+            new = table.filter(pyarrow.compute.invert(table.column("repeat")))
+            if new.num_rows:
+                super().write_block(BlockAccessor.for_block(new), block_index, ctx)
 
         def write_block_to_file(self, block: Any, file: Any) -> None:
             lines = block.to_arrow().column("result").to_pylist()
@@ -429,12 +440,14 @@ class RayModerator:
             for shard in shards:
                 filesystem.delete_file(shard)
         summary = RunSummary()
+        recorded: dict[str, ErrorInfo] = {}
         if resume:
             previous = self._previous(out)
             rows = [row for row in rows if not self._skip(row, previous, summary, retry_errors)]
+            recorded = {row["image"]: previous.errors[row["image"]] for row in rows if row["image"] in previous.errors}
         dashboard = connect(self.options) if rows else None
         if rows:
-            sink = self._pipeline(rows, out, parquet)
+            sink = self._pipeline(rows, out, parquet, recorded)
             summary.merge(sink.summary)
         summary.seconds = time.perf_counter() - started
         return RayRun(summary=summary, dashboard=dashboard, shards=_shards(out))
@@ -458,7 +471,8 @@ class RayModerator:
             return True
         return False
 
-    def _pipeline(self, rows: list[dict[str, str]], out: str, parquet: bool) -> Any:
+    def _pipeline(self, rows: list[dict[str, str]], out: str, parquet: bool,
+                  recorded: dict[str, ErrorInfo]) -> Any:
         import ray.data
 
         options = self.options
@@ -469,7 +483,7 @@ class RayModerator:
             .map_batches(partial(_decode_batch, limits=self.limits), batch_size=batch)
             .map_batches(
                 _Judge,
-                fn_constructor_args=(self.policy, self.backend, self.backend_options, self.limits),
+                fn_constructor_args=(self.policy, self.backend, self.backend_options, self.limits, recorded),
                 compute=ray.data.ActorPoolStrategy(size=options.actors),
                 batch_size=batch,
                 num_cpus=options.cpus_per_actor,
