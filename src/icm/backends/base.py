@@ -71,6 +71,8 @@ class Backend(Protocol):
     supports_logprobs: bool
     #: whether it is a :class:`GenerativeBackend` (the data engine's explainer needs one)
     supports_generation: bool
+    #: whether ``judge_batch`` puts several images in one model call (worth waiting to batch)
+    batches_images: bool
 
     def info(self) -> BackendInfo: ...
 

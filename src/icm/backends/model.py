@@ -60,6 +60,7 @@ class ModelBackend:
     supports_images: bool = True
     supports_logprobs: bool = True
     supports_generation: bool = True
+    batches_images: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(self.name, self.options_model, options)

@@ -76,6 +76,12 @@ def serve(
                                    "503 (default: 32).", show_default=False),
     timeout: float = typer.Option(None, "--timeout", help="Seconds a request may take (default: 60; 504 after).",
                                   show_default=False),
+    batch_size: int = typer.Option(None, "--batch-size", help="Most images judged in one backend call when "
+                                   "requests arrive together (default: 8 for transformers and vllm, else 1).",
+                                   show_default=False),
+    keep_images: str = typer.Option(None, "--keep-images", help="Where images with a decision other than allow "
+                                    "are kept for review: disk (ICM_IMAGE_DIR, default), database or none.",
+                                    show_default=False),
     rate_limit: str = typer.Option(None, "--rate-limit", help="Requests per key, e.g. 600/minute (the "
                                    "default) or 10/second; 'none' for no limit.", show_default=False),
     log_level: str = typer.Option(None, "--log-level", help="debug, info, warning or error.", show_default=False),
@@ -90,8 +96,8 @@ def serve(
 
     settings = _settings(
         policies=policy or None, backend=backend, backend_options=backend_options, host=host, port=port, db=db,
-        workers=workers, queue_size=queue_size, request_timeout=timeout, rate_limit=rate_limit,
-        log_level=log_level,
+        workers=workers, queue_size=queue_size, request_timeout=timeout, batch_size=batch_size,
+        keep_images=keep_images, rate_limit=rate_limit, log_level=log_level,
     )
     configure_logging(settings.log_level)
     try:
@@ -183,7 +189,7 @@ def purge(
     """Delete results older than the retention, and the kept images no remaining result needs."""
     from datetime import timedelta
 
-    from icm.serve.judging import image_path
+    from icm.serve.store.images import image_store
     from icm.serve.store.models import utcnow
 
     settings = _settings(db=db, image_dir=image_dir)
@@ -194,13 +200,8 @@ def purge(
     store = _store(db)
     try:
         count, orphans = store.purge(utcnow() - timedelta(days=days))
+        images = image_store(settings, store)
+        removed = sum(images.delete(sha256) for sha256 in orphans) if images is not None else 0
     finally:
         store.close()
-    removed = 0
-    if settings.image_dir is not None:
-        for sha256 in orphans:
-            path = image_path(settings.image_dir, sha256)
-            if path.exists():
-                path.unlink()
-                removed += 1
     console.print(f"deleted {count} results and {removed} images older than {days} days")

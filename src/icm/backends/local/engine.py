@@ -21,6 +21,7 @@ class LocalBackend:
     supports_images = True
     supports_logprobs = False
     supports_generation = False
+    batches_images = False
 
     def __init__(self, detectors: list[str] | None = None) -> None:
         unknown = set(detectors or []) - set(DETECTORS)
