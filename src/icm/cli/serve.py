@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from icm.cli.output import add_row, error, table, text
 
 if TYPE_CHECKING:
     from icm.serve.settings import ServeSettings
@@ -34,14 +35,14 @@ def _settings(**flags: Any) -> ServeSettings:
         return ServeSettings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        errors.print(f"[red]error:[/red] {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        errors.print(error(f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
         raise typer.Exit(2) from None
 
 
 def _fail(exc: Exception) -> typer.Exit:
     from icm.errors import IcmError
 
-    errors.print(f"[red]error:[/red] {exc}")
+    errors.print(error(exc))
     return typer.Exit(exc.exit_code if isinstance(exc, IcmError) else 2)
 
 
@@ -120,7 +121,7 @@ def migrate_command(db: str = typer.Option(None, "--db", help=_DB_HELP, show_def
         migrate(settings.db)
     except Exception as exc:
         raise _fail(exc) from exc
-    console.print("the store's schema is up to date")
+    console.print(text("the store's schema is up to date"))
 
 
 @keys_app.command("create")
@@ -142,7 +143,7 @@ def create_key(
         raise _fail(exc) from exc
     finally:
         store.close()
-    errors.print(f"created {key_id} ({', '.join(scope)}); the key is shown only now:")
+    errors.print(text(f"created {key_id} ({', '.join(scope)}); the key is shown only now:"))
     typer.echo(secret)
 
 
@@ -154,11 +155,11 @@ def list_keys(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=F
         rows = store.keys()
     finally:
         store.close()
-    table = Table("id", "name", "scopes", "created", "revoked")
+    grid = table("id", "name", "scopes", "created", "revoked")
     for row in rows:
         revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else ""
-        table.add_row(row.id, row.name, row.scopes, row.created_at.isoformat(timespec="seconds"), revoked)
-    console.print(table)
+        add_row(grid, row.id, row.name, row.scopes, row.created_at.isoformat(timespec="seconds"), revoked)
+    console.print(grid)
 
 
 @keys_app.command("revoke")
@@ -173,9 +174,9 @@ def revoke_key(
     finally:
         store.close()
     if not found:
-        errors.print(f"[red]error:[/red] no key {key_id!r}")
+        errors.print(error(f"no key {key_id!r}"))
         raise typer.Exit(2)
-    console.print(f"revoked {key_id}")
+    console.print(text(f"revoked {key_id}"))
 
 
 @app.command("purge")
@@ -195,7 +196,7 @@ def purge(
     settings = _settings(db=db, image_dir=image_dir)
     days = older_than or settings.retention_days
     if days is None:
-        errors.print("[red]error:[/red] give --older-than DAYS or set ICM_RETENTION_DAYS")
+        errors.print(error("give --older-than DAYS or set ICM_RETENTION_DAYS"))
         raise typer.Exit(2)
     store = _store(db)
     try:
@@ -204,4 +205,4 @@ def purge(
         removed = sum(images.delete(sha256) for sha256 in orphans) if images is not None else 0
     finally:
         store.close()
-    console.print(f"deleted {count} results and {removed} images older than {days} days")
+    console.print(text(f"deleted {count} results and {removed} images older than {days} days"))
