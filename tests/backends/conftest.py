@@ -1,4 +1,4 @@
-"""Fixtures for the model backends: a tiny LLaVA saved once per session, test images."""
+"""Fixtures for the model backends: test images (the tiny LLaVA is in the root conftest)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,6 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "images"
-
-
-@pytest.fixture(scope="session")
-def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from backends.tiny_vlm import save_tiny_llava
-
-    return save_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
 
 
 @pytest.fixture

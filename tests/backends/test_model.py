@@ -11,12 +11,19 @@ import pytest
 from helpers import explanation_json
 
 from icm.backends.base import BackendError, Explain
-from icm.backends.model import attach_explanations, resolve_model_path, rules_to_explain, verdict_from_probability
+from icm.backends.model import (
+    ModelBackend,
+    attach_explanations,
+    resolve_model_path,
+    rules_to_explain,
+    verdict_from_probability,
+)
+from icm.errors import ModelError
 from icm.explanation import ImageExplanation, parse_explanation
 from icm.llm import FunctionChat, Generation, UnreadableAnswer, ask_validated
 from icm.media import DecodedImage, data_url, pick_frames
 from icm.policy.load import load_policy
-from icm.results import Verdict
+from icm.results import BackendInfo, Verdict
 
 POLICY = load_policy("icm-r1")
 RULES = POLICY.rules[:2]
@@ -96,3 +103,47 @@ def test_resolve_model_path(tmp_path: Path) -> None:
     (adapter / "adapter_config.json").write_text("{}")
     with pytest.raises(BackendError, match="base_model_name_or_path"):
         resolve_model_path(str(adapter))
+
+
+class Brightness(ModelBackend):
+    """A stand-in model at the hook boundary (no model can run in this test): p(violates) is the
+    image's mean brightness, and a black image makes the model fail, alone or in a batch."""
+
+    name = "brightness"
+
+    def __init__(self) -> None:
+        super().__init__(explain="none")
+        self.batches: list[int] = []
+
+    def info(self) -> BackendInfo:
+        return BackendInfo(name=self.name)
+
+    def close(self) -> None:
+        pass
+
+    def _see(self, image: DecodedImage) -> float:
+        return float(image.frames[0].mean()) / 255
+
+    def _score_batch(self, seen, prompts, policy):  # type: ignore[no-untyped-def]
+        self.batches.append(len(seen))
+        if 0.0 in seen:
+            raise ModelError("the model failed on a black image")
+        return [[verdict_from_probability(r.id, p, 0.5) for r in policy.rules] for p in seen]
+
+
+def _flat(value: int) -> DecodedImage:
+    frame = np.full((16, 16, 3), value, dtype=np.uint8)
+    return DecodedImage(f"{value}.png", str(value), "PNG", 16, 16, 1, [frame], [0])
+
+
+def test_a_failed_batch_is_judged_again_one_by_one() -> None:
+    backend = Brightness()
+    images = [_flat(204), _flat(0), _flat(51)]
+    outcomes = backend.judge_batch(images, POLICY)
+    assert backend.batches == [3, 1, 1, 1]  # the batch, then each image alone
+    assert isinstance(outcomes[1], ModelError)
+    assert [v.probability for v in outcomes[0]] == [0.8] * len(POLICY.rules)  # type: ignore[union-attr]
+    assert [v.verdict for v in outcomes[2]] == [Verdict.complies] * len(POLICY.rules)  # type: ignore[union-attr]
+    backend.batches.clear()
+    assert backend.judge_batch([images[0], images[2]], POLICY) == [outcomes[0], outcomes[2]]
+    assert backend.batches == [2]  # no failure: one call for both

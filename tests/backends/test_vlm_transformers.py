@@ -238,3 +238,16 @@ def test_qwen2_vl_scoring_at_model_level() -> None:
     yes = torch.logsumexp(logits[[20, 22]], 0)
     expected = float(torch.softmax(torch.stack([yes, logits[21]]), 0)[0])
     assert shared[1] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_batch_of_images_scores_as_each_image_alone(backend: TransformersBackend, astronaut: Path) -> None:
+    from helpers import sample_image
+
+    coffee = astronaut.parent / "coffee-batch.png"
+    sample_image("coffee").save(coffee)
+    images, policy = [load_image(astronaut), load_image(coffee)], load_policy("icm-r1")
+    together = backend.judge_batch(images, policy)
+    for image, outcome in zip(images, together, strict=True):
+        assert not isinstance(outcome, Exception)
+        alone = backend.judge(image, policy)
+        assert [v.probability for v in outcome] == pytest.approx([v.probability for v in alone], abs=1e-4)

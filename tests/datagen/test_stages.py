@@ -93,6 +93,18 @@ def test_the_explain_cache_keeps_its_format_and_a_stale_entry_is_recomputed(
     assert json.loads(entry.read_text()) == written  # and written back whole
 
 
+def test_a_new_wording_of_the_re_ask_is_not_answered_from_the_cache(
+    tmp_path: Path, explainer: LocalExplainer, chelsea: LabelledImage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import icm.datagen.stages.explain as explain
+
+    cache = StageCache(tmp_path / "cache", "explain")
+    assert not ExplainStage(explainer, POLICY, cache).run(chelsea).cached
+    assert ExplainStage(explainer, POLICY, cache).run(chelsea).cached
+    monkeypatch.setattr(explain, "template_id", lambda name: "reask.v9" if name == "reask" else f"{name}.v1")
+    assert not ExplainStage(explainer, POLICY, cache).run(chelsea).cached
+
+
 def test_an_unreadable_image_is_rejected_by_its_code(tmp_path: Path, explainer: LocalExplainer) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 cut short")

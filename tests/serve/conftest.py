@@ -37,17 +37,18 @@ def _postgres_url() -> str:
 
 
 def _reset_postgres(url: str) -> None:
-    """An empty database: drop what an earlier test left (through Alembic, no hand-written DDL)."""
-    from alembic import command
-
-    from icm.serve.store.migrate import alembic_config
+    """An empty database: drop every table an earlier test left, as the database itself lists them
+    (a checkout with other migrations may have used the same database last; no hand-written DDL)."""
+    from sqlalchemy import MetaData
 
     store = Store(url)
     try:
         store.ping()  # fails loudly when the configured server is unreachable
+        tables = MetaData()
+        tables.reflect(store.engine)
+        tables.drop_all(store.engine)
     finally:
         store.close()
-    command.downgrade(alembic_config(url), "base")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import socket
@@ -105,3 +106,11 @@ def png_bytes(seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
+async def burst(url: str, key: str, n: int, **body: object) -> list[httpx2.Response]:
+    """``n`` moderation requests sent at once, of the images ``png_bytes(100 + i)``."""
+    async with httpx2.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300) as client:
+        return list(await asyncio.gather(*(
+            client.post("/v1/moderate", json={"image": data_url(png_bytes(100 + i)), **body}) for i in range(n)
+        )))

@@ -40,12 +40,12 @@ def _jpeg() -> bytes:
 
 def test_serve_from_the_command_line(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'icm.db'}"
-    created = _icm("serve", "keys", "create", "--name", "my platform", "--scope", "moderate", "--db", db, cwd=tmp_path)
+    created = _icm("serve", "keys", "create", "--name", "[b]eu[/b]", "--scope", "moderate", "--db", db, cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert key.startswith("icm_") and "\n" not in key
     listed = _icm("serve", "keys", "list", "--db", db, cwd=tmp_path)
-    assert "my platform" in listed.stdout and key not in listed.stdout  # the key is shown only once
+    assert "[b]eu[/b]" in listed.stdout and key not in listed.stdout  # shown as given; the key only once
     key_id = created.stderr.split()[1]
     assert key_id.startswith("key_") and key_id in listed.stdout
     assert _icm("serve", "keys", "create", "--name", "x", "--scope", "owner", "--db", db, cwd=tmp_path).returncode == 2

@@ -10,7 +10,7 @@ import logging
 import time
 
 import httpx2
-from serve.live import data_url, png_bytes
+from serve.live import burst, data_url, png_bytes
 
 
 def test_a_request_over_the_timeout_gets_504_and_an_error_record(serve, sqlite_url) -> None:
@@ -29,16 +29,9 @@ def test_a_request_over_the_timeout_gets_504_and_an_error_record(serve, sqlite_u
         assert again.json()["error"]["result_id"] != error["result_id"]
 
 
-async def _burst(url: str, key: str, n: int, **body: object) -> list[httpx2.Response]:
-    async with httpx2.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300) as client:
-        return list(await asyncio.gather(*(
-            client.post("/v1/moderate", json={"image": data_url(png_bytes(100 + i)), **body}) for i in range(n)
-        )))
-
-
 def test_a_full_queue_answers_503_at_once(serve, sqlite_url) -> None:
     server = serve(sqlite_url, workers=1, queue_size=1, retry_after=3)
-    answers = asyncio.run(_burst(server.url, server.key("moderate"), 12, policy="general"))
+    answers = asyncio.run(burst(server.url, server.key("moderate"), 12, policy="general"))
     statuses = [a.status_code for a in answers]
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(200) >= 2  # the worker's and the queue's

@@ -3,16 +3,19 @@ from the environment, and a CLI that does not import the service until it is ask
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from serve.live import data_url, png_bytes
 from sqlalchemy import inspect, update
 
 from icm.serve.settings import ServeSettings
 from icm.serve.store import Store, migrate
+from icm.serve.store.images import DatabaseImages, DiskImages
 from icm.serve.store.models import StoredResult, utcnow
 
 
@@ -24,7 +27,7 @@ def test_migrations_create_and_drop_the_schema(db_url) -> None:
     migrate(db_url)
     store = Store(db_url)
     try:
-        assert {"api_keys", "policy_versions", "results"} <= set(inspect(store.engine).get_table_names())
+        assert {"api_keys", "policy_versions", "results", "images"} <= set(inspect(store.engine).get_table_names())
         command.downgrade(alembic_config(db_url), "base")
         assert not {"api_keys", "policy_versions", "results"} & set(inspect(store.engine).get_table_names())
         migrate(db_url)
@@ -33,28 +36,30 @@ def test_migrations_create_and_drop_the_schema(db_url) -> None:
         store.close()
 
 
-def test_purge_deletes_old_results_and_their_images(serve, db_url, tmp_path: Path) -> None:
-    server = serve(db_url)
+@pytest.mark.parametrize("keep", ["disk", "database"])
+def test_purge_deletes_old_results_and_their_images(serve, db_url, tmp_path: Path, keep: str) -> None:
+    server = serve(db_url, keep_images=keep)
     with server.client("moderate") as client:
         results = [client.post("/v1/moderate", json={"image": data_url(png_bytes(50 + i)), "policy": "general"}).json()
                    for i in range(2)]
-    images = tmp_path / "images"
-    kept = [images / r["sha256"][:2] / r["sha256"] for r in results]
-    assert all(r["decision"] != "allow" for r in results)  # the local engine is uncertain on some rules
-    assert all(path.exists() for path in kept)
     store = Store(db_url)
+    images = tmp_path / "images"
+    kept_images = DiskImages(images) if keep == "disk" else DatabaseImages(store)
+    assert all(r["decision"] != "allow" for r in results)  # the local engine is uncertain on some rules
+    assert [kept_images.get(r["sha256"]) for r in results] == [png_bytes(50), png_bytes(51)]
+    assert images.exists() is (keep == "disk")
     with store.engine.begin() as connection:  # the first result is 40 days old
         connection.execute(update(StoredResult).where(StoredResult.id == results[0]["id"])
                            .values(created_at=utcnow() - timedelta(days=40)))
     done = subprocess.run(
         [sys.executable, "-c", "from icm.cli.app import main; main()", "serve", "purge", "--older-than", "30",
          "--db", db_url, "--image-dir", str(images)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "ICM_KEEP_IMAGES": keep},
     )
     assert done.returncode == 0, done.stderr
     assert "deleted 1 results and 1 images" in done.stdout
     assert store.result(results[0]["id"]) is None and store.result(results[1]["id"]) is not None
-    assert not kept[0].exists() and kept[1].exists()
+    assert kept_images.get(results[0]["sha256"]) is None and kept_images.get(results[1]["sha256"]) is not None
     store.close()
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for training: a tiny random LLaVA saved once, and a small verdict dataset of package photos."""
+"""Fixtures for training: a small verdict dataset of package photos (the tiny LLaVA is in the root conftest)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ import pytest
 #: The dataset's lesson: rule TAUGHT_YES is always violated, rule TAUGHT_NO never.
 TAUGHT_YES, TAUGHT_NO = "nudity", "exposed-skin"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "horse", "moon")
-
-
-@pytest.fixture(scope="session")
-def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from backends.tiny_vlm import save_tiny_llava
-
-    return save_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
 
 
 def write_verdict_dataset(directory: Path, photos: tuple[str, ...] = PHOTOS) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -70,6 +71,8 @@ class Backend(Protocol):
     supports_logprobs: bool
     #: whether it is a :class:`GenerativeBackend` (the data engine's explainer needs one)
     supports_generation: bool
+    #: whether ``judge_batch`` puts several images in one model call (worth waiting to batch)
+    batches_images: bool
 
     def info(self) -> BackendInfo: ...
 
@@ -80,7 +83,31 @@ class Backend(Protocol):
         """One RuleVerdict per rule of the policy, in the policy's order."""
         ...
 
+    def judge_batch(self, images: Sequence[DecodedImage], policy: Policy) -> list[Judged]:
+        """``judge`` for several images at once (one model call where the backend can batch), in
+        order; an image that could not be judged gets its exception in its place, and the others
+        are still judged."""
+        ...
+
     def close(self) -> None: ...
+
+
+#: One image's outcome in a batch: its verdicts, or why it could not be judged.
+Judged = list[RuleVerdict] | Exception
+
+
+def judge_each(
+    judge: Callable[[DecodedImage, Policy], list[RuleVerdict]], images: Sequence[DecodedImage], policy: Policy
+) -> list[Judged]:
+    """``judge_batch`` for a backend that judges one image at a time (``judge`` is its
+    ``judge``): each failure stays its image's own."""
+    outcomes: list[Judged] = []
+    for image in images:
+        try:
+            outcomes.append(judge(image, policy))
+        except Exception as exc:  # noqa: BLE001 - the caller records it as that image's error
+            outcomes.append(exc)
+    return outcomes
 
 
 class GenerativeBackend(Backend, Protocol):

@@ -1,7 +1,8 @@
 """What the model backends (transformers, openai, vllm) share: one ``judge()``, prompts, verdicts.
 
-A model backend judges one image in two steps: one Yes/No question per rule, scored from the
-first answer token (the backend's ``_score`` hook); then, only for the rules ``explain``
+A model backend judges an image in two steps: one Yes/No question per rule, scored from the
+first answer token (the backend's ``_score_batch`` hook, several images at once where the model
+can batch them); then, only for the rules ``explain``
 selects, one JSON explanation for the image (through the backend's ``_chat`` hook), validated
 against :class:`~icm.explanation.ImageExplanation` and re-asked once by
 :func:`icm.llm.ask_validated`.
@@ -10,10 +11,11 @@ against :class:`~icm.explanation.ImageExplanation` and re-asked once by
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from icm.backends.base import BackendError, Explain
+from icm.backends.base import BackendError, Explain, Judged, judge_each
 from icm.backends.facts import LocalFacts
 from icm.backends.options import ModelOptions, parse_options
 from icm.errors import ModelError
@@ -58,6 +60,7 @@ class ModelBackend:
     supports_images: bool = True
     supports_logprobs: bool = True
     supports_generation: bool = True
+    batches_images: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(self.name, self.options_model, options)
@@ -69,13 +72,28 @@ class ModelBackend:
             self._facts.prepare(policy)
 
     def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
-        seen = self._see(image)
-        facts = self._facts(image, policy) if self._facts is not None else []
-        verdicts = self._score(seen, self.prompts.verdict_prompts(policy, facts), policy)
-        rules = rules_to_explain(self.options.explain, policy, verdicts)
-        if rules:
-            self._explain(seen, self.prompts.explain_prompt(policy, rules, facts), rules, verdicts)
-        return verdicts
+        return self._judge_together([image], policy)[0]
+
+    def judge_batch(self, images: Sequence[DecodedImage], policy: Policy) -> list[Judged]:
+        """All images' rule questions scored in one ``_score_batch`` call; should that call fail,
+        each image is judged alone, so one bad image costs the others nothing."""
+        if len(images) > 1:
+            try:
+                return list(self._judge_together(images, policy))
+            except Exception:  # noqa: BLE001 - retried one by one, where each failure is kept
+                pass
+        return judge_each(self.judge, images, policy)
+
+    def _judge_together(self, images: Sequence[DecodedImage], policy: Policy) -> list[list[RuleVerdict]]:
+        seen = [self._see(image) for image in images]
+        facts = [self._facts(image, policy) if self._facts is not None else [] for image in images]
+        prompts = [self.prompts.verdict_prompts(policy, f) for f in facts]
+        scored = self._score_batch(seen, prompts, policy)
+        for one_seen, one_facts, verdicts in zip(seen, facts, scored, strict=True):
+            rules = rules_to_explain(self.options.explain, policy, verdicts)
+            if rules:
+                self._explain(one_seen, self.prompts.explain_prompt(policy, rules, one_facts), rules, verdicts)
+        return scored
 
     def chat_about(self, image: DecodedImage) -> Chat:
         """A conversation with the model about one image (the data engine's explainer)."""
@@ -104,6 +122,12 @@ class ModelBackend:
     def _score(self, seen: Any, prompts: list[str], policy: Policy) -> list[RuleVerdict]:
         """One verdict per rule, from its question in ``prompts`` (the policy's order)."""
         raise NotImplementedError
+
+    def _score_batch(
+        self, seen: Sequence[Any], prompts: Sequence[list[str]], policy: Policy
+    ) -> list[list[RuleVerdict]]:
+        """``_score`` for several images; a backend that batches images overrides this."""
+        return [self._score(one, questions, policy) for one, questions in zip(seen, prompts, strict=True)]
 
     def _chat(self, seen: Any) -> Chat:
         """A conversation about what was seen; the first user turn goes with the image."""

@@ -110,6 +110,7 @@ class TransformersBackend(ModelDirectoryBackend):
     name = "transformers"
     options_model = TransformersOptions
     options: TransformersOptions
+    batches_images = True
 
     def __init__(self, path: str, **options: Any) -> None:
         """``path``: a model directory, or a PEFT adapter directory (its base model is loaded)."""

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from icm.cli.output import add_row, error, table, text
 
 if TYPE_CHECKING:
     from icm.serve.settings import ServeSettings
@@ -34,14 +35,14 @@ def _settings(**flags: Any) -> ServeSettings:
         return ServeSettings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        errors.print(f"[red]error:[/red] {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        errors.print(error(f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
         raise typer.Exit(2) from None
 
 
 def _fail(exc: Exception) -> typer.Exit:
     from icm.errors import IcmError
 
-    errors.print(f"[red]error:[/red] {exc}")
+    errors.print(error(exc))
     return typer.Exit(exc.exit_code if isinstance(exc, IcmError) else 2)
 
 
@@ -76,6 +77,12 @@ def serve(
                                    "503 (default: 32).", show_default=False),
     timeout: float = typer.Option(None, "--timeout", help="Seconds a request may take (default: 60; 504 after).",
                                   show_default=False),
+    batch_size: int = typer.Option(None, "--batch-size", help="Most images judged in one backend call when "
+                                   "requests arrive together (default: 8 for transformers and vllm, else 1).",
+                                   show_default=False),
+    keep_images: str = typer.Option(None, "--keep-images", help="Where images with a decision other than allow "
+                                    "are kept for review: disk (ICM_IMAGE_DIR, default), database or none.",
+                                    show_default=False),
     rate_limit: str = typer.Option(None, "--rate-limit", help="Requests per key, e.g. 600/minute (the "
                                    "default) or 10/second; 'none' for no limit.", show_default=False),
     log_level: str = typer.Option(None, "--log-level", help="debug, info, warning or error.", show_default=False),
@@ -90,8 +97,8 @@ def serve(
 
     settings = _settings(
         policies=policy or None, backend=backend, backend_options=backend_options, host=host, port=port, db=db,
-        workers=workers, queue_size=queue_size, request_timeout=timeout, rate_limit=rate_limit,
-        log_level=log_level,
+        workers=workers, queue_size=queue_size, request_timeout=timeout, batch_size=batch_size,
+        keep_images=keep_images, rate_limit=rate_limit, log_level=log_level,
     )
     configure_logging(settings.log_level)
     try:
@@ -114,7 +121,7 @@ def migrate_command(db: str = typer.Option(None, "--db", help=_DB_HELP, show_def
         migrate(settings.db)
     except Exception as exc:
         raise _fail(exc) from exc
-    console.print("the store's schema is up to date")
+    console.print(text("the store's schema is up to date"))
 
 
 @keys_app.command("create")
@@ -136,7 +143,7 @@ def create_key(
         raise _fail(exc) from exc
     finally:
         store.close()
-    errors.print(f"created {key_id} ({', '.join(scope)}); the key is shown only now:")
+    errors.print(text(f"created {key_id} ({', '.join(scope)}); the key is shown only now:"))
     typer.echo(secret)
 
 
@@ -148,11 +155,11 @@ def list_keys(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=F
         rows = store.keys()
     finally:
         store.close()
-    table = Table("id", "name", "scopes", "created", "revoked")
+    grid = table("id", "name", "scopes", "created", "revoked")
     for row in rows:
         revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else ""
-        table.add_row(row.id, row.name, row.scopes, row.created_at.isoformat(timespec="seconds"), revoked)
-    console.print(table)
+        add_row(grid, row.id, row.name, row.scopes, row.created_at.isoformat(timespec="seconds"), revoked)
+    console.print(grid)
 
 
 @keys_app.command("revoke")
@@ -167,9 +174,9 @@ def revoke_key(
     finally:
         store.close()
     if not found:
-        errors.print(f"[red]error:[/red] no key {key_id!r}")
+        errors.print(error(f"no key {key_id!r}"))
         raise typer.Exit(2)
-    console.print(f"revoked {key_id}")
+    console.print(text(f"revoked {key_id}"))
 
 
 @app.command("purge")
@@ -183,24 +190,19 @@ def purge(
     """Delete results older than the retention, and the kept images no remaining result needs."""
     from datetime import timedelta
 
-    from icm.serve.judging import image_path
+    from icm.serve.store.images import image_store
     from icm.serve.store.models import utcnow
 
     settings = _settings(db=db, image_dir=image_dir)
     days = older_than or settings.retention_days
     if days is None:
-        errors.print("[red]error:[/red] give --older-than DAYS or set ICM_RETENTION_DAYS")
+        errors.print(error("give --older-than DAYS or set ICM_RETENTION_DAYS"))
         raise typer.Exit(2)
     store = _store(db)
     try:
         count, orphans = store.purge(utcnow() - timedelta(days=days))
+        images = image_store(settings, store)
+        removed = sum(images.delete(sha256) for sha256 in orphans) if images is not None else 0
     finally:
         store.close()
-    removed = 0
-    if settings.image_dir is not None:
-        for sha256 in orphans:
-            path = image_path(settings.image_dir, sha256)
-            if path.exists():
-                path.unlink()
-                removed += 1
-    console.print(f"deleted {count} results and {removed} images older than {days} days")
+    console.print(text(f"deleted {count} results and {removed} images older than {days} days"))

@@ -1,5 +1,6 @@
 """Judging behind the API: the store's cache, the bounded admission, a worker pool off the event
-loop, the request timeout, and one stored record for every answered request."""
+loop (requests that arrive together judged as one batch), the request timeout, and one stored
+record for every answered request."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
@@ -22,12 +21,15 @@ from icm.media import MediaLimits
 from icm.moderator import Moderator
 from icm.policy.schema import Policy
 from icm.results import ErrorCode, ErrorInfo, ModerationResult, PolicyRef, Verdict
+from icm.serve.batching import Batcher
 from icm.serve.errors import AnswerUnreadable, ImageRejected, JudgeFailed, JudgeTimeout, NotReady
 from icm.serve.limits import Admission
 from icm.serve.metrics import Metrics
 from icm.serve.settings import ServeSettings
 from icm.serve.store.database import Store
+from icm.serve.store.images import image_store
 from icm.serve.store.models import StoredResult, utcnow
+from icm.sources import ImageItem
 
 log = logging.getLogger("icm.serve")
 
@@ -47,6 +49,11 @@ class Job:
     endpoint: str
     fresh: bool = False
 
+    @property
+    def batch_key(self) -> tuple[str, int, str]:
+        """Jobs judged in one batch share their (narrowed) policy."""
+        return self.policy.id, self.policy.version, self.rules_key
+
 
 @dataclass
 class Judgement:
@@ -64,7 +71,7 @@ class Judging:
         self.settings = settings
         self.store = store
         self.metrics = metrics
-        self.admission = Admission(settings.workers, settings.queue_size, settings.retry_after)
+        self.images = image_store(settings, store)
         self.limits = MediaLimits(
             max_bytes=settings.max_body_bytes,
             max_pixels=settings.max_pixels,
@@ -79,6 +86,9 @@ class Judging:
         self.backend: Backend | None = None
         self.load_error: str | None = None
         self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="icm-judge")
+        self.batch_size = 1
+        self.admission = Admission(settings.workers, settings.queue_size, settings.retry_after)
+        self.batcher: Batcher[Job, ModerationResult] = Batcher(self._moderate, self.pool, 1, 0.0)
 
     # -- life ------------------------------------------------------------------------------
 
@@ -91,6 +101,12 @@ class Judging:
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             raise
+        self.batch_size = self.settings.batch_size or (8 if backend.batches_images else 1)
+        # a worker holds a whole batch: the bound counts requests, so it grows with the batch
+        self.admission = Admission(
+            self.settings.workers * self.batch_size, self.settings.queue_size, self.settings.retry_after
+        )
+        self.batcher = Batcher(self._moderate, self.pool, self.batch_size, self.settings.batch_wait_ms / 1000)
         self.backend = backend
 
     @property
@@ -124,11 +140,7 @@ class Judging:
                 return Judgement(row.id, ModerationResult.model_validate(row.result), cached=True)
         self.admission.enter()
         self._gauge()
-        try:
-            work = self.pool.submit(self._moderate, job)
-        except RuntimeError:  # the pool is shutting down
-            self.admission.leave()
-            raise NotReady("the service is shutting down") from None
+        work = self.batcher.submit(job.batch_key, job)
         self.admission.leave_when_done(work)
         work.add_done_callback(lambda _: self._gauge())
         try:
@@ -145,10 +157,12 @@ class Judging:
         self.metrics.queue_depth.set(self.admission.queued)
         self.metrics.in_flight.set(self.admission.in_flight)
 
-    def _moderate(self, job: Job) -> ModerationResult:
+    def _moderate(self, jobs: list[Job]) -> list[ModerationResult]:
+        """One batch (jobs of one policy) in one backend call, on a worker thread."""
         assert self.backend is not None
-        moderator = Moderator(job.policy, backend=self.backend, limits=self.limits)
-        return moderator.moderate(job.data, job.name)
+        self.metrics.batch_size.observe(len(jobs))
+        moderator = Moderator(jobs[0].policy, backend=self.backend, limits=self.limits)
+        return moderator.moderate_batch([ImageItem(key=job.name, data=job.data) for job in jobs])
 
     def _timeout_result(self, job: Job, sha256: str) -> ModerationResult:
         assert self.backend is not None
@@ -189,20 +203,10 @@ class Judging:
 
     def _keep_image(self, data: bytes, result: ModerationResult) -> bool:
         """Images with a decision other than allow are kept for review, named by their sha256."""
-        folder = self.settings.image_dir
-        if folder is None or result.sha256 is None or result.decision.value == "allow" or not data:
+        if self.images is None or result.sha256 is None or result.decision.value == "allow" or not data:
             return False
-        path = image_path(folder, result.sha256)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{uuid.uuid4().hex}.part")
-            partial.write_bytes(data)
-            os.replace(partial, path)  # atomic: a reader never sees half an image
+        self.images.put(result.sha256, data)
         return True
-
-
-def image_path(folder: Path, sha256: str) -> Path:
-    return folder / sha256[:2] / sha256
 
 
 def narrow(policy: Policy, rules: list[str] | None) -> tuple[Policy, str]:

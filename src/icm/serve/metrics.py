@@ -25,6 +25,10 @@ class Metrics:
         self.cache_hits = Counter("icm_cache_hits", "Results served from the store", registry=self.registry)
         self.queue_depth = Gauge("icm_queue_depth", "Requests waiting for a worker", registry=self.registry)
         self.in_flight = Gauge("icm_in_flight", "Requests judged or waiting", registry=self.registry)
+        self.batch_size = Histogram(
+            "icm_batch_size", "Images judged in one backend call", buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,13 @@ class ServeSettings(BaseSettings):
     queue_size: int = Field(
         32, ge=0, description="Requests that may wait for a worker; beyond it the answer is 503."
     )
+    batch_size: int | None = Field(
+        None, ge=1, description="Most images judged in one backend call when requests arrive together; "
+        "default: 8 for backends that batch images in one forward pass (transformers, vllm), else 1.",
+    )
+    batch_wait_ms: float = Field(
+        5.0, ge=0, description="How long the first request of a batch waits for others (milliseconds)."
+    )
     rate_limit: str | None = Field(
         "600/minute", description="Requests per key, in the `limits` notation (`10/second`, "
         "`600/minute`); empty for none."
@@ -56,11 +64,12 @@ class ServeSettings(BaseSettings):
     retry_after: int = Field(1, ge=1, description="Seconds a 503 (queue full) tells callers to wait.")
 
     # -- images and retention ----------------------------------------------------------------
-    image_dir: Path | None = Field(
-        Path("icm-images"),
-        description="Where images with a decision other than allow are kept (content-addressed) for "
-        "review; empty to keep none.",
+    keep_images: Literal["disk", "database", "none"] = Field(
+        "disk",
+        description="Where images with a decision other than allow are kept (named by their sha256) "
+        "for review: files under image_dir, rows of the database, or nowhere.",
     )
+    image_dir: Path = Field(Path("icm-images"), description="The folder of kept images (keep_images=disk).")
     retention_days: int | None = Field(
         None, ge=1, description="Results and images older than this are deleted by `icm serve purge`."
     )

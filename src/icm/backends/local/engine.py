@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
-from icm.backends.base import BackendError
+from icm.backends.base import BackendError, Judged, judge_each
 from icm.backends.local.assess import Observations, judge_policy
 from icm.backends.local.detectors import DETECTORS, LockedDetector, package_version
 from icm.media import DecodedImage
@@ -20,6 +21,7 @@ class LocalBackend:
     supports_images = True
     supports_logprobs = False
     supports_generation = False
+    batches_images = False
 
     def __init__(self, detectors: list[str] | None = None) -> None:
         unknown = set(detectors or []) - set(DETECTORS)
@@ -69,6 +71,10 @@ class LocalBackend:
 
     def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
         return judge_policy(policy, self.observe(image, policy))
+
+    def judge_batch(self, images: Sequence[DecodedImage], policy: Policy) -> list[Judged]:
+        """One image after another: the detectors gain nothing from a batch."""
+        return judge_each(self.judge, images, policy)
 
     def close(self) -> None:
         self._loaded.clear()

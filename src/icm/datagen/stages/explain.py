@@ -140,6 +140,7 @@ class ExplainStage:
         self.policy = policy
         self.cache = cache
         self.template = template_id("describe")
+        self.reask = template_id("reask")  # a second turn in another wording is another answer
         self._schema = json.dumps(explanation_schema(), separators=(",", ":"))
 
     def prompt(self, labels: dict[str, bool], prior: str, note: str = "") -> str:
@@ -156,8 +157,8 @@ class ExplainStage:
                 return StageResult(record=None, rejected=f"image unreadable ({exc.code})",
                                    error=f"{item.path}: {exc.message}")
         labels = policy_labels(self.policy, list(item.criteria))
-        key = cache_key(stage=self.name, template=self.template, model=self.explainer.spec, sha256=image.sha256,
-                        policy=[self.policy.id, self.policy.version], criteria=item.criteria)
+        key = cache_key(stage=self.name, template=self.template, reask=self.reask, model=self.explainer.spec,
+                        sha256=image.sha256, policy=[self.policy.id, self.policy.version], criteria=item.criteria)
         cached = self.cache.get(key, ExplainedImage)
         if isinstance(cached, Rejection):
             return StageResult(record=None, rejected=cached.rejected, cached=True)

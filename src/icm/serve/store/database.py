@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from icm.serve.store.models import ApiKey, PolicyVersion, StoredResult, utcnow
+from icm.serve.store.models import ApiKey, KeptImage, PolicyVersion, StoredResult, utcnow
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,28 @@ class Store:
                 )
             ) if candidates else set()
         return len(rows), candidates - still_used
+
+    # -- kept images (ICM_KEEP_IMAGES=database) ------------------------------------------------
+
+    def put_image(self, sha256: str, data: bytes) -> None:
+        try:
+            with self._session.begin() as session:
+                if session.get(KeptImage, sha256) is None:
+                    session.add(KeptImage(sha256=sha256, data=data, created_at=utcnow()))
+        except IntegrityError:  # another worker kept the same image first
+            pass
+
+    def image(self, sha256: str) -> bytes | None:
+        with self._session() as session:
+            return session.scalar(select(KeptImage.data).where(KeptImage.sha256 == sha256))
+
+    def delete_image(self, sha256: str) -> bool:
+        with self._session.begin() as session:
+            row = session.get(KeptImage, sha256)
+            if row is None:
+                return False
+            session.delete(row)
+            return True
 
 
 def _engine(url: str) -> Engine:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -72,3 +72,13 @@ class StoredResult(Base):
         Index("ix_results_cache", "sha256", "policy_id", "policy_version", "backend", "rules"),
         Index("ix_results_policy", "policy_id", "policy_version"),
     )
+
+
+class KeptImage(Base):
+    """An image kept in the database (``ICM_KEEP_IMAGES=database``), named by its sha256."""
+
+    __tablename__ = "images"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,81 @@
+"""Kept images: the bytes of images whose decision is not allow, named by their sha256, for the
+review console. On disk (a folder every replica mounts) or in the database (nothing else to
+share), per ``ICM_KEEP_IMAGES``."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from icm.serve.settings import ServeSettings
+from icm.serve.store.database import Store
+
+
+class ImageStore(Protocol):
+    def put(self, sha256: str, data: bytes) -> None:
+        """Keep an image (keeping it twice is fine)."""
+
+    def get(self, sha256: str) -> bytes | None:
+        """The kept image, or None."""
+
+    def delete(self, sha256: str) -> bool:
+        """Forget an image; False when it was not kept."""
+
+
+class DiskImages:
+    """Content-addressed files: ``FOLDER/ab/abcdef...``, written atomically."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, sha256: str) -> Path:
+        return self.folder / sha256[:2] / sha256
+
+    def put(self, sha256: str, data: bytes) -> None:
+        path = self.path(sha256)
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{uuid.uuid4().hex}.part")
+        partial.write_bytes(data)
+        os.replace(partial, path)  # a reader never sees half an image
+
+    def get(self, sha256: str) -> bytes | None:
+        try:
+            return self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, sha256: str) -> bool:
+        try:
+            self.path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class DatabaseImages:
+    """Rows of the store's ``images`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def put(self, sha256: str, data: bytes) -> None:
+        self.store.put_image(sha256, data)
+
+    def get(self, sha256: str) -> bytes | None:
+        return self.store.image(sha256)
+
+    def delete(self, sha256: str) -> bool:
+        return self.store.delete_image(sha256)
+
+
+def image_store(settings: ServeSettings, store: Store) -> ImageStore | None:
+    """Where this service keeps images, or None when it keeps none."""
+    if settings.keep_images == "disk":
+        return DiskImages(settings.image_dir)
+    if settings.keep_images == "database":
+        return DatabaseImages(store)
+    return None
