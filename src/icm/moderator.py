@@ -123,8 +123,14 @@ class Moderator:
         """Judge several images together, in order: the backend sees every decodable one in one
         ``judge_batch`` call (one model batch where it can); each failure stays its image's own."""
         items = [_as_item(image) for image in images]
+        return self.judge_decoded(items, [self._decode(item) for item in items])
+
+    def judge_decoded(
+        self, items: Sequence[ImageItem], decoded: Sequence[DecodedImage | ErrorInfo]
+    ) -> list[ModerationResult]:
+        """:meth:`moderate_batch` for images decoded elsewhere by :func:`decode_item` (in Ray Data
+        tasks, say): one ``judge_batch`` call for the decodable ones, in order."""
         self._prepare()
-        decoded = [self._decode(item) for item in items]
         images_ok = [d for d in decoded if not isinstance(d, ErrorInfo)]
         started = time.perf_counter()
         outcomes = iter(self.backend.judge_batch(images_ok, self.policy) if images_ok else [])
@@ -212,11 +218,6 @@ class Moderator:
             if sink is not None:
                 sink.close()
         return summary
-
-    def judge_decoded(self, item: ImageItem, decoded: DecodedImage | ErrorInfo) -> ModerationResult:
-        """Judge one image decoded elsewhere by :func:`decode_item` (a Ray Data task, say)."""
-        self._prepare()
-        return self._judge(item, decoded)
 
     def close(self) -> None:
         self.backend.close()

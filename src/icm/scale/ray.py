@@ -244,7 +244,8 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
 
 
 class _Judge:
-    """A Ray actor: the policy and the backend loaded once, then batch after batch judged."""
+    """A Ray actor: the policy and the backend loaded once, then batch after batch judged (one
+    ``judge_batch`` call per batch: one model batch where the backend can)."""
 
     def __init__(self, policy: Policy, backend: BackendSpec, backend_options: dict[str, Any],
                  limits: MediaLimits, recorded: dict[str, ErrorInfo]) -> None:
@@ -254,13 +255,12 @@ class _Judge:
         self.recorded = recorded  # the errors --out already holds for the images being retried
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        lines, repeats = [], []
-        for key, location, blob in zip(batch["image"], batch["location"], batch["decoded"], strict=True):
-            item = ImageItem(key=str(key), path=None if is_uri(str(location)) else Path(str(location)))
-            result = self.moderator.judge_decoded(item, pickle.loads(blob))
-            lines.append(result.to_json())
-            # A retry that failed exactly as recorded is counted but not written again.
-            repeats.append(result.error is not None and self.recorded.get(result.image) == result.error)
+        items = [ImageItem(key=str(key), path=None if is_uri(str(location)) else Path(str(location)))
+                 for key, location in zip(batch["image"], batch["location"], strict=True)]
+        results = self.moderator.judge_decoded(items, [pickle.loads(blob) for blob in batch["decoded"]])
+        lines = [result.to_json() for result in results]
+        # A retry that failed exactly as recorded is counted but not written again.
+        repeats = [result.error is not None and self.recorded.get(result.image) == result.error for result in results]
         return {"image": batch["image"], "result": _objects(lines), "repeat": np.array(repeats, dtype=bool)}
 
 
