@@ -416,12 +416,12 @@ class RayModerator:
         continued (``resume``: images judged under this policy version, and unchanged files that
         failed to decode, are skipped) or emptied first (``overwrite``), never mixed silently."""
         require_ray()
-        out = str(out)
-        rows = list_images(sources)  # before anything is written: a missing folder leaves nothing
         if retry_errors and not resume:
             raise InputError("--retry-errors judges again the errors in --out; add --resume")
         if resume and overwrite:
             raise InputError("--resume continues --out and --overwrite replaces it: choose one")
+        out = str(out)
+        rows = list_images(sources)  # before anything is written: a missing folder leaves nothing
         if is_uri(out):
             return self._run(rows, out, resume, overwrite, retry_errors, parquet)
         with output_lock(out):
