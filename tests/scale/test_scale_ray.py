@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import ray
 from corpus import write_awkward, write_broken
 from helpers import render_text, sample_image
 
@@ -25,7 +26,6 @@ from icm.scale.ray import RayModerator, RayOptions, list_images, map_on_ray, rea
 from icm.sink import OutputExistsError
 from icm.sources import SourceError
 
-ray = pytest.importorskip("ray", reason="the ray extra: pip install -e '.[ray]'")
 TESTS = Path(__file__).resolve().parents[1]
 OPTIONS = RayOptions(actors=1, batch_size=4, progress=False)
 
