@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
-if ! "$PYTHON" -c "import icm.serve.app, pytest, onnxruntime" 2>/dev/null; then
+if ! "$PYTHON" -c "import icm.serve.app, pytest, onnxruntime, ray.data" 2>/dev/null; then
   "$PYTHON" -m pip install --quiet -e ".[local,dev]"
 fi
 
