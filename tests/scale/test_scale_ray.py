@@ -253,3 +253,15 @@ def test_data_generate_fans_the_model_stages_out(tmp_path: Path) -> None:
 
     again = Pipeline(config("ray", cache=cache, resume=True), fan_out=on_ray).run()
     assert again["stages"]["explain"]["cached"] == 2 and again["stages"]["qa"]["cached"] == 2
+
+
+def test_a_backend_that_cannot_load_stops_the_run_with_its_reason(corpus: Path, tmp_path: Path) -> None:
+    from scale.workers import unloadable
+
+    from icm.errors import ModelError
+    from icm.scale.ray import RayRunError
+
+    with pytest.raises(RayRunError, match="no model directory at '/models/missing'") as caught:
+        RayModerator("general", unloadable, OPTIONS).run([corpus / "coffee.jpg"], tmp_path / "out")
+    assert isinstance(caught.value, ModelError)  # the CLI's one handler: "error: ...", exit 2
+    assert list(read_results(tmp_path / "out")) == []

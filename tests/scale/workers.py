@@ -30,3 +30,10 @@ class DiesOnce(LocalBackend):
 def squarer() -> object:
     """A factory for :func:`icm.scale.ray.map_on_ray`: builds the per-item function once."""
     return lambda x: x * x
+
+
+def unloadable() -> LocalBackend:
+    """A backend factory that fails where it runs, as a model path missing on the workers does."""
+    from icm.backends.base import BackendError
+
+    raise BackendError("no model directory at '/models/missing'")

@@ -24,6 +24,7 @@ import json
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from icm.backends.base import Backend
+from icm.backends.base import Backend, BackendError
 from icm.errors import InputError
 from icm.lock import output_lock
 from icm.media import IMAGE_SUFFIXES, MediaLimits
@@ -494,8 +495,26 @@ class RayModerator:
             )
         )
         sink = _result_sink(out, parquet, options.rows_per_shard)
-        dataset.write_datasink(sink)
+        with _ray_failures():
+            dataset.write_datasink(sink)
         return sink
+
+
+class RayRunError(BackendError):
+    """The run stopped on Ray: an actor could not be created (a backend that does not load), or a
+    task failed for good. Per-image failures never get here: they are error records."""
+
+
+@contextmanager
+def _ray_failures() -> Iterator[None]:
+    import ray.exceptions
+
+    try:
+        yield
+    except ray.exceptions.RayError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        cause = next((line for line in reversed(lines) if "Error:" in line), lines[-1] if lines else "")
+        raise RayRunError(f"the run failed on Ray ({type(exc).__name__}): {cause}") from exc
 
 
 def _batching(items: int, options: RayOptions) -> tuple[int, int]:
@@ -544,8 +563,9 @@ def map_on_ray(
         num_gpus=options.gpus_per_actor or None,
     )
     results: list[Any] = [None] * len(items)
-    for row in dataset.iter_rows():
-        results[int(row["index"])] = pickle.loads(row["result"])
-        if on_result is not None:
-            on_result()
+    with _ray_failures():
+        for row in dataset.iter_rows():
+            results[int(row["index"])] = pickle.loads(row["result"])
+            if on_result is not None:
+                on_result()
     return results
