@@ -234,10 +234,10 @@ def _age(delta: timedelta) -> str:
     return f"{seconds // 86400} d"
 
 
-async def _take_next(request: Request, viewer: Viewer, where: QueueFilter) -> Response:
+async def _take_next(request: Request, viewer: Viewer, where: QueueFilter, skip: int | None = None) -> Response:
     service = service_of(request)
     lease = timedelta(seconds=service.settings.review_lease_seconds)
-    taken = await run_in_threadpool(reviews_of(service).take_next, viewer.user.id, lease, where)
+    taken = await run_in_threadpool(reviews_of(service).take_next, viewer.user.id, lease, where, skip)
     if taken is None:
         query = _query(where)
         return RedirectResponse(f"{PREFIX}?" + (query + "&" if query else "") + "notice=empty", status_code=303)
@@ -257,11 +257,12 @@ async def next_item(request: Request) -> Response:
     assert viewer is not None
     where = _filter(form)
     current = form.get("release")
-    if current and current.isdigit():
+    skip = int(current) if current and current.isdigit() else None
+    if skip is not None:
         store = reviews_of(service_of(request))
-        if await run_in_threadpool(store.release, int(current), viewer.user.id):
-            await run_in_threadpool(store.audit, viewer.user.id, "release", f"item:{current}")
-    return await _take_next(request, viewer, where)
+        if await run_in_threadpool(store.release, skip, viewer.user.id):
+            await run_in_threadpool(store.audit, viewer.user.id, "release", f"item:{skip}")
+    return await _take_next(request, viewer, where, skip)
 
 
 @router.post("/items/{item_id}/take")
@@ -329,7 +330,7 @@ async def item_page(item_id: int, request: Request) -> Response:
         rules=_rules(result, policy, access.mine), boxes=_boxes(result), mine=access.mine, leased=access.leased,
         appeal=appeal, actions=[a.value for a in Action], previous=previous, where=where,
         query=_query(where), image_kept=bool(row.image_kept and service.settings.image_dir is not None),
-        reveal=viewer.user.reveal_by_default, error=None, form=None,
+        reveal=viewer.user.reveal_by_default, error=None, form=None, default_reason=_default_reason(result),
     )
 
 
@@ -356,6 +357,15 @@ def _rules(result: ModerationResult, policy: Policy | None, mine: Review | None)
             "chosen": chosen,
         })
     return out
+
+
+def _default_reason(result: ModerationResult) -> str | None:
+    """The rule a decision most likely rests on: the first violated, else the first uncertain."""
+    for wanted in (Verdict.violates, Verdict.uncertain):
+        for verdict in result.verdicts:
+            if verdict.verdict is wanted:
+                return verdict.rule_id
+    return None
 
 
 def _boxes(result: ModerationResult) -> list[dict[str, Any]]:
@@ -447,7 +457,7 @@ async def decide(item_id: int, request: Request) -> Response:
             rules=_rules(result, policy, access.mine), boxes=_boxes(result), mine=access.mine,
             leased=access.leased, appeal=appeal, actions=[a.value for a in Action], previous=None, where=where,
             query=_query(where), image_kept=bool(row.image_kept), reveal=viewer.user.reveal_by_default,
-            error=str(exc), form=form,
+            error=str(exc), form=form, default_reason=_default_reason(result),
         )
     after: dict[str, Any] = {"review": review.id, "action": action, "labels": labels, "reason_rule": reason_rule,
                              "note": note}

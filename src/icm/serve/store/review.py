@@ -229,18 +229,21 @@ class ReviewStore:
             return None
         return Taken(item, slot, now + lease)
 
-    def take_next(self, user_id: str, lease: timedelta, where: QueueFilter) -> Taken | None:
-        """The oldest open item this reviewer may take, leased to them (their own lease first)."""
+    def take_next(self, user_id: str, lease: timedelta, where: QueueFilter, skip: int | None = None) -> Taken | None:
+        """The oldest open item this reviewer may take, leased to them (their own lease first);
+        ``skip`` is an item they just passed over."""
         with self._session() as session:
-            held = session.scalar(select(Lease.item_id).join(QueueItem, QueueItem.id == Lease.item_id).where(
-                Lease.user_id == user_id, Lease.expires_at > utcnow(), QueueItem.closed_at.is_(None)
-            ).order_by(QueueItem.created_at).limit(1))
+            held = session.scalar(self._open(where).join(Lease, Lease.item_id == QueueItem.id).where(
+                Lease.user_id == user_id, Lease.expires_at > utcnow()
+            ).order_by(QueueItem.created_at).limit(1).with_only_columns(QueueItem.id))
             reviewed = select(Review.item_id).where(Review.user_id == user_id)
             candidates = list(session.scalars(
                 self._open(where).where(QueueItem.id.not_in(reviewed))
                 .order_by(QueueItem.created_at, QueueItem.id).limit(200).with_only_columns(QueueItem.id)
             ))
         for item_id in ([held] if held is not None else []) + candidates:
+            if item_id == skip:
+                continue
             try:
                 return self.take(item_id, user_id, lease)
             except Conflict:
