@@ -25,8 +25,9 @@ def export(
     """Write reviewed images and their labels in `icm eval`'s labelled format, plus the served
     model's stored results as predictions.jsonl:
 
-      icm eval --predictions DIR/predictions.jsonl --labels DIR/labels.jsonl
-      icm eval run --dataset DIR --policy POLICY --backend SPEC
+      icm review export --db sqlite:///icm-serve.db --out reviewed/
+      icm eval --predictions reviewed/predictions.jsonl --labels reviewed/labels.jsonl
+      icm eval run --dataset reviewed --policy general --backend local
     """
     from icm.serve.review.export import export_reviews
     from icm.serve.store import Store
