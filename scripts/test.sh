@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
-if ! "$PYTHON" -c "import icm.serve.app, pytest, onnxruntime, ray.data" 2>/dev/null; then
+if ! "$PYTHON" -c "import icm.serve.app, pytest, onnxruntime, playwright, argon2, ray.data" 2>/dev/null; then
   "$PYTHON" -m pip install --quiet -e ".[local,dev]"
 fi
 
@@ -52,6 +52,16 @@ stop_postgres() {
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -w stop -m fast >/dev/null || true
   fi
 }
+
+# The review console's browser tests drive Debian's chromium through Playwright (Playwright's own
+# browser download is not used).
+if [ -z "${ICM_TEST_CHROMIUM:-}" ]; then
+  if ! command -v chromium >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  fi
+  export ICM_TEST_CHROMIUM="$(command -v chromium)"
+fi
 
 if [ -z "${ICM_TEST_POSTGRES_URL:-}" ]; then
   start_postgres

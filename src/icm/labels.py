@@ -20,6 +20,7 @@ from icm.errors import InputError
 from icm.jsonl import read_jsonl
 
 ANY_RULE = "*"
+LABELS_FILE = "labels.jsonl"  # the labels of a labelled dataset folder, image paths relative to it
 
 
 class LabelFileError(InputError):

@@ -240,10 +240,12 @@ def test_qwen2_vl_scoring_at_model_level() -> None:
     assert shared[1] == pytest.approx(expected, abs=1e-5)
 
 
-def test_a_batch_of_images_scores_as_each_image_alone(backend: TransformersBackend, astronaut: Path) -> None:
+def test_a_batch_of_images_scores_as_each_image_alone(
+    backend: TransformersBackend, astronaut: Path, tmp_path: Path
+) -> None:
     from helpers import sample_image
 
-    coffee = astronaut.parent / "coffee-batch.png"
+    coffee = tmp_path / "coffee.png"
     sample_image("coffee").save(coffee)
     images, policy = [load_image(astronaut), load_image(coffee)], load_policy("icm-r1")
     together = backend.judge_batch(images, policy)

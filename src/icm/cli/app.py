@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from icm import __version__
-from icm.cli import data, eval, moderate, policy, schema, serve, train
+from icm.cli import data, eval, moderate, policy, review, schema, serve, train
 from icm.errors import IcmError
 
 
@@ -53,6 +53,7 @@ app.command("train", no_args_is_help=True)(train.train)
 app.command("calibrate", no_args_is_help=True)(train.calibrate)
 app.add_typer(data.app, name="data")
 app.add_typer(serve.app, name="serve")
+app.add_typer(review.app, name="review")
 
 
 def _version(value: bool) -> None:

@@ -143,3 +143,51 @@ def decompose_report(report: DecomposeReport, target: Path) -> Group:
         Text(f"draft written to {target}; review it before use"),
     ]
     return Group(*lines)
+
+
+@app.command("replay", no_args_is_help=True)
+def replay(
+    db: str = typer.Option(..., "--db", help="SQLAlchemy URL of the service's store."),
+    policy: str = typer.Option(..., "--policy", "-p", help="The new policy version (YAML file or built-in name)."),
+    backend: str = typer.Option("local", "--backend", "-b", help="Backend spec to judge with."),
+    image_dir: Path = typer.Option(Path("icm-images"), "--image-dir", envvar="ICM_IMAGE_DIR",
+                                   help="Where the service keeps images on disk (its ICM_IMAGE_DIR)."),
+    keep_images: str = typer.Option("disk", "--keep-images", envvar="ICM_KEEP_IMAGES",
+                                    help="Where the service keeps images: disk or database (its ICM_KEEP_IMAGES)."),
+    against: str = typer.Option(None, "--against", help="Stored policy id to replay (default: the new policy's id).",
+                                show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Judge the store's kept images again under a new policy (or backend) and report which
+    decisions and rule verdicts would change, and how each fares against reviewers' labels."""
+    import json
+
+    from icm.policy import load_policy
+    from icm.serve.review.replay import replay as run
+    from icm.serve.store import Store
+    from icm.serve.store.images import images_to_read
+    from icm.serve.store.review import ReviewStore
+
+    new = load_policy(policy)
+    store = Store(db)
+    try:
+        report = run(ReviewStore(store), images_to_read(store, keep_images, image_dir), new, backend, against)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    console.print(output.text(
+        f"{report.policy} with {report.backend}: {report.judged} images judged again, "
+        f"{sum(report.decisions.values())} decisions would change"
+        + (f", {report.missing_images} kept images missing" if report.missing_images else "")
+        + (f", {report.errors} not judged (errors)" if report.errors else "")
+    ))
+    if report.decisions:
+        console.print(output.text("decisions: " + ", ".join(f"{k} {v}" for k, v in sorted(report.decisions.items()))))
+    table = output.table("rule", "judged", "changed", "changes", "labelled", "stored right", "new right")
+    for rule in report.rules.values():
+        table.add_row(output.text(rule.rule_id), str(rule.judged), str(rule.changed),
+                      output.text(", ".join(f"{k} {v}" for k, v in sorted(rule.transitions.items()))),
+                      str(rule.labelled), str(rule.stored_correct), str(rule.new_correct))
+    console.print(table)

@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+users_app = typer.Typer(help="Accounts of the review console (/review): create, list, password.",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -206,3 +209,77 @@ def purge(
     finally:
         store.close()
     console.print(text(f"deleted {count} results and {removed} images older than {days} days"))
+
+
+def _password(password_stdin: bool) -> str:
+    import sys
+
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+@users_app.command("create")
+def create_user(
+    username: str = typer.Argument(..., help="The name the person logs in with."),
+    role: str = typer.Option("reviewer", "--role", help="reviewer (works the queue and appeals) or admin (also "
+                             "sees and exports the audit log)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line "
+                                        "of standard input instead of asking for it."),
+    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+) -> None:
+    """Create a console account; its password (10 characters or more) is stored as an argon2 hash."""
+    from icm.serve.review.accounts import create_user as create
+    from icm.serve.store.review import ReviewStore
+
+    password = _password(password_stdin)
+    store = _store(db)
+    try:
+        user = create(ReviewStore(store), username, password, role)
+        ReviewStore(store).audit("cli", "user_created", f"user:{user.id}", None,
+                                 {"username": user.username, "role": user.role})
+    except Exception as exc:
+        raise _fail(exc) from exc
+    finally:
+        store.close()
+    console.print(text(f"created {user.role} {user.username} ({user.id})"))
+
+
+@users_app.command("password")
+def set_user_password(
+    username: str = typer.Argument(..., help="The account's name."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the new password from standard input."),
+    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+) -> None:
+    """Set a new password (this also lifts a lockout)."""
+    from icm.serve.review.accounts import set_password
+    from icm.serve.store.review import ReviewStore
+
+    password = _password(password_stdin)
+    store = _store(db)
+    try:
+        set_password(ReviewStore(store), username, password)
+        ReviewStore(store).audit("cli", "password_set", f"user:{username}")
+    except Exception as exc:
+        raise _fail(exc) from exc
+    finally:
+        store.close()
+    console.print(text(f"password of {username} changed"))
+
+
+@users_app.command("list")
+def list_users(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False)) -> None:
+    """Every console account: name, role, when created, whether locked now."""
+    from icm.serve.store.models import utcnow
+    from icm.serve.store.review import ReviewStore, aware
+
+    store = _store(db)
+    try:
+        rows = ReviewStore(store).users()
+    finally:
+        store.close()
+    grid = table("id", "username", "role", "created", "locked")
+    for row in rows:
+        locked = "yes" if row.locked_until is not None and aware(row.locked_until) > utcnow() else ""
+        add_row(grid, row.id, row.username, row.role, aware(row.created_at).isoformat(timespec="seconds"), locked)
+    console.print(grid)

@@ -10,10 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from icm.evaluate.records import EvalInputError
-from icm.labels import ANY_RULE, Label, load_labels
+from icm.labels import ANY_RULE, LABELS_FILE, Label, load_labels
 from icm.policy.schema import slugify
-
-LABELS_FILE = "labels.jsonl"
 
 
 def load_dataset(folder: str | Path) -> list[Label]:

@@ -24,7 +24,8 @@ from icm.serve.metrics import Metrics
 from icm.serve.middleware import REQUEST_ID, ServiceMiddleware
 from icm.serve.policies import PolicyCatalog, split_ref
 from icm.serve.protocol import ErrorBody, ErrorDetail
-from icm.serve.routes import decisions, health, moderate, moderations, policies, results
+from icm.serve.review import pages as review_pages
+from icm.serve.routes import appeals, decisions, health, moderate, moderations, policies, results
 from icm.serve.service import Service
 from icm.serve.settings import ServeSettings
 from icm.serve.store.database import Store
@@ -77,8 +78,9 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(Exception)(_unexpected_error)
     for router in (moderate.router, results.router, policies.router, moderations.router, decisions.router,
-                   health.router):
+                   appeals.router, health.router):
         app.include_router(router)
+    review_pages.install(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"])

@@ -25,10 +25,12 @@ from icm.serve.batching import Batcher
 from icm.serve.errors import AnswerUnreadable, ImageRejected, JudgeFailed, JudgeTimeout, NotReady
 from icm.serve.limits import Admission
 from icm.serve.metrics import Metrics
+from icm.serve.review.queue import choose
 from icm.serve.settings import ServeSettings
 from icm.serve.store.database import Store
 from icm.serve.store.images import image_store
 from icm.serve.store.models import StoredResult, utcnow
+from icm.serve.store.review import ReviewStore
 from icm.sources import ImageItem
 
 log = logging.getLogger("icm.serve")
@@ -70,6 +72,7 @@ class Judging:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.reviews = ReviewStore(store)
         self.metrics = metrics
         self.images = image_store(settings, store)
         self.limits = MediaLimits(
@@ -181,7 +184,8 @@ class Judging:
         )
 
     def _store(self, job: Job, result: ModerationResult) -> StoredResult:
-        kept = self._keep_image(job.data, result)
+        queued = choose(result, self.settings.review_sample, self.settings.review_double)
+        kept = self._keep_image(job.data, result, queued is not None)
         row = StoredResult(
             id="res_" + uuid.uuid4().hex,
             created_at=utcnow(),
@@ -199,11 +203,17 @@ class Judging:
             total_ms=result.timing_ms.get("total"),
             result=result.model_dump(mode="json"),
         )
-        return self.store.add_result(row)
+        stored = self.store.add_result(row)
+        if queued is not None:
+            self.reviews.enqueue(stored, queued.kind, queued.needed)
+        return stored
 
-    def _keep_image(self, data: bytes, result: ModerationResult) -> bool:
-        """Images with a decision other than allow are kept for review, named by their sha256."""
-        if self.images is None or result.sha256 is None or result.decision.value == "allow" or not data:
+    def _keep_image(self, data: bytes, result: ModerationResult, queued: bool = False) -> bool:
+        """Images with a decision other than allow, and those sent to review, are kept for
+        review, named by their sha256."""
+        if self.images is None or result.sha256 is None or not data:
+            return False
+        if result.decision.value == "allow" and not queued:
             return False
         self.images.put(result.sha256, data)
         return True

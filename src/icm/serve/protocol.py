@@ -175,3 +175,24 @@ class DecisionResponse(BaseModel):
     model: str
     usage: Usage = Usage()
     icm: StoredModeration
+
+
+class AppealRequest(_Request):
+    """An uploader's appeal of a stored result."""
+
+    result_id: str = Field(description="the `id` of the stored result appealed against")
+    text: str = Field(min_length=1, max_length=4000, description="the uploader's reasons, in their words")
+
+
+class AppealState(BaseModel):
+    """An appeal; once decided by a reviewer other than the result's own, its final decision and
+    statement of reasons."""
+
+    id: str
+    result_id: str
+    text: str
+    status: Literal["open", "decided"]
+    created_at: datetime
+    decision: str | None = None
+    statement: str | None = None
+    decided_at: datetime | None = None

@@ -83,6 +83,23 @@ class ServeSettings(BaseSettings):
     url_timeout: float = Field(10.0, gt=0, description="Seconds to fetch an allowed image URL.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; none by default.")
 
+    # -- review console ----------------------------------------------------------------------
+    review_sample: float = Field(
+        0.02, ge=0, le=1, description="Share of allow and block decisions also sent to the review "
+        "queue, for quality checks (their images are kept)."
+    )
+    review_double: float = Field(
+        0.1, ge=0, le=1, description="Share of queued items reviewed twice, blind, for agreement statistics."
+    )
+    review_lease_seconds: int = Field(
+        600, ge=10, description="How long an opened queue item stays one reviewer's."
+    )
+    review_session_hours: float = Field(12.0, gt=0, description="Lifetime of a console login.")
+    review_max_failures: int = Field(
+        5, ge=1, description="Failed logins in a row after which an account is locked."
+    )
+    review_lockout_minutes: float = Field(15.0, gt=0, description="How long a locked account stays locked.")
+
     log_level: str = "info"
 
     @field_validator("policies")

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
+from icm.errors import InputError
 from icm.serve.settings import ServeSettings
 from icm.serve.store.database import Store
 
@@ -74,8 +75,23 @@ class DatabaseImages:
 
 def image_store(settings: ServeSettings, store: Store) -> ImageStore | None:
     """Where this service keeps images, or None when it keeps none."""
-    if settings.keep_images == "disk":
-        return DiskImages(settings.image_dir)
-    if settings.keep_images == "database":
+    return kept_images(store, settings.keep_images, settings.image_dir)
+
+
+def kept_images(store: Store, where: str, image_dir: Path) -> ImageStore | None:
+    """The images kept ``where`` (disk: in ``image_dir``; database: in ``store``; none)."""
+    if where == "disk":
+        return DiskImages(image_dir)
+    if where == "database":
         return DatabaseImages(store)
-    return None
+    if where == "none":
+        return None
+    raise InputError(f"images are kept on disk, in the database or nowhere (none), not {where!r}")
+
+
+def images_to_read(store: Store, where: str, image_dir: Path) -> ImageStore:
+    """The images a service kept ``where``, for a command that reads them (export, replay)."""
+    images = kept_images(store, where, image_dir)
+    if images is None:
+        raise InputError("the service keeps no images (ICM_KEEP_IMAGES=none): there are none to read")
+    return images

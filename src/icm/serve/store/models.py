@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -82,3 +82,128 @@ class KeptImage(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- review console ---------------------------------------------------------------------------
+
+
+class User(Base):
+    """A reviewer or admin of the console; the password is kept only as an argon2 hash."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    role: Mapped[str] = mapped_column(String(20), doc="reviewer | admin")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reveal_by_default: Mapped[bool] = mapped_column(default=False, doc="show images unblurred")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WebSession(Base):
+    """A logged-in browser: the cookie's token is kept only as a SHA-256; ``csrf`` is the token
+    every form of the session carries."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class QueueItem(Base):
+    """One stored result waiting for people: a ``review`` decision, a quality sample of another
+    decision, or an appeal. ``needed`` reviews close it (2 when chosen for blind double review)."""
+
+    __tablename__ = "queue_items"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    result_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(20), doc="review | sample | appeal")
+    appeal_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    policy_id: Mapped[str] = mapped_column(String(80))
+    decision: Mapped[str] = mapped_column(String(20), doc="the model's decision")
+    verdicts: Mapped[str] = mapped_column(
+        String(4000), default=",", doc="',rule:verdict,rule:verdict,' for filtering by rule and verdict"
+    )
+    needed: Mapped[int] = mapped_column(Integer, default=1)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+
+    __table_args__ = (Index("ix_queue_open", "closed_at", "created_at"),)
+
+
+class Lease(Base):
+    """Who works on a slot of a queue item until when. The primary key makes a slot one
+    reviewer's at a time: a second insert fails; an expired lease is deleted before it is taken."""
+
+    __tablename__ = "leases"
+
+    item_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("queue_items.id"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Review(Base):
+    """One reviewer's decision on a queue item: per-rule labels, the action and the reason.
+    Never changed: a change is a new row that ``supersedes`` the earlier one."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    item_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("queue_items.id"), index=True
+    )
+    slot: Mapped[int] = mapped_column(Integer)
+    result_id: Mapped[str] = mapped_column(String(40), index=True)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), index=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, doc="rule id -> violates | complies")
+    action: Mapped[str] = mapped_column(String(20))
+    reason_rule: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    supersedes: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class AuditEntry(Base):
+    """One line of the append-only audit log: who did what, when, to what, before and after."""
+
+    __tablename__ = "audit"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(120), doc="user id, key id or 'system'")
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    before: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+
+
+class Appeal(Base):
+    """An uploader's appeal of a stored result; a reviewer other than the result's decides it."""
+
+    __tablename__ = "appeals"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    result_id: Mapped[str] = mapped_column(String(40), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    review_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    decision: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    statement: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,51 @@
+"""``icm review``: what the review console's people decided, as labels for the rest of icm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from icm.cli import output
+
+app = typer.Typer(help="Reviewers' decisions from the service's store: export them as labels.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("export", no_args_is_help=True)
+def export(
+    db: str = typer.Option(..., "--db", help="SQLAlchemy URL of the service's store (e.g. sqlite:///icm-serve.db)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write: labels.jsonl, images/, predictions.jsonl."),
+    image_dir: Path = typer.Option(Path("icm-images"), "--image-dir", envvar="ICM_IMAGE_DIR",
+                                   help="Where the service keeps images on disk (its ICM_IMAGE_DIR)."),
+    keep_images: str = typer.Option("disk", "--keep-images", envvar="ICM_KEEP_IMAGES",
+                                    help="Where the service keeps images: disk or database (its ICM_KEEP_IMAGES)."),
+    policy: str = typer.Option(None, "--policy", help="Only this policy's reviews (needed when there are several).",
+                               show_default=False),
+) -> None:
+    """Write reviewed images and their labels in `icm eval`'s labelled format, plus the served
+    model's stored results as predictions.jsonl:
+
+      icm review export --db sqlite:///icm-serve.db --out reviewed/
+      icm eval --predictions reviewed/predictions.jsonl --labels reviewed/labels.jsonl
+      icm eval run --dataset reviewed --policy general --backend local
+    """
+    from icm.serve.review.export import export_reviews
+    from icm.serve.store import Store
+    from icm.serve.store.images import images_to_read
+    from icm.serve.store.review import ReviewStore
+
+    store = Store(db)
+    try:
+        images = images_to_read(store, keep_images, image_dir)
+        summary = export_reviews(ReviewStore(store), images, out, policy)
+    finally:
+        store.close()
+    line = (f"wrote {summary.labels} labels of {summary.images} images (policy {summary.policy or '-'}) to "
+            f"{summary.out}")
+    if summary.conflicts:
+        line += f"; {summary.conflicts} image-rule pairs left out where two reviewers disagree"
+    if summary.missing_images:
+        line += f"; {summary.missing_images} reviewed results left out: their image was not kept"
+    console.print(output.text(line))

@@ -1,0 +1,108 @@
+"""Console accounts: users with argon2-hashed passwords (argon2-cffi), logins that lock an
+account after repeated failures, and browser sessions whose cookie token is kept only as a hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from icm.errors import InputError
+from icm.serve.errors import Unauthorized
+from icm.serve.store.models import User, utcnow
+from icm.serve.store.review import ReviewStore, aware
+
+MIN_PASSWORD = 10
+_HASHER = PasswordHasher()
+# verified when the user does not exist, so that an unknown name takes as long as a wrong password
+_DUMMY = _HASHER.hash("icm-no-such-user")
+
+
+class Role(StrEnum):
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+class LoginFailed(Unauthorized):
+    code = "login_failed"
+
+
+class AccountLocked(Unauthorized):
+    http_status = 423
+    code = "locked"
+
+
+@dataclass(frozen=True)
+class Login:
+    """A new browser session: the cookie's token (shown to the browser only) and its CSRF token."""
+
+    user: User
+    token: str
+    csrf: str
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_user(reviews: ReviewStore, username: str, password: str, role: str) -> User:
+    """A new reviewer or admin; the password is kept only as an argon2id hash."""
+    username = username.strip()
+    if not username or len(username) > 80 or any(c.isspace() for c in username):
+        raise InputError("a username is 1 to 80 characters without spaces")
+    try:
+        checked = Role(role)
+    except ValueError:
+        raise InputError(f"unknown role {role!r}; known: {', '.join(Role)}") from None
+    if len(password) < MIN_PASSWORD:
+        raise InputError(f"a password has at least {MIN_PASSWORD} characters")
+    return reviews.add_user(username, checked.value, _HASHER.hash(password))
+
+
+def set_password(reviews: ReviewStore, username: str, password: str) -> None:
+    user = reviews.user_by_name(username)
+    if user is None:
+        raise InputError(f"no user {username!r}")
+    if len(password) < MIN_PASSWORD:
+        raise InputError(f"a password has at least {MIN_PASSWORD} characters")
+    reviews.set_password(user.id, _HASHER.hash(password))
+
+
+def log_in(reviews: ReviewStore, username: str, password: str, *, max_failures: int, lockout: timedelta,
+           lifetime: timedelta) -> Login:
+    """Check a password and open a session; ``max_failures`` wrong passwords in a row lock the
+    account for ``lockout`` (a locked account is refused even with the right password)."""
+    user = reviews.user_by_name(username.strip())
+    if user is None or user.disabled_at is not None:
+        _verify(_DUMMY, password)
+        raise LoginFailed("wrong username or password")
+    if user.locked_until is not None and aware(user.locked_until) > utcnow():
+        raise AccountLocked("this account is locked after repeated failed logins; try again later")
+    if not _verify(user.password_hash, password):
+        after = reviews.login_failed(user.id, max_failures, lockout)
+        if after.locked_until is not None and aware(after.locked_until) > utcnow():
+            raise AccountLocked("this account is now locked after repeated failed logins; try again later")
+        raise LoginFailed("wrong username or password")
+    reviews.login_succeeded(user.id)
+    if _HASHER.check_needs_rehash(user.password_hash):
+        reviews.set_password(user.id, _HASHER.hash(password))
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    reviews.add_session(hash_token(token), user.id, csrf, lifetime)
+    return Login(user, token, csrf)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def same_token(given: str | None, expected: str) -> bool:
+    """A constant-time comparison of a submitted CSRF token."""
+    return given is not None and secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))

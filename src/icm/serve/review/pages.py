@@ -1,0 +1,566 @@
+"""The console's pages under ``/review``: rendered on the server (Jinja2), a little plain
+JavaScript for the keyboard, every form with the session's CSRF token, every step audited."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from icm import __version__
+from icm.errors import IcmError, InputError
+from icm.policy.schema import Action, Policy
+from icm.results import ModerationResult, Verdict
+from icm.serve.errors import Conflict, NotFound
+from icm.serve.review.accounts import Login, hash_token, log_in, same_token
+from icm.serve.review.appeals import statement_of_reasons
+from icm.serve.service import Service, service_of
+from icm.serve.store.models import QueueItem, Review, User, utcnow
+from icm.serve.store.review import QueueFilter, ReviewStore, aware
+
+SESSION_COOKIE = "icm_session"
+LOGIN_COOKIE = "icm_login_csrf"
+PREFIX = "/review"
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+_templates = Environment(loader=PackageLoader("icm.serve.review", "templates"), autoescape=select_autoescape(),
+                         trim_blocks=True, lstrip_blocks=True)
+
+
+def install(app: FastAPI) -> None:
+    """Add the console's pages and static files to the service."""
+    app.include_router(router)
+    app.mount(PREFIX + "/static", StaticFiles(packages=[("icm.serve.review", "static")]), name="review-static")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The logged-in person of a request."""
+
+    user: User
+    csrf: str
+    token_hash: str
+
+    @property
+    def admin(self) -> bool:
+        return self.user.role == "admin"
+
+
+def reviews_of(service: Service) -> ReviewStore:
+    return service.judging.reviews
+
+
+def _render(request: Request, template: str, status: int = 200, viewer: Viewer | None = None,
+            **context: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(
+        viewer=viewer, prefix=PREFIX, version=__version__, path=request.url.path, **context
+    )
+    response = HTMLResponse(html, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def _message(request: Request, viewer: Viewer | None, status: int, title: str, text: str) -> HTMLResponse:
+    return _render(request, "message.html", status, viewer, title=title, text=text)
+
+
+async def _viewer(request: Request) -> Viewer | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    found = await run_in_threadpool(reviews_of(service_of(request)).live_session, hash_token(token))
+    if found is None:
+        return None
+    session, user = found
+    return Viewer(user=user, csrf=session.csrf, token_hash=session.token_hash)
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{PREFIX}/login?" + urlencode({"next": target}), status_code=303)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _csrf_refused(request: Request, viewer: Viewer | None) -> HTMLResponse:
+    return _message(request, viewer, 403, "Form refused",
+                    "The form was sent without its CSRF token (or with a wrong one), so nothing was changed. "
+                    "Reload the page and try again.")
+
+
+async def _checked(request: Request) -> tuple[Viewer | None, dict[str, str], Response | None]:
+    """The viewer and the posted form of a state-changing request, or the answer that refuses it."""
+    viewer = await _viewer(request)
+    form = await _form(request)
+    if viewer is None:
+        return None, form, _to_login(request)
+    if not same_token(form.get("csrf") or request.headers.get("x-csrf-token"), viewer.csrf):
+        await run_in_threadpool(reviews_of(service_of(request)).audit, viewer.user.id, "csrf_refused",
+                                request.url.path)
+        return viewer, form, _csrf_refused(request, viewer)
+    return viewer, form, None
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+# -- login and logout ----------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_page(request: Request, next: str = PREFIX) -> HTMLResponse:  # noqa: A002
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+    response = _render(request, "login.html", csrf=token, next=_local(next), error=None)
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
+                        path=PREFIX)
+    return response
+
+
+def _local(target: str) -> str:
+    """Only a path of the console is a place to go after logging in (no open redirect)."""
+    return target if target.startswith(PREFIX) and not target.startswith("//") else PREFIX
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    service = service_of(request)
+    cookie = request.cookies.get(LOGIN_COOKIE)
+    if cookie is None or not same_token(form.get("csrf"), cookie):
+        return _csrf_refused(request, None)
+    settings = service.settings
+    username = form.get("username", "")
+    try:
+        done: Login = await run_in_threadpool(
+            log_in, reviews_of(service), username, form.get("password", ""),
+            max_failures=settings.review_max_failures,
+            lockout=timedelta(minutes=settings.review_lockout_minutes),
+            lifetime=timedelta(hours=settings.review_session_hours),
+        )
+    except IcmError as exc:
+        await run_in_threadpool(reviews_of(service).audit, f"login:{username[:80]}", str(exc.code))
+        return _render(request, "login.html", exc.http_status, csrf=cookie, next=_local(form.get("next", PREFIX)),
+                       error=str(exc), username=username)
+    await run_in_threadpool(reviews_of(service).audit, done.user.id, "login")
+    response = RedirectResponse(_local(form.get("next", PREFIX)), status_code=303)
+    response.set_cookie(SESSION_COOKIE, done.token, httponly=True, samesite="strict", secure=_secure(request),
+                        path=PREFIX, max_age=int(settings.review_session_hours * 3600))
+    response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    viewer, _, refused = await _checked(request)
+    if refused is not None:
+        return refused
+    assert viewer is not None
+    store = reviews_of(service_of(request))
+    await run_in_threadpool(store.end_session, viewer.token_hash)
+    await run_in_threadpool(store.audit, viewer.user.id, "logout")
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    return response
+
+
+# -- the queue -------------------------------------------------------------------------------------
+
+
+def _filter(values: dict[str, str]) -> QueueFilter:
+    verdict = values.get("verdict") or None
+    if verdict is not None and verdict not in {v.value for v in Verdict}:
+        raise InputError(f"unknown verdict {verdict!r}")
+    return QueueFilter(policy_id=values.get("policy") or None, rule_id=values.get("rule") or None,
+                       verdict=verdict, kind=values.get("kind") or None)
+
+
+def _query(where: QueueFilter) -> str:
+    pairs = {"policy": where.policy_id, "rule": where.rule_id, "verdict": where.verdict, "kind": where.kind}
+    return urlencode({k: v for k, v in pairs.items() if v})
+
+
+@router.get("")
+async def queue_page(request: Request) -> Response:
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    where = _filter(dict(request.query_params))
+    store = reviews_of(service_of(request))
+    rows = await run_in_threadpool(store.open_items, where, 200)
+    now = utcnow()
+    items = [
+        {
+            "item": item,
+            "age": _age(now - aware(item.created_at)),
+            "tags": [tag.split(":", 1) for tag in item.verdicts.strip(",").split(",") if ":" in tag],
+            "leased": [lease for lease in leases if lease.user_id != viewer.user.id],
+            "mine": any(lease.user_id == viewer.user.id for lease in leases),
+        }
+        for item, leases in rows
+    ]
+    policies = [p.policy_id for p in await run_in_threadpool(service_of(request).store.policy_versions)]
+    return _render(request, "queue.html", viewer=viewer, items=items, where=where, query=_query(where),
+                   policies=sorted(set(policies)), verdicts=[v.value for v in Verdict],
+                   notice=request.query_params.get("notice"))
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+async def _take_next(request: Request, viewer: Viewer, where: QueueFilter, skip: int | None = None) -> Response:
+    service = service_of(request)
+    lease = timedelta(seconds=service.settings.review_lease_seconds)
+    taken = await run_in_threadpool(reviews_of(service).take_next, viewer.user.id, lease, where, skip)
+    if taken is None:
+        query = _query(where)
+        return RedirectResponse(f"{PREFIX}?" + (query + "&" if query else "") + "notice=empty", status_code=303)
+    return RedirectResponse(_item_url(taken.item.id, where), status_code=303)
+
+
+def _item_url(item_id: int, where: QueueFilter) -> str:
+    query = _query(where)
+    return f"{PREFIX}/items/{item_id}" + (f"?{query}" if query else "")
+
+
+@router.post("/next")
+async def next_item(request: Request) -> Response:
+    viewer, form, refused = await _checked(request)
+    if refused is not None:
+        return refused
+    assert viewer is not None
+    where = _filter(form)
+    current = form.get("release")
+    skip = int(current) if current and current.isdigit() else None
+    if skip is not None:
+        store = reviews_of(service_of(request))
+        if await run_in_threadpool(store.release, skip, viewer.user.id):
+            await run_in_threadpool(store.audit, viewer.user.id, "release", f"item:{skip}")
+    return await _take_next(request, viewer, where, skip)
+
+
+@router.post("/items/{item_id}/take")
+async def take_item(item_id: int, request: Request) -> Response:
+    viewer, form, refused = await _checked(request)
+    if refused is not None:
+        return refused
+    assert viewer is not None
+    service = service_of(request)
+    try:
+        await run_in_threadpool(reviews_of(service).take, item_id, viewer.user.id,
+                                timedelta(seconds=service.settings.review_lease_seconds))
+    except (Conflict, NotFound) as exc:
+        return _message(request, viewer, exc.http_status, "Not available", str(exc))
+    return RedirectResponse(_item_url(item_id, _filter(form)), status_code=303)
+
+
+# -- the item view -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Access:
+    item: QueueItem
+    mine: Review | None
+    leased: bool
+
+
+async def _access(request: Request, viewer: Viewer, item_id: int) -> _Access | Response:
+    """The item, when this person holds its lease or reviewed it (admins may look at any)."""
+    store = reviews_of(service_of(request))
+    item = await run_in_threadpool(store.item, item_id)
+    if item is None:
+        return _message(request, viewer, 404, "No such item", f"There is no queue item {item_id}.")
+    lease = await run_in_threadpool(store.lease_of, item_id, viewer.user.id)
+    mine = await run_in_threadpool(store.my_review, item_id, viewer.user.id)
+    if lease is None and mine is None and not viewer.admin:
+        return _render(request, "message.html", 409, viewer, title="Not leased to you",
+                       text="This item is not leased to you. Take it from the queue (it may be another "
+                       "reviewer's now).", take=item_id, item_closed=item.closed_at is not None)
+    return _Access(item, mine, lease is not None)
+
+
+@router.get("/items/{item_id}")
+async def item_page(item_id: int, request: Request) -> Response:
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    access = await _access(request, viewer, item_id)
+    if isinstance(access, Response):
+        return access
+    service = service_of(request)
+    store = reviews_of(service)
+    row = await run_in_threadpool(service.store.result, access.item.result_id)
+    if row is None:
+        return _message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
+    result = ModerationResult.model_validate(row.result)
+    policy = await _policy(service, row.policy_id, row.policy_version)
+    appeal = await run_in_threadpool(store.appeal, access.item.appeal_id) if access.item.appeal_id else None
+    previous = await run_in_threadpool(store.previous_item, viewer.user.id, item_id)
+    await run_in_threadpool(store.audit, viewer.user.id, "view", f"item:{item_id}",
+                            None, {"result": row.id, "decision": row.decision})
+    where = _filter(dict(request.query_params))
+    return _render(
+        request, "item.html", viewer=viewer, item=access.item, row=row, result=result,
+        rules=_rules(result, policy, access.mine), boxes=_boxes(result), mine=access.mine, leased=access.leased,
+        appeal=appeal, actions=[a.value for a in Action], previous=previous, where=where,
+        query=_query(where), image_kept=bool(row.image_kept and service.judging.images is not None),
+        reveal=viewer.user.reveal_by_default, error=None, form=None, default_reason=_default_reason(result),
+    )
+
+
+async def _policy(service: Service, policy_id: str, version: int) -> Policy | None:
+    try:
+        return await run_in_threadpool(service.catalog.resolve, f"{policy_id}@{version}")
+    except IcmError:
+        return None
+
+
+def _rules(result: ModerationResult, policy: Policy | None, mine: Review | None) -> list[dict[str, Any]]:
+    texts = {rule.id: rule for rule in policy.rules} if policy is not None else {}
+    out = []
+    for number, verdict in enumerate(result.verdicts, start=1):
+        rule = texts.get(verdict.rule_id)
+        if mine is not None:
+            chosen = mine.labels.get(verdict.rule_id, "")
+        else:
+            chosen = verdict.verdict.value if verdict.verdict is not Verdict.uncertain else ""
+        out.append({
+            "number": number, "id": verdict.rule_id, "verdict": verdict,
+            "text": rule.text if rule is not None else "(a question asked with the request)",
+            "action": rule.action.value if rule is not None else "review",
+            "chosen": chosen,
+        })
+    return out
+
+
+def _default_reason(result: ModerationResult) -> str | None:
+    """The rule a decision most likely rests on: the first violated, else the first uncertain."""
+    for wanted in (Verdict.violates, Verdict.uncertain):
+        for verdict in result.verdicts:
+            if verdict.verdict is wanted:
+                return verdict.rule_id
+    return None
+
+
+def _boxes(result: ModerationResult) -> list[dict[str, Any]]:
+    """Evidence boxes as shares of the image, for drawing over it at any displayed size."""
+    width = result.media.get("width")
+    height = result.media.get("height")
+    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+        return []
+    boxes = []
+    for verdict in result.verdicts:
+        for evidence in verdict.evidence:
+            if evidence.box is None or len(evidence.box) != 4:
+                continue
+            x, y, w, h = evidence.box
+            label = f"{verdict.rule_id}: {evidence.signal or evidence.criterion}"
+            if evidence.score is not None:
+                label += f" {evidence.score:.2f}"
+            if evidence.frame is not None:
+                label += f" (frame {evidence.frame})"
+            boxes.append({
+                "left": 100 * x / width, "top": 100 * y / height,
+                "width": 100 * w / width, "height": 100 * h / height,
+                "label": label, "verdict": verdict.verdict.value,
+            })
+    return boxes
+
+
+@router.get("/items/{item_id}/image")
+async def item_image(item_id: int, request: Request) -> Response:
+    viewer = await _viewer(request)
+    if viewer is None:
+        return Response(status_code=401)
+    access = await _access(request, viewer, item_id)
+    if isinstance(access, Response):
+        return Response(status_code=access.status_code)
+    service = service_of(request)
+    row = await run_in_threadpool(service.store.result, access.item.result_id)
+    images = service.judging.images
+    data = await run_in_threadpool(images.get, row.sha256) if row and row.sha256 and images else None
+    if row is None or data is None:
+        return Response(status_code=404)
+    media_type = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}.get(
+        str(ModerationResult.model_validate(row.result).media.get("format", "")).upper(), "application/octet-stream")
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, no-store",
+                                                              "X-Content-Type-Options": "nosniff"})
+
+
+@router.post("/items/{item_id}/reveal")
+async def reveal(item_id: int, request: Request) -> Response:
+    viewer, _, refused = await _checked(request)
+    if refused is not None:
+        return Response(status_code=refused.status_code)
+    assert viewer is not None
+    await run_in_threadpool(reviews_of(service_of(request)).audit, viewer.user.id, "reveal", f"item:{item_id}")
+    return Response(status_code=204)
+
+
+@router.post("/items/{item_id}/decision")
+async def decide(item_id: int, request: Request) -> Response:
+    viewer, form, refused = await _checked(request)
+    if refused is not None:
+        return refused
+    assert viewer is not None
+    service = service_of(request)
+    store = reviews_of(service)
+    access = await _access(request, viewer, item_id)
+    if isinstance(access, Response):
+        return access
+    row = await run_in_threadpool(service.store.result, access.item.result_id)
+    if row is None:
+        return _message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
+    result = ModerationResult.model_validate(row.result)
+    where = _filter(form)
+    try:
+        labels, action, reason_rule, note = _decision(form, result)
+        policy = await _policy(service, row.policy_id, row.policy_version)
+        statement = None
+        if access.item.appeal_id is not None:
+            statement = statement_of_reasons(result, policy, labels, action, reason_rule, note)
+        review, earlier = await run_in_threadpool(store.decide, item_id, viewer.user.id, labels, action,
+                                                  reason_rule, note, statement)
+    except (InputError, Conflict) as exc:
+        policy = await _policy(service, row.policy_id, row.policy_version)
+        appeal = await run_in_threadpool(store.appeal, access.item.appeal_id) if access.item.appeal_id else None
+        return _render(
+            request, "item.html", exc.http_status, viewer, item=access.item, row=row, result=result,
+            rules=_rules(result, policy, access.mine), boxes=_boxes(result), mine=access.mine,
+            leased=access.leased, appeal=appeal, actions=[a.value for a in Action], previous=None, where=where,
+            query=_query(where), image_kept=bool(row.image_kept), reveal=viewer.user.reveal_by_default,
+            error=str(exc), form=form, default_reason=_default_reason(result),
+        )
+    after: dict[str, Any] = {"review": review.id, "action": action, "labels": labels, "reason_rule": reason_rule,
+                             "note": note}
+    before: dict[str, Any]
+    if earlier is None:
+        before = {"decision": row.decision, "verdicts": {v.rule_id: v.verdict.value for v in result.verdicts}}
+        await run_in_threadpool(store.audit, viewer.user.id, "decide", f"item:{item_id}", before, after)
+    else:
+        before = {"review": earlier.id, "action": earlier.action, "labels": earlier.labels,
+                  "reason_rule": earlier.reason_rule, "note": earlier.note}
+        await run_in_threadpool(store.audit, viewer.user.id, "change", f"item:{item_id}", before, after)
+    if access.item.appeal_id is not None and earlier is None:
+        await run_in_threadpool(store.audit, viewer.user.id, "appeal_decided", access.item.appeal_id,
+                                {"decision": row.decision}, {"decision": action, "statement": statement})
+    if earlier is not None:
+        return RedirectResponse(_item_url(item_id, where), status_code=303)
+    return await _take_next(request, viewer, where)
+
+
+def _decision(form: dict[str, str], result: ModerationResult) -> tuple[dict[str, str], str, str | None, str]:
+    """The labels, action, reason rule and note of a posted decision, checked."""
+    rule_ids = [v.rule_id for v in result.verdicts]
+    labels = {}
+    for rule_id in rule_ids:
+        value = form.get(f"rule:{rule_id}", "")
+        if value not in ("", "violates", "complies"):
+            raise InputError(f"rule {rule_id}: choose violates or complies, not {value!r}")
+        if value:
+            labels[rule_id] = value
+    action = form.get("action", "")
+    if action not in {a.value for a in Action}:
+        raise InputError("choose an action: " + ", ".join(a.value for a in Action))
+    reason_rule = form.get("reason_rule") or None
+    if reason_rule is not None and reason_rule not in rule_ids:
+        raise InputError(f"the reason names rule {reason_rule!r}, which this result does not have")
+    note = form.get("note", "").strip()[:4000]
+    if action != result.decision.value and reason_rule is None:
+        raise InputError(f"changing the model's decision ({result.decision.value} to {action}) needs a reason: "
+                         "choose the rule it rests on (and add a note if you like)")
+    return labels, action, reason_rule, note
+
+
+@router.post("/settings")
+async def settings(request: Request) -> Response:
+    viewer, form, refused = await _checked(request)
+    if refused is not None:
+        return refused
+    assert viewer is not None
+    reveal_default = form.get("reveal_by_default") == "on"
+    store = reviews_of(service_of(request))
+    await run_in_threadpool(store.set_reveal, viewer.user.id, reveal_default)
+    await run_in_threadpool(store.audit, viewer.user.id, "setting", f"user:{viewer.user.id}",
+                            {"reveal_by_default": viewer.user.reveal_by_default},
+                            {"reveal_by_default": reveal_default})
+    return RedirectResponse(_local(form.get("back", PREFIX)), status_code=303)
+
+
+# -- audit (admins) ---------------------------------------------------------------------------------
+
+
+@router.get("/audit")
+async def audit_page(request: Request) -> Response:
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    if not viewer.admin:
+        return _message(request, viewer, 403, "Admins only", "The audit log is for admins.")
+    entries = await run_in_threadpool(reviews_of(service_of(request)).audit_entries, 0, 500)
+    users = {u.id: u.username for u in await run_in_threadpool(reviews_of(service_of(request)).users)}
+    return _render(request, "audit.html", viewer=viewer, entries=entries, users=users)
+
+
+@router.get("/audit/export")
+async def audit_export(request: Request) -> Response:
+    """The whole log as JSONL, oldest first."""
+    import json
+
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    if not viewer.admin:
+        return _message(request, viewer, 403, "Admins only", "The audit log is for admins.")
+    store = reviews_of(service_of(request))
+    await run_in_threadpool(store.audit, viewer.user.id, "audit_export")
+    entries = await run_in_threadpool(store.audit_entries, 0, None, False)
+
+    def lines() -> Any:
+        for e in entries:
+            yield json.dumps({"seq": e.seq, "at": aware(e.at).isoformat(), "actor": e.actor, "action": e.action,
+                              "target": e.target, "before": e.before, "after": e.after}) + "\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson",
+                             headers={"Content-Disposition": 'attachment; filename="icm-audit.jsonl"'})
+
+
+# -- statistics ---------------------------------------------------------------------------------------
+
+
+@router.get("/stats")
+async def stats_page(request: Request) -> Response:
+    from icm.serve.review.stats import compute_stats, plots
+
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    service = service_of(request)
+    stats = await run_in_threadpool(compute_stats, reviews_of(service))
+    users = {u.id: u.username for u in await run_in_threadpool(reviews_of(service).users)}
+    svgs = await run_in_threadpool(plots, stats, users)
+    return _render(request, "stats.html", viewer=viewer, stats=stats, plots=svgs, users=users)

@@ -1,0 +1,47 @@
+"""``POST /v1/appeals`` (an uploader appeals a stored result) and ``GET /v1/appeals/{id}`` (its
+state, and once a reviewer other than the result's own has decided: the final decision and the
+statement of reasons)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from icm.serve.auth import Caller, Scope
+from icm.serve.errors import NotFound
+from icm.serve.protocol import AppealRequest, AppealState
+from icm.serve.service import authorized, service_of
+from icm.serve.store.models import Appeal
+
+router = APIRouter(tags=["appeals"])
+
+
+def _state(appeal: Appeal) -> AppealState:
+    return AppealState(
+        id=appeal.id, result_id=appeal.result_id, text=appeal.text, created_at=appeal.created_at,
+        status="decided" if appeal.decided_at is not None else "open", decision=appeal.decision,
+        statement=appeal.statement, decided_at=appeal.decided_at,
+    )
+
+
+@router.post("/v1/appeals", response_model=AppealState, status_code=201, summary="Appeal a stored result")
+async def open_appeal(body: AppealRequest, request: Request,
+                      caller: Caller = Depends(authorized(Scope.moderate))) -> AppealState:
+    """A moderate key appeals the results it made; a person decides the appeal in the console."""
+    service = service_of(request)
+    row = await run_in_threadpool(service.store.result, body.result_id)
+    if row is None or not (caller.has(Scope.review) or row.key_id == caller.key_id):
+        raise NotFound(f"no result {body.result_id!r}")
+    reviews = service.judging.reviews
+    appeal = await run_in_threadpool(reviews.add_appeal, row, caller.key_id, body.text.strip())
+    await run_in_threadpool(reviews.audit, caller.key_id, "appeal_opened", appeal.id, {"decision": row.decision},
+                            {"result": row.id, "text": appeal.text})
+    return _state(appeal)
+
+
+@router.get("/v1/appeals/{appeal_id}", response_model=AppealState, summary="An appeal and its outcome")
+async def get_appeal(appeal_id: str, request: Request, caller: Caller = Depends(authorized())) -> AppealState:
+    appeal = await run_in_threadpool(service_of(request).judging.reviews.appeal, appeal_id)
+    if appeal is None or not (caller.has(Scope.review) or appeal.key_id == caller.key_id):
+        raise NotFound(f"no appeal {appeal_id!r}")
+    return _state(appeal)

@@ -1,0 +1,235 @@
+"""The review console in a real browser: Playwright driving Debian's chromium (headless) against a
+live server with a small store seeded through the API. One browser and one server per module.
+
+The tests write screenshots of the queue and the item view: to ICM_TEST_SCREENSHOTS or a temporary
+folder, and with ICM_UPDATE_SCREENSHOTS=1 over the ones the README shows (docs/screenshots/)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serve.live import LiveServer, settings_for
+
+from icm.backends.base import Backend
+from icm.serve.review.accounts import create_user
+from icm.serve.store import Store
+from icm.serve.store.review import ReviewStore
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "images"
+README_SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+PASSWORD = "correct horse battery"
+CHROMIUM_ENV = "ICM_TEST_CHROMIUM"
+
+
+def _chromium() -> str:
+    path = os.environ.get(CHROMIUM_ENV) or shutil.which("chromium") or ""
+    if not path or not Path(path).exists():
+        message = (f"no chromium for the browser tests: install Debian's chromium (apt-get install chromium; "
+                   f"scripts/test.sh does) or set {CHROMIUM_ENV}")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("ICM_UPDATE_SCREENSHOTS") == "1":
+        return README_SCREENSHOTS
+    folder = os.environ.get("ICM_TEST_SCREENSHOTS")
+    return Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def server(local_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server whose queue holds every answered image (the sample share is 1), with three
+    console accounts, and the four example images moderated through the API under ``general``."""
+    tmp = tmp_path_factory.mktemp("review")
+    settings = settings_for(f"sqlite:///{tmp / 'icm-serve.db'}", tmp, policies=["general"], review_sample=1.0,
+                            review_double=0.0)
+    live = LiveServer(settings, backend=local_backend).start()
+    store = Store(settings.db)
+    try:
+        for name, role in [("alice", "reviewer"), ("bob", "reviewer"), ("ada", "admin")]:
+            create_user(ReviewStore(store), name, PASSWORD, role)
+    finally:
+        store.close()
+    with live.client("moderate") as client:
+        for image in ["scam-flyer.png", "astronaut.jpg", "chelsea.jpg", "coffee.jpg"]:
+            with (EXAMPLES / image).open("rb") as handle:
+                answer = client.post("/v1/moderate", files={"image": (image, handle)}, data={"policy": "general"})
+            assert answer.status_code == 200, answer.text
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def _login(browser: Any, server: LiveServer, username: str) -> Any:
+    context = browser.new_context(viewport={"width": 1200, "height": 760})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page.goto(server.url + "/review")
+    assert "/review/login" in page.url
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").press("Enter")
+    page.wait_for_url(re.compile(r"/review$"))
+    return page
+
+
+def _queue_ids(page: Any) -> list[str]:
+    return [row.get_attribute("id") for row in page.locator("tr[data-row]").all()]
+
+
+def test_a_reviewer_works_the_queue_with_the_keyboard_and_the_audit_shows_it(
+    browser: Any, server: LiveServer, screenshots: Path
+) -> None:
+    page = _login(browser, server, "alice")
+    before = _queue_ids(page)
+    assert len(before) == 4
+    cookie = next(c for c in page.context.cookies() if c["name"] == "icm_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshots / "review-queue.png"))
+
+    page.get_by_role("button", name="Start reviewing").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/review/items/\d+"))
+    item_id = page.url.split("/items/")[1].split("?")[0]
+    assert f"item-{item_id}" == before[0]  # oldest first
+    frame = page.locator("#frame")
+    assert "hidden-image" in (frame.get_attribute("class") or "")
+    assert "blur" in page.locator("#image").evaluate("e => getComputedStyle(e).filter")
+    assert "grayscale" in page.locator("#image").evaluate("e => getComputedStyle(e).filter")
+    assert page.locator(".box").count() >= 1  # the flyer's evidence boxes, drawn over the image
+    page.screenshot(path=str(screenshots / "review-item.png"))
+
+    page.keyboard.press("?")
+    assert page.locator("#keys").is_visible()
+    page.keyboard.press("Escape")
+    page.keyboard.press("r")
+    assert "hidden-image" not in (frame.get_attribute("class") or "")
+    assert page.locator("#reveal").get_attribute("aria-pressed") == "true"
+    first_rule = page.locator("fieldset.rule").first
+    was = first_rule.locator("input:checked").get_attribute("value") if first_rule.locator(
+        "input:checked").count() else ""
+    page.keyboard.press("1")
+    now = first_rule.locator("input:checked").get_attribute("value")
+    assert now in ("violates", "complies") and now != was
+    page.keyboard.press("b")  # block: submits and opens the next item
+    page.wait_for_url(lambda url: f"/items/{item_id}" not in url)
+
+    page.goto(server.url + "/review")
+    assert f"item-{item_id}" not in _queue_ids(page)
+
+    admin = _login(browser, server, "ada")
+    admin.goto(server.url + "/review/audit")
+    rows = admin.locator("tr[data-action]")
+    actions = {(r.get_attribute("data-action"), r.locator("td").nth(4).inner_text()) for r in rows.all()}
+    assert {("view", f"item:{item_id}"), ("reveal", f"item:{item_id}"), ("decide", f"item:{item_id}")} <= actions
+    decided = admin.locator(f"tr[data-action=decide]:has(td:text-is('item:{item_id}'))").first
+    assert '"action": "block"' in decided.inner_text() and "alice" in decided.inner_text()
+    with admin.expect_download() as download:
+        admin.get_by_role("link", name=re.compile("Export the whole log")).click()
+    assert '"action": "decide"' in Path(download.value.path()).read_text()
+    admin.goto(server.url + "/review/stats")
+    assert admin.get_by_role("heading", name="Agreement per rule").is_visible()
+    assert admin.locator(".plot svg").count() >= 2
+
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(re.compile(r"/review/login"))
+    page.goto(server.url + "/review")
+    assert "/review/login" in page.url
+    page.context.close()
+    admin.context.close()
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(browser: Any, server: LiveServer) -> None:
+    page = _login(browser, server, "bob")
+    page.locator("#start input[name=csrf]").evaluate("e => e.remove()")
+    page.get_by_role("button", name="Start reviewing").click()
+    assert page.get_by_role("heading", name="Form refused").is_visible()
+    status = page.evaluate(
+        "url => fetch(url, {method: 'POST', body: new URLSearchParams({action: 'allow'})}).then(r => r.status)",
+        server.url + "/review/logout",
+    )
+    assert status == 403
+    page.goto(server.url + "/review")
+    assert "/review/login" not in page.url  # the refused logout changed nothing
+    page.context.close()
+
+
+def test_a_second_reviewer_cannot_take_a_leased_item(browser: Any, server: LiveServer) -> None:
+    alice = _login(browser, server, "alice")
+    alice.get_by_role("button", name="Start reviewing").click()
+    alice.wait_for_url(re.compile(r"/review/items/\d+"))
+    item_id = alice.url.split("/items/")[1].split("?")[0]
+
+    bob = _login(browser, server, "bob")
+    row = bob.locator(f"#item-{item_id}")
+    assert row.locator("td").last.inner_text() == "in review"
+    row.get_by_role("button").click()
+    assert bob.get_by_role("heading", name="Not available").is_visible()
+    assert "being reviewed by someone else" in bob.get_by_role("alert").inner_text()
+    bob.goto(server.url + f"/review/items/{item_id}")
+    assert bob.get_by_role("heading", name="Not leased to you").is_visible()
+    alice.keyboard.press("j")  # alice skips it: the lease ends and bob may take it
+    alice.wait_for_url(lambda url: f"/items/{item_id}" not in url)
+    bob.goto(server.url + "/review")
+    bob.locator(f"#item-{item_id}").get_by_role("button").click()
+    bob.wait_for_url(re.compile(rf"/review/items/{item_id}"))
+    alice.context.close()
+    bob.context.close()
+
+
+def test_an_appeal_goes_to_a_different_reviewer(browser: Any, server: LiveServer) -> None:
+    alice = _login(browser, server, "alice")
+    alice.get_by_role("button", name="Start reviewing").click()
+    alice.wait_for_url(re.compile(r"/review/items/\d+"))
+    result_id = alice.locator("code").first.inner_text()
+    alice.keyboard.press("a")
+    alice.wait_for_load_state()
+
+    with server.client("moderate") as client:
+        opened = client.post("/v1/appeals", json={"result_id": result_id, "text": "This is my own cat photo."})
+        assert opened.status_code == 201, opened.text
+        appeal_id = opened.json()["id"]
+        assert opened.json()["status"] == "open"
+
+    alice.goto(server.url + "/review?kind=appeal")
+    alice.get_by_role("button", name="Start reviewing").click()
+    assert alice.get_by_role("status").inner_text().startswith("Nothing left")
+
+    bob = _login(browser, server, "bob")
+    bob.goto(server.url + "/review?kind=appeal")
+    bob.get_by_role("button", name="Start reviewing").click()
+    bob.wait_for_url(re.compile(r"/review/items/\d+"))
+    assert "This is my own cat photo." in bob.locator(".appeal").inner_text()
+    bob.get_by_label("Note (optional)").fill("Nothing in it breaks a rule.")
+    bob.locator("h1").click()  # the keys act when no text field has the focus
+    bob.keyboard.press("a")
+    bob.wait_for_load_state()
+
+    with server.client("moderate") as client:
+        final = client.get(f"/v1/appeals/{appeal_id}").json()
+    assert final["status"] == "decided" and final["decision"] == "allow"
+    assert "Nothing in it breaks a rule." in final["statement"]
+    assert final["statement"].startswith("Appeal reviewed by a person")
+    alice.context.close()
+    bob.context.close()
