@@ -123,7 +123,10 @@ def test_data_tables(label: str, reason: str, path: str) -> None:
     titled(imported, f"imported {Path(path)} -> out")
     report = {"stages": {label: {"in": 1, "out": 1, "cached": 0, "tokens": 9, "rejected": {reason: 4}}},
               "samples": 1, "kinds": {label: 1}, "seconds": 0.5}
-    shows(data_cli.generate_report(Path(path), report), label, f"{reason}: 4", f"icm data generate -> {Path(path)}")
+    generated = data_cli.generate_report(Path(path), report)
+    shows(generated, label, f"{reason}: 4")
+    title = f"icm data generate -> {Path(path)}"  # wrapped to the table's width: whole, word by word
+    assert " ".join(title.split()) in " ".join(render(generated).split())
     shows(data_cli.labels_table(path, {label: {"criteria": [reason], "violates": [path]}}),
           label, reason, f"violates under {path}")
 
