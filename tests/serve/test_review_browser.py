@@ -203,8 +203,9 @@ def test_an_appeal_goes_to_a_different_reviewer(browser: Any, server: LiveServer
     alice.get_by_role("button", name="Start reviewing").click()
     alice.wait_for_url(re.compile(r"/review/items/\d+"))
     result_id = alice.locator("code").first.inner_text()
-    alice.keyboard.press("a")
-    alice.wait_for_load_state()
+    with alice.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/decision")) as decided:
+        alice.keyboard.press("a")  # allow: submits the decision
+    assert decided.value.status < 400
 
     with server.client("moderate") as client:
         opened = client.post("/v1/appeals", json={"result_id": result_id, "text": "This is my own cat photo."})
@@ -223,8 +224,9 @@ def test_an_appeal_goes_to_a_different_reviewer(browser: Any, server: LiveServer
     assert "This is my own cat photo." in bob.locator(".appeal").inner_text()
     bob.get_by_label("Note (optional)").fill("Nothing in it breaks a rule.")
     bob.locator("h1").click()  # the keys act when no text field has the focus
-    bob.keyboard.press("a")
-    bob.wait_for_load_state()
+    with bob.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/decision")) as decided:
+        bob.keyboard.press("a")
+    assert decided.value.status < 400
 
     with server.client("moderate") as client:
         final = client.get(f"/v1/appeals/{appeal_id}").json()
