@@ -48,7 +48,11 @@ class TransformersOptions(ModelOptions):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 on CUDA, float32 on CPU")
     share_prefix: bool = Field(True, description="encode the image and policy prefix once for all rules of an image")
-    batch_size: int = Field(16, ge=1, description="rule suffixes per batched forward pass")
+    rule_batch: int = Field(64, ge=1, validation_alias=AliasChoices("rule_batch", "batch_size"),
+                            description="rule questions scored per forward pass (also batch_size, its old name)")
+    image_batch: int | None = Field(None, ge=1, description="images whose questions share one forward pass, "
+                                    "when several are judged together (the service's batches); default 8 on "
+                                    "an accelerator, 1 on the CPU (where batching images gains nothing)")
     max_tokens: int = Field(512, ge=1, validation_alias=AliasChoices("max_tokens", "max_new_tokens"),
                             description="length limit of an explanation (also max_new_tokens)")
 
