@@ -71,6 +71,8 @@ class Backend(Protocol):
     supports_logprobs: bool
     #: whether it is a :class:`GenerativeBackend` (the data engine's explainer needs one)
     supports_generation: bool
+    # Optional ``parallel_images: int``: images a caller should keep in flight (the Moderator's
+    # default workers; 1 where it is absent). The local engine asks for one per core.
 
     def info(self) -> BackendInfo: ...
 
