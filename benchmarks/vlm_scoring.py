@@ -61,7 +61,7 @@ def batched(backend: TransformersBackend, images: list[DecodedImage], policy: Po
 def token_counts(backend: TransformersBackend, image: DecodedImage, policy: Policy) -> tuple[int, float]:
     """(P, S): the shared prefix's length and the rule suffixes' mean length, in tokens."""
     prompts = backend.prompts.verdict_prompts(policy, [])
-    questions = backend._questions(backend._see(image), prompts)
+    questions = backend._encode_questions(backend._see(image), prompts)
     if isinstance(questions, Questions):
         return questions.prefix_length, sum(len(s) for s in questions.suffixes) / len(questions.suffixes)
     length = int(questions[0]["input_ids"].shape[1])

@@ -271,7 +271,7 @@ def test_packed_rule_suffixes_of_two_images_equal_separate_full_passes(
         PromptSet(with_signals=False).verdict_prompts(policy, []),
         PromptSet(with_signals=True).verdict_prompts(policy, ["fact", "fact fact"]),
     ]
-    questions = [backend._questions(seen, p) for seen, p in zip(images, prompts, strict=True)]
+    questions = [backend._encode_questions(seen, p) for seen, p in zip(images, prompts, strict=True)]
     assert all(isinstance(q, Questions) for q in questions)
     assert questions[0].prefix_length != questions[1].prefix_length  # type: ignore[union-attr]
     lengths = [len(s) for s in questions[0].suffixes]  # type: ignore[union-attr]

@@ -61,6 +61,10 @@ class OpenAIOptions(ImageUrlOptions):
     """``openai:MODEL@BASE_URL``: any OpenAI-compatible server."""
 
     images: bool = Field(True, description="send the image; false for a text-only model judging from with_signals")
+    scoring: Literal["auto", "decisions", "chat"] = Field(
+        "auto", description="decisions: one /v1/decisions request per image, one predicate per rule; chat: one "
+        "chat request per rule, first-token logprobs; auto: decisions where the server offers them (asked once "
+        "per server and remembered)")
     logprobs: bool = Field(True, description="ask for first-token top logprobs (off for servers that reject them)")
     response_format: OutputMode = Field(
         OutputMode.json_schema, description="output mode of explanations: json_schema, json_object or none; a server "

@@ -302,7 +302,7 @@ class TransformersBackend(ModelDirectoryBackend):
         """Each image encoded once; up to ``image_batch`` images' prefixes in one forward, their
         rule suffixes packed over the prefixes' KV cache (:func:`score_questions`)."""
         with self._lock:  # one forward pass at a time; torch already uses every core
-            prepared = [self._questions(frames, questions) for frames, questions in zip(seen, prompts, strict=True)]
+            prepared = [self._encode_questions(frames, asked) for frames, asked in zip(seen, prompts, strict=True)]
             scores: list[list[float]] = [[] for _ in prepared]
             shared = [(i, q) for i, q in enumerate(prepared) if isinstance(q, Questions)]
             for start in range(0, len(shared), self.image_batch):
@@ -327,7 +327,7 @@ class TransformersBackend(ModelDirectoryBackend):
             self.model, questions, self.answer, rule_batch=self.options.rule_batch, pad_token_id=self.pad_token_id
         )
 
-    def _questions(self, frames: list[Image.Image], prompts: list[str]) -> Questions | list[dict[str, Any]]:
+    def _encode_questions(self, frames: list[Image.Image], prompts: list[str]) -> Questions | list[dict[str, Any]]:
         """One image's rule questions, the image processed once: the first question through the
         processor, every question's text through the tokenizer alone; the suffixes after their
         common prefix are the rules'. Each question fully encoded where they share no prefix (or
