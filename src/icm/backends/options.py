@@ -34,9 +34,8 @@ class ModelOptions(BaseModel):
 
 
 class ImageUrlOptions(ModelOptions):
-    """Backends that send each image as a data URL and read first-token top log-probabilities."""
+    """Backends that send each image as a data URL."""
 
-    top_logprobs: int = Field(20, ge=1, description="how many alternatives of the first token to read")
     max_image_side: int = Field(1024, ge=1, description="longest side of each image sent, in pixels")
     max_image_bytes: int = Field(4_000_000, ge=1, description="largest data URL of each image sent")
 
@@ -66,6 +65,7 @@ class OpenAIOptions(ImageUrlOptions):
         "chat request per rule, first-token logprobs; auto: decisions where the server offers them (asked once "
         "per server and remembered)")
     logprobs: bool = Field(True, description="ask for first-token top logprobs (off for servers that reject them)")
+    top_logprobs: int = Field(20, ge=1, description="how many alternatives of the first token to read")
     response_format: OutputMode = Field(
         OutputMode.json_schema, description="output mode of explanations: json_schema, json_object or none; a server "
         "that rejects it is asked without one")
@@ -89,8 +89,13 @@ class VLLMOptions(ImageUrlOptions):
     """``vllm:PATH``: vLLM in this process, on a GPU."""
 
     dtype: str = Field("auto", description="passed to vllm.LLM")
-    max_model_len: int | None = Field(None, ge=1, description="passed to vllm.LLM")
+    max_model_len: int | None = Field(None, ge=1, description="the context length (passed to vllm.LLM; default: "
+                                      "the model's)")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="passed to vllm.LLM")
+    prefix_caching: bool = Field(True, description="automatic prefix caching: the image and policy prefix is "
+                                 "encoded once for all rules (vllm.LLM's enable_prefix_caching)")
+    enforce_eager: bool = Field(False, description="no CUDA graphs: faster start, slower decoding (vllm.LLM)")
+    load_format: str = Field("auto", description="vllm.LLM's load_format; dummy: random weights (benchmarks)")
 
 
 def parse_options(backend: str, model: type[O], given: Mapping[str, Any]) -> O:
