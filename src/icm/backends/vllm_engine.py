@@ -85,7 +85,16 @@ class VLLMBackend(ModelDirectoryBackend):
         ]
 
     def _score(self, seen: list[str], prompts: list[str], policy: Policy) -> list[RuleVerdict]:
-        conversations = [chat_messages([("user", p)], seen) for p in prompts]
+        return self._score_batch([seen], [prompts], policy)[0]
+
+    def _score_batch(
+        self, seen: Sequence[list[str]], prompts: Sequence[list[str]], policy: Policy
+    ) -> list[list[RuleVerdict]]:
+        """Every image's rule questions in one ``LLM.chat`` call: vLLM schedules them together and
+        its prefix cache shares each image's prefix among that image's rules."""
+        conversations = [
+            chat_messages([("user", p)], urls) for urls, questions in zip(seen, prompts, strict=True) for p in questions
+        ]
         scoring = SamplingParams(**scoring_arguments(self.answer))
         with self._lock:
             outputs = self.llm.chat(
@@ -97,6 +106,10 @@ class VLLMBackend(ModelDirectoryBackend):
             if problem is not None:
                 raise BackendError(f"vLLM's prompt differs from the model's chat format: {problem}")
             self._checked_bos = True
+        per_image = len(policy.rules)
+        return [self._verdicts(outputs[i : i + per_image], policy) for i in range(0, len(outputs), per_image)]
+
+    def _verdicts(self, outputs: Sequence[Any], policy: Policy) -> list[RuleVerdict]:
         verdicts = []
         for rule, output in zip(policy.rules, outputs, strict=True):
             completion = output.outputs[0]
