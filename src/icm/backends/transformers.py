@@ -86,26 +86,21 @@ def split_questions(
 
 
 def pack_rows(lengths: Sequence[int]) -> list[list[int]]:
-    """Suffix indices grouped into rows of about equal length (first fit, longest first).
+    """Suffix indices grouped into rows of nearly equal length: about four suffixes per row, each
+    suffix (longest first) going to the row that is shortest so far.
 
-    A row's capacity is four mean suffixes (at least the longest one): rows come out nearly
-    full, so padding the rows to the longest one wastes little, while the attention each row
-    computes between its own suffixes (masked off across suffixes) stays small.
+    Rows are padded to the longest one, so balanced rows waste little; each row's tokens also
+    attend to the row's other suffixes (masked off), so rows are kept a few suffixes short.
     """
     if not lengths:
         return []
-    capacity = max(max(lengths), round(4 * sum(lengths) / len(lengths)))
-    rows: list[list[int]] = []
-    room: list[int] = []
+    count = max(1, round(len(lengths) / 4))
+    rows: list[list[int]] = [[] for _ in range(count)]
+    filled = [0] * count
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        for r, free in enumerate(room):
-            if lengths[i] <= free:
-                rows[r].append(i)
-                room[r] -= lengths[i]
-                break
-        else:
-            rows.append([i])
-            room.append(capacity - lengths[i])
+        shortest = filled.index(min(filled))
+        rows[shortest].append(i)
+        filled[shortest] += lengths[i]
     return rows
 
 
@@ -156,7 +151,7 @@ def score_questions(
     lengths = [q.prefix_length for q in questions]
     longest = max(lengths)
     inputs = _stack_inputs(prefixes, pad_token_id)
-    cache = model(**inputs, use_cache=True).cache
+    cache = model(**inputs, use_cache=True, logits_to_keep=1).cache  # the prefix's logits are not needed
     # Multimodal-RoPE models (Qwen2-VL) number text after an image from a per-image offset.
     deltas = getattr(getattr(model, "model", model), "rope_deltas", None)
     device = inputs["input_ids"].device
@@ -196,11 +191,13 @@ def score_questions(
         position_ids = positions.to(device)
         if isinstance(deltas, torch.Tensor):
             position_ids = (position_ids + deltas.to(device)[row_images]).unsqueeze(0).expand(3, -1, -1)
+        # Only the columns where some suffix ends go through the (vocabulary-wide) output head.
+        columns = sorted({c for _, c, *_ in last})
         logits = model(
             input_ids=tokens.to(device), attention_mask=mask.to(device), position_ids=position_ids,
-            cache=rows_cache, use_cache=True,
+            cache=rows_cache, use_cache=True, logits_to_keep=torch.tensor(columns, device=device),
         ).logits
-        picked = logits[torch.tensor([r for r, *_ in last]), torch.tensor([c for _, c, *_ in last]), :]
+        picked = logits[torch.tensor([r for r, *_ in last]), torch.tensor([columns.index(c) for _, c, *_ in last]), :]
         for (_, _, b, k), p in zip(last, _answer_probabilities(picked, answer), strict=True):
             results[b][k] = p
     return results
@@ -226,7 +223,8 @@ def score_prompts(
     questions = split_questions(encoded, image_token_id) if share_prefix else None
     if questions is None:
         return [
-            p for e in encoded for p in _answer_probabilities(model(**e).logits[:, -1, :], answer)
+            p for e in encoded
+            for p in _answer_probabilities(model(**e, logits_to_keep=1).logits[:, -1, :], answer)
         ]
     return score_questions(model, [questions], answer, rule_batch=rule_batch, pad_token_id=pad_token_id)[0]
 
