@@ -5,8 +5,9 @@
 or a PEFT adapter directory, whose base model is read from its ``adapter_config.json``.
 
 Each rule's verdict is p(violates) from the first answer token's Yes/No logits. The K questions
-of one image share the image and the policy text, so that prefix is encoded once and its KV cache
-is reused by a single batched pass over the K rule-specific suffixes.
+of one image share the image and the policy text: the image is processed once, that prefix runs
+once, and the K rule-specific suffixes are packed side by side over its KV cache
+(:func:`score_questions`), several images at a time where they are judged together.
 """
 
 from __future__ import annotations
