@@ -40,11 +40,13 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_output_modes() -> None:
-    """Each test starts with no memory of which servers rejected which output modes (loopback
-    ports are reused between tests)."""
+    """Each test starts with no memory of which servers rejected which output modes, or which
+    offer the Decisions API (loopback ports are reused between tests)."""
+    from icm.backends.openai_compat import forget_decisions
     from icm.llm import forget_output_modes
 
     forget_output_modes()
+    forget_decisions()
 
 
 @pytest.fixture(scope="session")

@@ -411,6 +411,21 @@ class OpenAIChat:
             failed = LLMTimeout if isinstance(exc, openai.APITimeoutError) else LLMError
             raise failed(describe(exc)) from exc
 
+    def decide(self, input: list[dict[str, Any]], questions: list[dict[str, Any]]) -> Any:
+        """One request to the server's Decisions API (``POST /v1/decisions``): its ``Decision``, or
+        :class:`LLMError` (or :class:`LLMTimeout`) caused by the client's error."""
+        import openai
+
+        try:
+            return self.client.decisions.create(
+                model=self.model,
+                input=input,  # type: ignore[arg-type]  # plain dicts of the same shape
+                questions=questions,  # type: ignore[arg-type]
+            )
+        except openai.OpenAIError as exc:
+            failed = LLMTimeout if isinstance(exc, openai.APITimeoutError) else LLMError
+            raise failed(describe(exc)) from exc
+
     def chat(
         self,
         turns: Sequence[Turn],

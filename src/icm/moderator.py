@@ -99,15 +99,17 @@ class Moderator:
         policy: str | Path | Policy,
         backend: str | Backend = "local",
         *,
-        workers: int = 1,
+        workers: int | None = None,
         limits: MediaLimits | None = None,
         **backend_options: Any,
     ) -> None:
-        if workers < 1:
+        """``workers``: images judged at once (default: as many as the backend asks for in its
+        ``parallel_images``, e.g. the local engine one per core; 1 otherwise)."""
+        if workers is not None and workers < 1:
             raise ValueError("workers must be at least 1")
         self.policy = load_policy(policy)
         self.backend = load_backend(backend, **backend_options)
-        self.workers = workers
+        self.workers = workers or max(1, int(getattr(self.backend, "parallel_images", 1)))
         self.limits = limits or MediaLimits()
         self._prepared = False
 

@@ -31,6 +31,13 @@ def test_defaults_and_values_are_typed() -> None:
     assert transformers.max_tokens == 16  # the keyword the backend always took still works
 
 
+def test_batch_size_is_the_old_name_of_rule_batch() -> None:
+    old = parse_options("transformers", TransformersOptions, {"batch_size": 3})
+    assert old.rule_batch == 3 and old.image_batch is None
+    new = parse_options("transformers", TransformersOptions, {"rule_batch": 5, "image_batch": 4})
+    assert (new.rule_batch, new.image_batch) == (5, 4)
+
+
 @pytest.mark.parametrize(
     ("model", "given", "message"),
     [

@@ -143,6 +143,11 @@ class Script:
             lambda body: (200, completion("No", {"No": -0.1, "Yes": -2.5}), 0.0)
         )
         self.requests: list[dict[str, Any]] = []
+        # POST /v1/decisions: by default the server has no such endpoint, as most chat servers
+        self.decide: Callable[[dict[str, Any]], tuple[int, dict[str, Any], float]] = (
+            lambda body: (404, {"detail": "Not Found"}, 0.0)
+        )
+        self.decisions: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
         self.most_in_flight = 0
@@ -156,13 +161,14 @@ def scripted() -> Iterator[tuple[str, Script]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the http.server API
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            decisions = self.path.endswith("/decisions")
             with script.lock:
-                script.requests.append(body)
+                (script.decisions if decisions else script.requests).append(body)
                 script.headers.append(dict(self.headers))
                 script.in_flight += 1
                 script.most_in_flight = max(script.most_in_flight, script.in_flight)
             try:
-                status, reply, delay = script.reply(body)
+                status, reply, delay = (script.decide if decisions else script.reply)(body)
                 time.sleep(delay)
                 data = json.dumps(reply).encode()
                 self.send_response(status)
@@ -322,3 +328,94 @@ def test_spec_parsing() -> None:
     assert parse_spec("gpt-4o") == ("gpt-4o", None)
     with pytest.raises(BackendError):
         parse_spec("@http://x")
+
+
+# --- decisions mode ------------------------------------------------------------------------------
+
+
+def decision(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    usage = {"input_tokens": 0, "input_tokens_details": {"cache_write_tokens": 0, "cached_tokens": 0},
+             "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+    return {"answers": answers, "model": "vlm", "usage": usage}
+
+
+def test_decisions_one_request_per_image_one_predicate_per_rule(
+    scripted: tuple[str, Script], astronaut: Path
+) -> None:
+    url, script = scripted
+
+    def decide(body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+        answers: list[dict[str, Any]] = []
+        for i, question in enumerate(body["questions"]):
+            if question["name"] == "nudity":
+                answers.append({"type": "refusal", "name": "nudity"})
+            else:
+                answers.append({"type": "predicate", "name": question["name"], "probability": 0.1 + 0.2 * i})
+        return 200, decision(answers), 0.0
+
+    script.decide = decide
+    backend = OpenAIBackend(f"vlm@{url}", explain="none", with_signals=True)
+    assert backend.info().models["scoring"] == "auto"  # not asked yet
+    image = load_image(astronaut)
+    verdicts = backend.judge(image, POLICY)
+    assert [v.rule_id for v in verdicts] == [r.id for r in POLICY.rules]
+    for i, verdict in enumerate(verdicts):
+        if verdict.rule_id == "nudity":
+            assert verdict.verdict is Verdict.uncertain and verdict.probability is None
+            assert "refused" in verdict.explanation and verdict.raw is not None
+        else:
+            assert verdict.probability == pytest.approx(0.1 + 0.2 * i)
+            assert verdict.verdict is (Verdict.violates if 0.1 + 0.2 * i > 0.5 else Verdict.complies)
+    backend.judge(image, POLICY)
+    assert len(script.decisions) == 2 and script.requests == []  # one request per image, no chat
+    body = script.decisions[0]
+    assert body["model"] == "vlm"
+    (message,) = body["input"]
+    assert message["role"] == "user"
+    assert message["content"][0]["type"] == "input_image"
+    assert message["content"][0]["image_url"].startswith("data:image/jpeg;base64,")
+    context = message["content"][-1]
+    assert context["type"] == "input_text" and POLICY.name in context["text"]
+    assert "Automatic detectors have already examined the image" in context["text"]  # with_signals facts
+    assert [q["name"] for q in body["questions"]] == [r.id for r in POLICY.rules]
+    assert all(q["type"] == "predicate" for q in body["questions"])
+    assert body["questions"][0]["instructions"].startswith(f"The image violates this rule: {POLICY.rules[0].text}")
+    info = backend.info().models
+    assert info["scoring"] == "decisions" and info["prompts"].startswith("decision_input.v1,predicate.v1,")
+
+
+def test_a_server_without_decisions_gets_per_rule_chat_and_is_remembered(
+    scripted: tuple[str, Script], astronaut: Path
+) -> None:
+    url, script = scripted
+    backend = OpenAIBackend(f"vlm@{url}", explain="none")
+    image = load_image(astronaut)
+    first = backend.judge(image, POLICY)
+    assert len(script.decisions) == 1  # asked once: 404
+    assert len(script.requests) == len(POLICY.rules)
+    assert all(v.probability is not None and v.verdict is Verdict.complies for v in first)
+    again = OpenAIBackend(f"vlm@{url}", explain="none")  # a new client for the same server
+    assert again.info().models["scoring"] == "chat"
+    again.judge(image, POLICY)
+    assert len(script.decisions) == 1 and len(script.requests) == 2 * len(POLICY.rules)
+
+
+def test_scoring_option_overrides_the_probe(scripted: tuple[str, Script], astronaut: Path) -> None:
+    url, script = scripted
+    image = load_image(astronaut)
+    script.decide = lambda body: (200, decision(
+        [{"type": "predicate", "name": q["name"], "probability": 0.9} for q in body["questions"]]), 0.0)
+    chat = OpenAIBackend(f"vlm@{url}", explain="none", scoring="chat")
+    expected = 1 / (1 + math.exp(2.4))  # the default chat reply: logprobs No -0.1, Yes -2.5
+    assert [v.probability for v in chat.judge(image, POLICY)] == [pytest.approx(expected, abs=1e-4)] * 5
+    assert script.decisions == [] and len(script.requests) == len(POLICY.rules)
+    decide = OpenAIBackend(f"vlm@{url}", explain="none", scoring="decisions")
+    assert [v.probability for v in decide.judge(image, POLICY)] == [0.9] * len(POLICY.rules)
+    script.decide = lambda body: (404, {"detail": "Not Found"}, 0.0)
+    with pytest.raises(BackendError, match="decisions request to vlm failed: HTTP 404"):
+        decide.judge(image, POLICY)  # asked for decisions: no silent fallback
+    script.decide = lambda body: (200, decision([{"type": "predicate", "name": "x", "probability": 0.5}]), 0.0)
+    with pytest.raises(BackendError, match="answered 1 of 5 decision questions"):
+        decide.judge(image, POLICY)
+    result = Moderator(POLICY, decide).moderate(astronaut)
+    assert result.error is not None and result.verdicts == []  # never "safe" for what was not judged

@@ -230,7 +230,7 @@ def test_qwen2_vl_scoring_at_model_level() -> None:
 
     encoded = [encode([8, 9, 10]), encode([11, 12]), encode([13, 14, 15, 16, 17])]
     answer = AnswerTokens("Yes", "No", (20, 22), (21,))
-    shared = score_prompts(model, encoded, answer, image_token_id=image_token, batch_size=2)
+    shared = score_prompts(model, encoded, answer, image_token_id=image_token, rule_batch=2)
     alone = score_prompts(model, encoded, answer, share_prefix=False, image_token_id=image_token)
     assert shared == pytest.approx(alone, abs=1e-5)
     with torch.no_grad():
@@ -253,3 +253,71 @@ def test_a_batch_of_images_scores_as_each_image_alone(
         assert not isinstance(outcome, Exception)
         alone = backend.judge(image, policy)
         assert [v.probability for v in outcome] == pytest.approx([v.probability for v in alone], abs=1e-4)
+
+
+def test_packed_rule_suffixes_of_two_images_equal_separate_full_passes(
+    backend: TransformersBackend, astronaut: Path, tmp_path: Path
+) -> None:
+    """The packed kernel (two images with prefixes of different lengths in one forward, each
+    image's suffixes side by side in a row, questions split over forwards) equals K full passes."""
+    from helpers import sample_image
+
+    from icm.backends.model import PromptSet
+    from icm.backends.transformers import Questions, pack_rows, score_questions
+
+    coffee = tmp_path / "coffee.png"
+    sample_image("coffee").save(coffee)
+    policy = load_policy("icm-r1")
+    images = [backend._see(load_image(astronaut)), backend._see(load_image(coffee))]
+    prompts = [  # prefixes of different lengths: the second lists known facts
+        PromptSet(with_signals=False).verdict_prompts(policy, []),
+        PromptSet(with_signals=True).verdict_prompts(policy, ["fact", "fact fact"]),
+    ]
+    questions = [backend._encode_questions(seen, p) for seen, p in zip(images, prompts, strict=True)]
+    assert all(isinstance(q, Questions) for q in questions)
+    assert questions[0].prefix_length != questions[1].prefix_length  # type: ignore[union-attr]
+    lengths = [len(s) for s in questions[0].suffixes]  # type: ignore[union-attr]
+    assert len(pack_rows(lengths)) < len(lengths)  # several suffixes share a row
+    packed = score_questions(backend.model, questions, backend.answer, rule_batch=7)  # type: ignore[arg-type]
+    for seen, image_prompts, scores in zip(images, prompts, packed, strict=True):
+        full = [backend._encode(seen, [("user", p)]) for p in image_prompts]
+        separate = score_prompts(backend.model, full, backend.answer, share_prefix=False)
+        assert len(scores) == len(separate) == len(policy.rules)
+        assert scores == pytest.approx(separate, abs=1e-4)
+
+
+def test_an_image_is_processed_once_for_all_its_rules(
+    tiny_llava_dir: Path, astronaut: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = TransformersBackend(str(tiny_llava_dir), explain="none")
+    image_processor = backend.processor.image_processor
+    real = image_processor.preprocess
+    calls = []
+
+    def counting(*args: object, **kwargs: object) -> object:  # a spy: the real preprocessing runs
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(image_processor, "preprocess", counting)
+    policy = load_policy("icm-r1")
+    verdicts = backend.judge(load_image(astronaut), policy)
+    assert len(verdicts) == len(policy.rules) > 1
+    assert len(calls) == 1
+
+
+def test_pack_rows_balances_rows_and_keeps_every_suffix_once() -> None:
+    from icm.backends.transformers import pack_rows
+
+    lengths = [70, 100, 58, 115, 63, 72, 90, 12]
+    rows = pack_rows(lengths)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert rows == [[3, 5, 0, 7], [1, 6, 4, 2]]  # about four per row, longest first to the shortest row
+    widths = [sum(lengths[i] for i in row) for row in rows]
+    assert widths == [269, 311]  # padded to 311: 7 % of the row space is padding
+    suffixes = [71, 101, 59, 116, 64, 69, 69, 48, 61, 66, 62, 53, 80, 71, 101, 59]  # 16 rules of the benchmark
+    sixteen = pack_rows(suffixes)
+    assert len(sixteen) == 4
+    filled = [sum(suffixes[i] for i in row) for row in sixteen]
+    assert max(filled) - min(filled) <= min(suffixes)  # rows differ by less than one suffix
+    assert pack_rows([5]) == [[0]]
+    assert pack_rows([]) == []

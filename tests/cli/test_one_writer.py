@@ -30,8 +30,9 @@ def test_a_second_moderate_run_on_the_same_out_exits_2(tmp_path: Path) -> None:
             images / f"{i:02d}.png")
     paths = sorted(str(p) for p in images.iterdir())
     out = tmp_path / "results.jsonl"
-    command = [sys.executable, "-c", CODE, "moderate", "-p", "general", "-o", str(out), "-q", "--resume"]
-    # The first run reads its paths from stdin, so it stays in the middle of its run until told.
+    command = [sys.executable, "-c", CODE, "moderate", "-p", "general", "-o", str(out), "-q", "--resume", "-w", "1"]
+    # The first run reads its paths from stdin, so it stays in the middle of its run until told
+    # (one worker: it looks 4 images ahead).
     first = subprocess.Popen([*command, "-f", "jsonl", "-"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert first.stdin is not None and first.stdout is not None

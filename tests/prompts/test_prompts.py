@@ -44,6 +44,9 @@ def _rendered() -> dict[str, str]:
             "judge", 1, rule=rule.text, reference="The woman's shoulders are bare.",
             candidate="The image shows bare shoulders, so it violates the rule.",
         ),
+        "decision_input.v1": render("decision_input", 1, policy=policy, facts=FACTS),
+        "decision_input.v1.no-signals": render("decision_input", 1, policy=policy, facts=None),
+        "predicate.v1": render("predicate", 1, rule=general.rules[0]),
         "decompose.v1": render("decompose", 1, policy=general, rule=general.rules[0], schema=DRAFT_SCHEMA),
         "describe.v1": render(
             "describe", 1, policy=policy, rules=policy.rules[:2], schema=schema,
@@ -84,6 +87,7 @@ def test_every_template_has_a_snapshot() -> None:
 
 def test_every_template_the_backends_use_has_a_snapshot() -> None:
     used = set(PromptSet(with_signals=True).ids.split(",")) | set(PromptSet(False).ids.split(","))
+    used |= set(PromptSet(False).decision_ids.split(","))
     assert used <= {n.removesuffix(".no-facts") for n in _rendered()}
     assert used <= {f"{name}.v{v}" for name, versions in available().items() for v in versions}
 

@@ -73,6 +73,8 @@ class Backend(Protocol):
     supports_generation: bool
     #: whether ``judge_batch`` puts several images in one model call (worth waiting to batch)
     batches_images: bool
+    # Optional ``parallel_images: int``: images a caller should keep in flight (the Moderator's
+    # default workers; 1 where it is absent). The local engine asks for one per core.
 
     def info(self) -> BackendInfo: ...
 

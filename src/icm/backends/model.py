@@ -31,12 +31,26 @@ class PromptSet:
     """The templates one backend uses, and their ids for the result's backend info."""
 
     def __init__(self, with_signals: bool) -> None:
+        self.with_signals = with_signals
         self.verdict = "verdict_with_signals" if with_signals else "verdict"
         self.explain = "explain"
 
     @property
     def ids(self) -> str:
         return ",".join(template_id(n) for n in (self.verdict, self.explain, "reask"))
+
+    @property
+    def decision_ids(self) -> str:
+        """The templates of a decisions request (one per image) instead of per-rule questions."""
+        return ",".join(template_id(n) for n in ("decision_input", "predicate", self.explain, "reask"))
+
+    def decision_input(self, policy: Policy, facts: list[str]) -> str:
+        """The text shown with the image in a decisions request."""
+        return render("decision_input", policy=policy, facts=facts if self.with_signals else None)
+
+    def predicates(self, policy: Policy) -> list[str]:
+        """One statement per rule whose probability is p(violates), in the policy's order."""
+        return [render("predicate", rule=rule) for rule in policy.rules]
 
     def verdict_prompts(self, policy: Policy, facts: list[str]) -> list[str]:
         """One question per rule, in the policy's order. All share the text up to the rule."""
@@ -87,7 +101,7 @@ class ModelBackend:
     def _judge_together(self, images: Sequence[DecodedImage], policy: Policy) -> list[list[RuleVerdict]]:
         seen = [self._see(image) for image in images]
         facts = [self._facts(image, policy) if self._facts is not None else [] for image in images]
-        prompts = [self.prompts.verdict_prompts(policy, f) for f in facts]
+        prompts = [self._questions(policy, f) for f in facts]
         scored = self._score_batch(seen, prompts, policy)
         for one_seen, one_facts, verdicts in zip(seen, facts, scored, strict=True):
             rules = rules_to_explain(self.options.explain, policy, verdicts)
@@ -118,6 +132,10 @@ class ModelBackend:
     def _see(self, image: DecodedImage) -> Any:
         """What the model is shown of the image (frames, data URLs ...), prepared once per image."""
         raise NotImplementedError
+
+    def _questions(self, policy: Policy, facts: list[str]) -> list[str]:
+        """What ``_score`` is asked for one image: one question per rule, in the policy's order."""
+        return self.prompts.verdict_prompts(policy, facts)
 
     def _score(self, seen: Any, prompts: list[str], policy: Policy) -> list[RuleVerdict]:
         """One verdict per rule, from its question in ``prompts`` (the policy's order)."""

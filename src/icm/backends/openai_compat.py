@@ -1,8 +1,13 @@
 """OpenAIBackend: any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp, Ollama,
 hosted APIs), as ``openai:MODEL@BASE_URL``.
 
-Verdicts come from the first answer token's ``top_logprobs`` where the server returns them, and
-from the answer text where it does not (then without a probability). Explanations are asked for
+Verdicts come, where the server offers OpenAI's Decisions API (``POST /v1/decisions``: OpenAI,
+SGLang, ``icm serve``), from one request per image carrying one predicate per rule ("the image
+violates this rule: ..."), whose answer probabilities are p(violates) and whose refusals are
+``uncertain``. Elsewhere each rule is its own chat request, and the verdict comes from the first
+answer token's ``top_logprobs`` where the server returns them, and from the answer text where it
+does not (then without a probability). ``scoring=auto`` (the default) tries decisions once per
+server and remembers the answer; ``decisions`` or ``chat`` choose. Explanations are asked for
 in the ``response_format`` output mode (json_schema by default; a server that rejects it is asked
 without one from then on), validated with pydantic and re-asked once (:mod:`icm.llm`). Requests run
 with bounded concurrency, a timeout, and the client's retries with exponential backoff (connection
@@ -12,6 +17,7 @@ SGLang do by default; llama.cpp per slot).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +53,46 @@ class _Answer:
     refused: bool = False
     error: str | None = None
     timed_out: bool = False
+
+
+#: HTTP statuses that say a server has no Decisions API (rather than that one request failed)
+NO_DECISIONS = frozenset({404, 405, 501})
+
+
+class _DecisionsMemory:
+    """Which servers (base URL + model) offer ``/v1/decisions``, learnt from the first request."""
+
+    def __init__(self) -> None:
+        self._offers: dict[tuple[str, str], bool] = {}
+        self._lock = threading.Lock()
+
+    def offers(self, server: tuple[str, str]) -> bool | None:
+        with self._lock:
+            return self._offers.get(server)
+
+    def learn(self, server: tuple[str, str], offers: bool) -> None:
+        with self._lock:
+            self._offers[server] = offers
+
+    def clear(self) -> None:
+        with self._lock:
+            self._offers.clear()
+
+
+_DECISIONS = _DecisionsMemory()
+
+
+def forget_decisions() -> None:
+    """Forget which servers offer the Decisions API (a server that was upgraded, tests)."""
+    _DECISIONS.clear()
+
+
+class RuleQuestions(list[str]):
+    """One image's per-rule chat questions, and the text a decisions request shows with the image."""
+
+    def __init__(self, questions: list[str], context: str) -> None:
+        super().__init__(questions)
+        self.context = context
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -87,12 +133,27 @@ class OpenAIBackend(ModelBackend):
         except LLMError as exc:  # e.g. the openai extra is not installed
             raise BackendError(str(exc)) from exc
         self._pool = ThreadPoolExecutor(self.options.max_concurrency, thread_name_prefix="icm-openai")
+        self._server = (str(self.chat.client.base_url), self.model)
 
     def info(self) -> BackendInfo:
-        models = {"model": self.model, "prompts": self.prompts.ids}
+        decisions = self._decisions()
+        models = {
+            "model": self.model,
+            "prompts": self.prompts.decision_ids if decisions else self.prompts.ids,
+            "scoring": "decisions" if decisions else "chat" if decisions is False else "auto",
+        }
         if self.base_url:
             models["base_url"] = self.base_url
         return BackendInfo(name=self.name, models=models)
+
+    def _decisions(self) -> bool | None:
+        """Whether verdicts come from the Decisions API (None: not known yet, asked next time)."""
+        if self.options.scoring != "auto":
+            return self.options.scoring == "decisions"
+        return _DECISIONS.offers(self._server)
+
+    def _questions(self, policy: Policy, facts: list[str]) -> RuleQuestions:
+        return RuleQuestions(self.prompts.verdict_prompts(policy, facts), self.prompts.decision_input(policy, facts))
 
     def _see(self, image: DecodedImage) -> list[str]:
         if not self.supports_images:
@@ -106,6 +167,53 @@ class OpenAIBackend(ModelBackend):
             raise BackendError(str(exc)) from exc
 
     def _score(self, seen: list[str], prompts: list[str], policy: Policy) -> list[RuleVerdict]:
+        if self._decisions() is not False and isinstance(prompts, RuleQuestions):
+            try:
+                return self._decide(seen, prompts.context, policy)
+            except LLMError as exc:
+                status = getattr(exc.__cause__, "status_code", None)
+                if self.options.scoring == "decisions" or status not in NO_DECISIONS:
+                    failed = BackendTimeout if isinstance(exc, ModelTimeout) else BackendError
+                    raise failed(f"the decisions request to {self.model} failed: {exc}") from exc
+                _DECISIONS.learn(self._server, False)  # no such endpoint here: per-rule chat from now on
+        return self._chat_score(seen, prompts, policy)
+
+    def _decide(self, seen: list[str], context: str, policy: Policy) -> list[RuleVerdict]:
+        """One decisions request for the image: a predicate per rule; a refusal is ``uncertain``."""
+        content: list[dict[str, Any]] = [{"type": "input_image", "image_url": url} for url in seen]
+        content.append({"type": "input_text", "text": context})
+        questions = [
+            {"type": "predicate", "name": rule.id, "instructions": statement}
+            for rule, statement in zip(policy.rules, self.prompts.predicates(policy), strict=True)
+        ]
+        decision = self._pool.submit(
+            self.chat.decide, [{"role": "user", "content": content}], questions
+        ).result()
+        if self.options.scoring == "auto":
+            _DECISIONS.learn(self._server, True)
+        answers = list(decision.answers or [])
+        if len(answers) != len(policy.rules):
+            raise BackendError(
+                f"{self.model} answered {len(answers)} of {len(policy.rules)} decision questions"
+            )
+        verdicts = []
+        for rule, answer in zip(policy.rules, answers, strict=True):
+            kind = getattr(answer, "type", None)
+            if kind == "predicate":
+                p = float(answer.probability)
+                verdicts.append(
+                    verdict_from_probability(rule.id, p, self.options.threshold) if 0.0 <= p <= 1.0 else
+                    uncertain(rule.id, f"The model's probability {p} is not a probability.", answer.model_dump_json())
+                )
+            elif kind == "refusal":
+                verdicts.append(uncertain(rule.id, "The model refused to answer.", answer.model_dump_json()))
+            else:
+                verdicts.append(uncertain(
+                    rule.id, f"The model answered a {kind} instead of a probability.", str(answer)
+                ))
+        return verdicts
+
+    def _chat_score(self, seen: list[str], prompts: list[str], policy: Policy) -> list[RuleVerdict]:
         answers = list(self._pool.map(lambda p: self._ask_verdict(chat_messages([("user", p)], seen)), prompts))
         failures = [a.error for a in answers if a.error is not None]
         if len(failures) == len(answers):

@@ -34,9 +34,8 @@ class ModelOptions(BaseModel):
 
 
 class ImageUrlOptions(ModelOptions):
-    """Backends that send each image as a data URL and read first-token top log-probabilities."""
+    """Backends that send each image as a data URL."""
 
-    top_logprobs: int = Field(20, ge=1, description="how many alternatives of the first token to read")
     max_image_side: int = Field(1024, ge=1, description="longest side of each image sent, in pixels")
     max_image_bytes: int = Field(4_000_000, ge=1, description="largest data URL of each image sent")
 
@@ -48,7 +47,11 @@ class TransformersOptions(ModelOptions):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 on CUDA, float32 on CPU")
     share_prefix: bool = Field(True, description="encode the image and policy prefix once for all rules of an image")
-    batch_size: int = Field(16, ge=1, description="rule suffixes per batched forward pass")
+    rule_batch: int = Field(64, ge=1, validation_alias=AliasChoices("rule_batch", "batch_size"),
+                            description="rule questions scored per forward pass (also batch_size, its old name)")
+    image_batch: int | None = Field(None, ge=1, description="images whose questions share one forward pass, "
+                                    "when several are judged together (the service's batches); default 8 on "
+                                    "an accelerator, 1 on the CPU (where batching images gains nothing)")
     max_tokens: int = Field(512, ge=1, validation_alias=AliasChoices("max_tokens", "max_new_tokens"),
                             description="length limit of an explanation (also max_new_tokens)")
 
@@ -57,7 +60,12 @@ class OpenAIOptions(ImageUrlOptions):
     """``openai:MODEL@BASE_URL``: any OpenAI-compatible server."""
 
     images: bool = Field(True, description="send the image; false for a text-only model judging from with_signals")
+    scoring: Literal["auto", "decisions", "chat"] = Field(
+        "auto", description="decisions: one /v1/decisions request per image, one predicate per rule; chat: one "
+        "chat request per rule, first-token logprobs; auto: decisions where the server offers them (asked once "
+        "per server and remembered)")
     logprobs: bool = Field(True, description="ask for first-token top logprobs (off for servers that reject them)")
+    top_logprobs: int = Field(20, ge=1, description="how many alternatives of the first token to read")
     response_format: OutputMode = Field(
         OutputMode.json_schema, description="output mode of explanations: json_schema, json_object or none; a server "
         "that rejects it is asked without one")
@@ -81,8 +89,13 @@ class VLLMOptions(ImageUrlOptions):
     """``vllm:PATH``: vLLM in this process, on a GPU."""
 
     dtype: str = Field("auto", description="passed to vllm.LLM")
-    max_model_len: int | None = Field(None, ge=1, description="passed to vllm.LLM")
+    max_model_len: int | None = Field(None, ge=1, description="the context length (passed to vllm.LLM; default: "
+                                      "the model's)")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="passed to vllm.LLM")
+    prefix_caching: bool = Field(True, description="automatic prefix caching: the image and policy prefix is "
+                                 "encoded once for all rules (vllm.LLM's enable_prefix_caching)")
+    enforce_eager: bool = Field(False, description="no CUDA graphs: faster start, slower decoding (vllm.LLM)")
+    load_format: str = Field("auto", description="vllm.LLM's load_format; dummy: random weights (benchmarks)")
 
 
 def parse_options(backend: str, model: type[O], given: Mapping[str, Any]) -> O:

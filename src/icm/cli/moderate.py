@@ -84,7 +84,10 @@ def moderate(
         False, "--retry-errors", help="With --resume, judge every image with an error again."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Images judged in parallel."),
+    workers: int | None = typer.Option(
+        None, "--workers", "-w", min=1,
+        help="Images judged in parallel (default: what the backend asks for; the local engine one per core).",
+    ),
     output_format: OutputFormat = typer.Option(
         None, "--format", "-f",
         help="stdout format: table (default on a terminal or with --out), json or jsonl.",

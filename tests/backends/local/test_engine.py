@@ -100,3 +100,34 @@ def test_awkward_images_are_judged(engine: LocalBackend, tmp_path: Path) -> None
     # The CMYK astronaut is still a face the detector finds.
     (cmyk,) = engine.judge(load_image(tmp_path / "cmyk.jpg"), FACES)
     assert cmyk.verdict is Verdict.violates
+
+
+def test_pipelined_detectors_give_the_signals_of_the_sequential_detectors(photos: Path) -> None:
+    """The detectors on their own threads with a core's share of onnxruntime threads each, two
+    images in flight, find exactly what each detector finds called alone with its defaults."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from icm.backends.local.detectors import DETECTORS
+
+    policy = load_policy("general")
+    engine = LocalBackend(cores=2)
+    assert engine.parallel_images == 2
+    engine.prepare(policy)
+    images = [load_image(p) for p in sorted(photos.iterdir())]
+    with ThreadPoolExecutor(2) as pool:
+        observed = list(pool.map(lambda image: engine.observe(image, policy), images))
+    sequential = [DETECTORS[source]() for source in sorted(policy.signal_sources)]
+    for image, observations in zip(images, observed, strict=True):
+        expected = [s for detector in sequential for s in detector.detect(image.frames[0])]
+        assert observations.signals == expected
+    assert any(s.key == "text:any" for o in observed for s in o.signals)
+    engine.close()
+
+
+def test_the_moderator_keeps_one_image_per_core_in_flight_by_default() -> None:
+    from icm import Moderator
+
+    assert Moderator("general", LocalBackend(cores=3)).workers == 3
+    assert Moderator("general", LocalBackend(cores=3), workers=1).workers == 1
+    with pytest.raises(Exception, match="cores must be at least 1"):
+        LocalBackend(cores=0)

