@@ -240,10 +240,12 @@ def test_qwen2_vl_scoring_at_model_level() -> None:
     assert shared[1] == pytest.approx(expected, abs=1e-5)
 
 
-def test_a_batch_of_images_scores_as_each_image_alone(backend: TransformersBackend, astronaut: Path) -> None:
+def test_a_batch_of_images_scores_as_each_image_alone(
+    backend: TransformersBackend, astronaut: Path, tmp_path: Path
+) -> None:
     from helpers import sample_image
 
-    coffee = astronaut.parent / "coffee-batch.png"
+    coffee = tmp_path / "coffee-batch.png"  # not beside the examples: they are counted there
     sample_image("coffee").save(coffee)
     images, policy = [load_image(astronaut), load_image(coffee)], load_policy("icm-r1")
     together = backend.judge_batch(images, policy)
@@ -254,7 +256,7 @@ def test_a_batch_of_images_scores_as_each_image_alone(backend: TransformersBacke
 
 
 def test_packed_rule_suffixes_of_two_images_equal_separate_full_passes(
-    backend: TransformersBackend, astronaut: Path
+    backend: TransformersBackend, astronaut: Path, tmp_path: Path
 ) -> None:
     """The packed kernel (two images with prefixes of different lengths in one forward, each
     image's suffixes side by side in a row, questions split over forwards) equals K full passes."""
@@ -263,7 +265,7 @@ def test_packed_rule_suffixes_of_two_images_equal_separate_full_passes(
     from icm.backends.model import PromptSet
     from icm.backends.transformers import Questions, pack_rows, score_questions
 
-    coffee = astronaut.parent / "coffee-packed.png"
+    coffee = tmp_path / "coffee.png"
     sample_image("coffee").save(coffee)
     policy = load_policy("icm-r1")
     images = [backend._see(load_image(astronaut)), backend._see(load_image(coffee))]
