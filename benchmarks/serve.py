@@ -148,7 +148,7 @@ def batching(args: argparse.Namespace) -> None:
     images = make_images(args.images)
     with tempfile.TemporaryDirectory() as folder:
         model = save_tiny_llava(Path(folder) / "tiny-llava", hidden=args.hidden, image_size=args.image_size)
-        backend = TransformersBackend(str(model), explain="none")
+        backend = TransformersBackend(str(model), explain="none", image_batch=args.concurrency)
         servers = {
             name: start_server("icm-r1", backend, 1, Path(folder), batch_size=size, batch_wait_ms=args.batch_wait_ms)
             for name, size in (("one_by_one", 1), ("batched", args.concurrency))

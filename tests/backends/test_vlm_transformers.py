@@ -245,7 +245,7 @@ def test_a_batch_of_images_scores_as_each_image_alone(
 ) -> None:
     from helpers import sample_image
 
-    coffee = tmp_path / "coffee.png"
+    coffee = tmp_path / "coffee-batch.png"  # not beside the examples: they are counted there
     sample_image("coffee").save(coffee)
     images, policy = [load_image(astronaut), load_image(coffee)], load_policy("icm-r1")
     together = backend.judge_batch(images, policy)

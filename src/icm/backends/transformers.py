@@ -242,7 +242,6 @@ class TransformersBackend(ModelDirectoryBackend):
     name = "transformers"
     options_model = TransformersOptions
     options: TransformersOptions
-    batches_images = True
 
     def __init__(self, path: str, **options: Any) -> None:
         """``path``: a model directory, or a PEFT adapter directory (its base model is loaded)."""
@@ -257,6 +256,7 @@ class TransformersBackend(ModelDirectoryBackend):
         else:
             self.dtype = _DTYPES[self.options.dtype]
         self.image_batch = self.options.image_batch or (1 if self.device.type == "cpu" else 8)
+        self.batches_images = self.image_batch > 1  # one image per forward gains nothing from waiting
         self.model_path, self.adapter_path = resolve_model_path(path)
         self.model, self.processor = self._load()
         tokenizer = self.processor.tokenizer

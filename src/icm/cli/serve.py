@@ -81,7 +81,7 @@ def serve(
     timeout: float = typer.Option(None, "--timeout", help="Seconds a request may take (default: 60; 504 after).",
                                   show_default=False),
     batch_size: int = typer.Option(None, "--batch-size", help="Most images judged in one backend call when "
-                                   "requests arrive together (default: 8 for transformers and vllm, else 1).",
+                                   "requests arrive together (default: 8 where the backend batches images, else 1).",
                                    show_default=False),
     keep_images: str = typer.Option(None, "--keep-images", help="Where images with a decision other than allow "
                                     "are kept for review: disk (ICM_IMAGE_DIR, default), database or none.",

@@ -48,7 +48,8 @@ class ServeSettings(BaseSettings):
     )
     batch_size: int | None = Field(
         None, ge=1, description="Most images judged in one backend call when requests arrive together; "
-        "default: 8 for backends that batch images in one forward pass (transformers, vllm), else 1.",
+        "default: 8 where the backend puts several images in one forward pass (vllm; transformers with "
+        "image_batch > 1, its default on a GPU), else 1.",
     )
     batch_wait_ms: float = Field(
         5.0, ge=0, description="How long the first request of a batch waits for others (milliseconds)."
