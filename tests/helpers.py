@@ -6,6 +6,7 @@ import importlib.util
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,17 +115,21 @@ def llama_server(context: int = 4096) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
+    # Its log goes to a file: a pipe that nobody reads fills up (a traceback per failed request)
+    # and then blocks the server in the middle of a request.
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", str(context), "--n_threads", "2", "--verbose", "False"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     try:
         deadline = time.monotonic() + 180  # a loaded machine starts it slowly
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                log.seek(0)
+                raise RuntimeError(f"llama_cpp.server exited: {log.read().decode(errors='replace')[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
@@ -140,3 +145,4 @@ def llama_server(context: int = 4096) -> Iterator[str]:
         except subprocess.TimeoutExpired:  # still busy with a request
             process.kill()
             process.wait()
+        log.close()
