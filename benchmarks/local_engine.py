@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from report import machine, print_report
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "retina", "immunohistochemistry")
 TEXTS = ("CRYPTO GIVEAWAY\ncall +1 555-123-4567", "Happy birthday Sam!", "www.example-shop.com\n50% off")
@@ -136,14 +134,9 @@ def main() -> None:
         "icm_cores_busy": round(icm_cpu / icm_seconds, 2),
         "peak_rss_mib": round(peak_mib, 1),
         "judged": summary.judged,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
+        "machine": machine(),
     }
-    if args.json:
-        print(json.dumps(report))
-        return
-    width = max(map(len, report))
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,13 @@ local path's. Target: ray-1 steady >= 0.9x local-1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from local_engine import make_images
+from report import machine, print_report
 
 
 def main() -> None:
@@ -85,15 +83,9 @@ def main() -> None:
         "ray-1_steady_vs_local-1": round(steady["ray-1"] / rate["local-1"], 3),
         "ray-2_steady_vs_local-2": round(steady["ray-2"] / rate["local-2"], 3),
         "ray_overhead_ms_per_image_1_actor": round(1000 * (1 / steady["ray-1"] - 1 / rate["local-1"]), 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-                   f"load {os.getloadavg()[0]:.1f}",
+        "machine": machine(),
     }
-    if args.json:
-        print(json.dumps(report))
-        return
-    width = max(map(len, report))
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
-import platform
 import socket
 import statistics
 import sys
@@ -37,6 +35,7 @@ from pathlib import Path
 
 import httpx2
 from PIL import Image
+from report import machine
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "retina", "immunohistochemistry")
 
@@ -131,11 +130,6 @@ def start_server(policy: str, backend, concurrency: int, folder: Path, **setting
         except httpx2.TransportError:
             pass
         time.sleep(0.1)
-
-
-def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"load {os.getloadavg()[0]:.1f}")
 
 
 def batching(args: argparse.Namespace) -> None:
