@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -66,7 +67,8 @@ class ChatServer:
 
     A boundary mock: ``answer(body) -> (status, payload)`` stands in for the model, while the
     openai client, HTTP and our request, parse and re-ask logic all run for real. Every request is
-    kept as ``{"path", "body"}``.
+    kept as ``{"path", "body"}``. A subclass that needs more (other paths, delays, the headers)
+    overrides :meth:`handle`; ``in_flight`` and ``most_in_flight`` count concurrent requests.
     """
 
     def __init__(self) -> None:
@@ -78,19 +80,31 @@ class ChatServer:
         self.answer: Callable[[dict[str, object]], tuple[int, dict[str, object]]] = (
             lambda body: (200, chat_completion("")))
         self.requests: list[dict[str, object]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body})
-                status, payload = server.answer(body)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                with server.lock:
+                    server.in_flight += 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                try:
+                    status, payload, delay = server.handle(self.path, body, dict(self.headers))
+                    time.sleep(delay)
+                    data = json.dumps(payload).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -98,6 +112,13 @@ class ChatServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def handle(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any, float]:
+        """(status, payload, seconds to wait before answering) for one request."""
+        with self.lock:
+            self.requests.append({"path": path, "body": body})
+        status, payload = self.answer(body)
+        return status, payload, 0.0
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ChatServer
 
 from icm import Moderator
 from icm.backends.base import BackendError
@@ -135,10 +133,11 @@ def completion(
     return {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
 
 
-class Script:
+class Script(ChatServer):
     """What the scripted server answers: reply(request body) -> (status, body, delay seconds)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.reply: Callable[[dict[str, Any]], tuple[int, dict[str, Any], float]] = (
             lambda body: (200, completion("No", {"No": -0.1, "Yes": -2.5}), 0.0)
         )
@@ -149,48 +148,20 @@ class Script:
         )
         self.decisions: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self.in_flight = 0
-        self.most_in_flight = 0
-        self.lock = threading.Lock()
+
+    def handle(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any, float]:
+        decisions = path.endswith("/decisions")
+        with self.lock:
+            (self.decisions if decisions else self.requests).append(body)
+            self.headers.append(headers)
+        return (self.decide if decisions else self.reply)(body)
 
 
 @pytest.fixture
 def scripted() -> Iterator[tuple[str, Script]]:
     script = Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            decisions = self.path.endswith("/decisions")
-            with script.lock:
-                (script.decisions if decisions else script.requests).append(body)
-                script.headers.append(dict(self.headers))
-                script.in_flight += 1
-                script.most_in_flight = max(script.most_in_flight, script.in_flight)
-            try:
-                status, reply, delay = (script.decide if decisions else script.reply)(body)
-                time.sleep(delay)
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout test)
-            finally:
-                with script.lock:
-                    script.in_flight -= 1
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", script
-    server.shutdown()
-    server.server_close()
+    yield script.url, script
+    script.close()
 
 
 def is_explain(body: dict[str, Any]) -> bool:
