@@ -16,11 +16,18 @@ if ! "$PYTHON" -c "import icm.serve.app, pytest, onnxruntime, playwright, argon2
 fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# Debian packages the tests need; the package lists are fetched once per run, when first needed.
+apt_install() {
+  if [ -z "${APT_UPDATED:-}" ]; then
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
 
 start_postgres() {
   if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
+    apt_install postgresql
   fi
   PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
   PGDATA="${ICM_TEST_PGDATA:-/tmp/icm-test-postgres}"
@@ -57,8 +64,7 @@ stop_postgres() {
 # browser download is not used).
 if [ -z "${ICM_TEST_CHROMIUM:-}" ]; then
   if ! command -v chromium >/dev/null 2>&1; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+    apt_install chromium
   fi
   export ICM_TEST_CHROMIUM="$(command -v chromium)"
 fi
