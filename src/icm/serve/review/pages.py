@@ -38,6 +38,7 @@ _templates = Environment(loader=PackageLoader("icm.serve.review", "templates"), 
 def install(app: FastAPI) -> None:
     """Add the console's pages and static files to the service."""
     app.include_router(router)
+    app.add_exception_handler(_Answer, _send_answer)
     app.mount(PREFIX + "/static", StaticFiles(packages=[("icm.serve.review", "static")]), name="review-static")
 
 
@@ -104,17 +105,45 @@ def _csrf_refused(request: Request, viewer: Viewer | None) -> HTMLResponse:
                     "Reload the page and try again.")
 
 
-async def _checked(request: Request) -> tuple[Viewer | None, dict[str, str], Response | None]:
-    """The viewer and the posted form of a state-changing request, or the answer that refuses it."""
+class _Answer(Exception):
+    """A page's early answer (log in first, the form is refused, admins only, not your item):
+    raised by the checks below, sent as it is by the handler :func:`install` adds."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def _send_answer(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _Answer)
+    return exc.response
+
+
+async def _signed_in(request: Request) -> Viewer:
+    """The logged-in person of a page; raises the way to the login page when there is none."""
     viewer = await _viewer(request)
-    form = await _form(request)
     if viewer is None:
-        return None, form, _to_login(request)
+        raise _Answer(_to_login(request))
+    return viewer
+
+
+async def _admin(request: Request) -> Viewer:
+    viewer = await _signed_in(request)
+    if not viewer.admin:
+        raise _Answer(_message(request, viewer, 403, "Admins only", "The audit log is for admins."))
+    return viewer
+
+
+async def _posted(request: Request) -> tuple[Viewer, dict[str, str]]:
+    """The viewer and the posted form of a state-changing request; raises the answer that
+    refuses it (not logged in, or without the session's CSRF token)."""
+    viewer = await _signed_in(request)
+    form = await _form(request)
     if not same_token(form.get("csrf") or request.headers.get("x-csrf-token"), viewer.csrf):
         await run_in_threadpool(reviews_of(service_of(request)).audit, viewer.user.id, "csrf_refused",
                                 request.url.path)
-        return viewer, form, _csrf_refused(request, viewer)
-    return viewer, form, None
+        raise _Answer(_csrf_refused(request, viewer))
+    return viewer, form
 
 
 def _secure(request: Request) -> bool:
@@ -168,10 +197,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    viewer, _, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, _ = await _posted(request)
     store = reviews_of(service_of(request))
     await run_in_threadpool(store.end_session, viewer.token_hash)
     await run_in_threadpool(store.audit, viewer.user.id, "logout")
@@ -198,9 +224,7 @@ def _query(where: QueueFilter) -> str:
 
 @router.get("")
 async def queue_page(request: Request) -> Response:
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
+    viewer = await _signed_in(request)
     where = _filter(dict(request.query_params))
     store = reviews_of(service_of(request))
     rows = await run_in_threadpool(store.open_items, where, 200)
@@ -249,10 +273,7 @@ def _item_url(item_id: int, where: QueueFilter) -> str:
 
 @router.post("/next")
 async def next_item(request: Request) -> Response:
-    viewer, form, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, form = await _posted(request)
     where = _filter(form)
     current = form.get("release")
     skip = int(current) if current and current.isdigit() else None
@@ -265,10 +286,7 @@ async def next_item(request: Request) -> Response:
 
 @router.post("/items/{item_id}/take")
 async def take_item(item_id: int, request: Request) -> Response:
-    viewer, form, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, form = await _posted(request)
     service = service_of(request)
     try:
         await run_in_threadpool(reviews_of(service).take, item_id, viewer.user.id,
@@ -288,29 +306,26 @@ class _Access:
     leased: bool
 
 
-async def _access(request: Request, viewer: Viewer, item_id: int) -> _Access | Response:
-    """The item, when this person holds its lease or reviewed it (admins may look at any)."""
+async def _access(request: Request, viewer: Viewer, item_id: int) -> _Access:
+    """The item, when this person holds its lease or reviewed it (admins may look at any);
+    raises the page that says why not."""
     store = reviews_of(service_of(request))
     item = await run_in_threadpool(store.item, item_id)
     if item is None:
-        return _message(request, viewer, 404, "No such item", f"There is no queue item {item_id}.")
+        raise _Answer(_message(request, viewer, 404, "No such item", f"There is no queue item {item_id}."))
     lease = await run_in_threadpool(store.lease_of, item_id, viewer.user.id)
     mine = await run_in_threadpool(store.my_review, item_id, viewer.user.id)
     if lease is None and mine is None and not viewer.admin:
-        return _render(request, "message.html", 409, viewer, title="Not leased to you",
-                       text="This item is not leased to you. Take it from the queue (it may be another "
-                       "reviewer's now).", take=item_id, item_closed=item.closed_at is not None)
+        raise _Answer(_render(request, "message.html", 409, viewer, title="Not leased to you",
+                              text="This item is not leased to you. Take it from the queue (it may be another "
+                              "reviewer's now).", take=item_id, item_closed=item.closed_at is not None))
     return _Access(item, mine, lease is not None)
 
 
 @router.get("/items/{item_id}")
 async def item_page(item_id: int, request: Request) -> Response:
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
+    viewer = await _signed_in(request)
     access = await _access(request, viewer, item_id)
-    if isinstance(access, Response):
-        return access
     service = service_of(request)
     store = reviews_of(service)
     row = await run_in_threadpool(service.store.result, access.item.result_id)
@@ -396,9 +411,10 @@ async def item_image(item_id: int, request: Request) -> Response:
     viewer = await _viewer(request)
     if viewer is None:
         return Response(status_code=401)
-    access = await _access(request, viewer, item_id)
-    if isinstance(access, Response):
-        return Response(status_code=access.status_code)
+    try:
+        access = await _access(request, viewer, item_id)
+    except _Answer as refused:
+        return Response(status_code=refused.response.status_code)
     service = service_of(request)
     row = await run_in_threadpool(service.store.result, access.item.result_id)
     images = service.judging.images
@@ -413,25 +429,20 @@ async def item_image(item_id: int, request: Request) -> Response:
 
 @router.post("/items/{item_id}/reveal")
 async def reveal(item_id: int, request: Request) -> Response:
-    viewer, _, refused = await _checked(request)
-    if refused is not None:
-        return Response(status_code=refused.status_code)
-    assert viewer is not None
+    try:
+        viewer, _ = await _posted(request)
+    except _Answer as refused:
+        return Response(status_code=refused.response.status_code)
     await run_in_threadpool(reviews_of(service_of(request)).audit, viewer.user.id, "reveal", f"item:{item_id}")
     return Response(status_code=204)
 
 
 @router.post("/items/{item_id}/decision")
 async def decide(item_id: int, request: Request) -> Response:
-    viewer, form, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, form = await _posted(request)
     service = service_of(request)
     store = reviews_of(service)
     access = await _access(request, viewer, item_id)
-    if isinstance(access, Response):
-        return access
     row = await run_in_threadpool(service.store.result, access.item.result_id)
     if row is None:
         return _message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
@@ -498,10 +509,7 @@ def _decision(form: dict[str, str], result: ModerationResult) -> tuple[dict[str,
 
 @router.post("/settings")
 async def settings(request: Request) -> Response:
-    viewer, form, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, form = await _posted(request)
     reveal_default = form.get("reveal_by_default") == "on"
     store = reviews_of(service_of(request))
     await run_in_threadpool(store.set_reveal, viewer.user.id, reveal_default)
@@ -516,11 +524,7 @@ async def settings(request: Request) -> Response:
 
 @router.get("/audit")
 async def audit_page(request: Request) -> Response:
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
-    if not viewer.admin:
-        return _message(request, viewer, 403, "Admins only", "The audit log is for admins.")
+    viewer = await _admin(request)
     entries = await run_in_threadpool(reviews_of(service_of(request)).audit_entries, 0, 500)
     users = {u.id: u.username for u in await run_in_threadpool(reviews_of(service_of(request)).users)}
     return _render(request, "audit.html", viewer=viewer, entries=entries, users=users)
@@ -531,11 +535,7 @@ async def audit_export(request: Request) -> Response:
     """The whole log as JSONL, oldest first."""
     import json
 
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
-    if not viewer.admin:
-        return _message(request, viewer, 403, "Admins only", "The audit log is for admins.")
+    viewer = await _admin(request)
     store = reviews_of(service_of(request))
     await run_in_threadpool(store.audit, viewer.user.id, "audit_export")
     entries = await run_in_threadpool(store.audit_entries, 0, None, False)
@@ -556,9 +556,7 @@ async def audit_export(request: Request) -> Response:
 async def stats_page(request: Request) -> Response:
     from icm.serve.review.stats import compute_stats, plots
 
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
+    viewer = await _signed_in(request)
     service = service_of(request)
     stats = await run_in_threadpool(compute_stats, reviews_of(service))
     users = {u.id: u.username for u in await run_in_threadpool(reviews_of(service).users)}
