@@ -23,7 +23,7 @@ from icm.serve.errors import Conflict, NotFound
 from icm.serve.review.accounts import Login, hash_token, log_in, same_token
 from icm.serve.review.appeals import statement_of_reasons
 from icm.serve.service import Service, service_of
-from icm.serve.store.models import QueueItem, Review, User, utcnow
+from icm.serve.store.models import QueueItem, Review, StoredResult, User, utcnow
 from icm.serve.store.review import QueueFilter, ReviewStore, aware
 
 SESSION_COOKIE = "icm_session"
@@ -333,17 +333,27 @@ async def item_page(item_id: int, request: Request) -> Response:
         return _message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
     result = ModerationResult.model_validate(row.result)
     policy = await _policy(service, row.policy_id, row.policy_version)
-    appeal = await run_in_threadpool(store.appeal, access.item.appeal_id) if access.item.appeal_id else None
     previous = await run_in_threadpool(store.previous_item, viewer.user.id, item_id)
     await run_in_threadpool(store.audit, viewer.user.id, "view", f"item:{item_id}",
                             None, {"result": row.id, "decision": row.decision})
-    where = _filter(dict(request.query_params))
+    return await _item_view(request, viewer, access, row, result, policy, _filter(dict(request.query_params)),
+                            previous=previous)
+
+
+async def _item_view(request: Request, viewer: Viewer, access: _Access, row: StoredResult, result: ModerationResult,
+                     policy: Policy | None, where: QueueFilter, *, status: int = 200, previous: int | None = None,
+                     error: str | None = None, form: dict[str, str] | None = None) -> HTMLResponse:
+    """The item page: as first shown, or again after a refused decision (its error, and the form
+    as it was sent)."""
+    service = service_of(request)
+    appeal_id = access.item.appeal_id
+    appeal = await run_in_threadpool(reviews_of(service).appeal, appeal_id) if appeal_id else None
     return _render(
-        request, "item.html", viewer=viewer, item=access.item, row=row, result=result,
+        request, "item.html", status, viewer, item=access.item, row=row, result=result,
         rules=_rules(result, policy, access.mine), boxes=_boxes(result), mine=access.mine, leased=access.leased,
         appeal=appeal, actions=[a.value for a in Action], previous=previous, where=where,
         query=_query(where), image_kept=bool(row.image_kept and service.judging.images is not None),
-        reveal=viewer.user.reveal_by_default, error=None, form=None, default_reason=_default_reason(result),
+        reveal=viewer.user.reveal_by_default, error=error, form=form, default_reason=_default_reason(result),
     )
 
 
@@ -447,25 +457,18 @@ async def decide(item_id: int, request: Request) -> Response:
     if row is None:
         return _message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
     result = ModerationResult.model_validate(row.result)
+    policy = await _policy(service, row.policy_id, row.policy_version)
     where = _filter(form)
     try:
         labels, action, reason_rule, note = _decision(form, result)
-        policy = await _policy(service, row.policy_id, row.policy_version)
         statement = None
         if access.item.appeal_id is not None:
             statement = statement_of_reasons(result, policy, labels, action, reason_rule, note)
         review, earlier = await run_in_threadpool(store.decide, item_id, viewer.user.id, labels, action,
                                                   reason_rule, note, statement)
     except (InputError, Conflict) as exc:
-        policy = await _policy(service, row.policy_id, row.policy_version)
-        appeal = await run_in_threadpool(store.appeal, access.item.appeal_id) if access.item.appeal_id else None
-        return _render(
-            request, "item.html", exc.http_status, viewer, item=access.item, row=row, result=result,
-            rules=_rules(result, policy, access.mine), boxes=_boxes(result), mine=access.mine,
-            leased=access.leased, appeal=appeal, actions=[a.value for a in Action], previous=None, where=where,
-            query=_query(where), image_kept=bool(row.image_kept), reveal=viewer.user.reveal_by_default,
-            error=str(exc), form=form, default_reason=_default_reason(result),
-        )
+        return await _item_view(request, viewer, access, row, result, policy, where, status=exc.http_status,
+                                error=str(exc), form=form)
     after: dict[str, Any] = {"review": review.id, "action": action, "labels": labels, "reason_rule": reason_rule,
                              "note": note}
     before: dict[str, Any]
