@@ -176,6 +176,9 @@ def replay(
         + (f", {report.missing_images} kept images missing" if report.missing_images else "")
         + (f", {report.errors} not judged (errors)" if report.errors else "")
     ))
+    for failure in report.failures:
+        console.print(output.text(f"not judged: {failure['image']} (result {failure['result_id']}): "
+                                  f"{failure['code']}: {failure['message']}"))
     if report.decisions:
         console.print(output.text("decisions: " + ", ".join(f"{k} {v}" for k, v in sorted(report.decisions.items()))))
     table = output.table("rule", "judged", "changed", "changes", "labelled", "stored right", "new right")
