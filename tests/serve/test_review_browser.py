@@ -235,3 +235,24 @@ def test_an_appeal_goes_to_a_different_reviewer(browser: Any, server: LiveServer
     assert final["statement"].startswith("Appeal reviewed by a person")
     alice.context.close()
     bob.context.close()
+
+
+def test_a_refused_decision_shows_the_item_again_with_its_error_and_what_was_sent(
+    browser: Any, server: LiveServer
+) -> None:
+    ada = _login(browser, server, "ada")  # an admin may open any item
+    ada.goto(server.url + "/review/items/1")
+    images = ada.locator("#image").count()
+    model = ada.locator("#action").get_attribute("data-model")
+    other = "block" if model != "block" else "allow"
+    ada.select_option("#action", other)
+    ada.select_option("#reason_rule", "")
+    ada.get_by_label("Note (optional)").fill("kept after the error")
+    with ada.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/decision")) as sent:
+        ada.locator("#submit-decision").click()
+    assert sent.value.status == 400
+    assert "needs a reason" in ada.locator("#decision-error").inner_text()
+    assert ada.locator("#action").input_value() == other
+    assert ada.get_by_label("Note (optional)").input_value() == "kept after the error"
+    assert ada.locator("#image").count() == images  # the same page as before, image and all
+    ada.context.close()

@@ -200,6 +200,49 @@ def test_stats_give_kappa_per_rule_confusion_throughput_and_queue_age(reviews: R
     assert stats.open_items == 1 and stats.oldest_hours is not None and stats.oldest_hours < 1
 
 
+class _Unreachable:
+    """A backend whose model server is down: every image it is asked about fails."""
+
+    name = "unreachable"
+    supports_images = True
+    supports_logprobs = False
+
+    def info(self) -> Any:
+        from icm.results import BackendInfo
+
+        return BackendInfo(name=self.name)
+
+    def prepare(self, policy: Any) -> None:
+        pass
+
+    def judge(self, image: Any, policy: Any) -> Any:
+        from icm.errors import ModelError
+
+        raise ModelError("connection refused")
+
+    def close(self) -> None:
+        pass
+
+
+def test_replay_names_every_kept_image_it_could_not_judge_and_why(reviews: ReviewStore, tmp_path: Path) -> None:
+    from serve.live import FAST_POLICY, png_bytes
+
+    from icm.policy import load_policy
+    from icm.serve.review.replay import replay
+
+    images = DiskImages(tmp_path)
+    broken = _stored(reviews.store, images, "review", {"nsfw": "uncertain"})  # its kept bytes are no image
+    fine = _stored(reviews.store, images, "review", {"nsfw": "uncertain"})
+    assert fine.sha256 is not None
+    images.path(fine.sha256).write_bytes(png_bytes(1))  # a real image in its place
+    report = replay(reviews, images, load_policy(FAST_POLICY), _Unreachable(), policy_id="kids")  # type: ignore[arg-type]
+    assert report.judged == 0 and report.errors == 2
+    failures = {f["result_id"]: f for f in report.to_dict()["failures"]}
+    assert set(failures) == {broken.id, fine.id}
+    assert failures[broken.id]["code"] == "not_an_image"
+    assert failures[fine.id]["code"] == "backend_error" and "connection refused" in failures[fine.id]["message"]
+
+
 def test_the_queue_takes_review_decisions_and_a_sample_of_the_others() -> None:
     import random
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from icm.cli import output
+from icm.cli.review import DB, IMAGE_DIR, KEEP_IMAGES, kept_store
 
 if TYPE_CHECKING:
     from icm.policy import Policy
@@ -147,13 +148,11 @@ def decompose_report(report: DecomposeReport, target: Path) -> Group:
 
 @app.command("replay", no_args_is_help=True)
 def replay(
-    db: str = typer.Option(..., "--db", help="SQLAlchemy URL of the service's store."),
+    db: str = DB,
     policy: str = typer.Option(..., "--policy", "-p", help="The new policy version (YAML file or built-in name)."),
     backend: str = typer.Option("local", "--backend", "-b", help="Backend spec to judge with."),
-    image_dir: Path = typer.Option(Path("icm-images"), "--image-dir", envvar="ICM_IMAGE_DIR",
-                                   help="Where the service keeps images on disk (its ICM_IMAGE_DIR)."),
-    keep_images: str = typer.Option("disk", "--keep-images", envvar="ICM_KEEP_IMAGES",
-                                    help="Where the service keeps images: disk or database (its ICM_KEEP_IMAGES)."),
+    image_dir: Path = IMAGE_DIR,
+    keep_images: str = KEEP_IMAGES,
     against: str = typer.Option(None, "--against", help="Stored policy id to replay (default: the new policy's id).",
                                 show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -164,16 +163,10 @@ def replay(
 
     from icm.policy import load_policy
     from icm.serve.review.replay import replay as run
-    from icm.serve.store import Store
-    from icm.serve.store.images import images_to_read
-    from icm.serve.store.review import ReviewStore
 
     new = load_policy(policy)
-    store = Store(db)
-    try:
-        report = run(ReviewStore(store), images_to_read(store, keep_images, image_dir), new, backend, against)
-    finally:
-        store.close()
+    with kept_store(db, keep_images, image_dir) as (reviews, images):
+        report = run(reviews, images, new, backend, against)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -183,6 +176,9 @@ def replay(
         + (f", {report.missing_images} kept images missing" if report.missing_images else "")
         + (f", {report.errors} not judged (errors)" if report.errors else "")
     ))
+    for failure in report.failures:
+        console.print(output.text(f"not judged: {failure['image']} (result {failure['result_id']}): "
+                                  f"{failure['code']}: {failure['message']}"))
     if report.decisions:
         console.print(output.text("decisions: " + ", ".join(f"{k} {v}" for k, v in sorted(report.decisions.items()))))
     table = output.table("rule", "judged", "changed", "changes", "labelled", "stored right", "new right")

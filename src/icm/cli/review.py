@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from icm.cli import output
 
+if TYPE_CHECKING:
+    from icm.serve.store.images import ImageStore
+    from icm.serve.store.review import ReviewStore
+
 app = typer.Typer(help="Reviewers' decisions from the service's store: export them as labels.", no_args_is_help=True)
 console = Console()
+
+# The options of a command that reads the service's store and kept images (here and `icm policy replay`).
+DB = typer.Option(..., "--db", help="SQLAlchemy URL of the service's store (e.g. sqlite:///icm-serve.db).")
+IMAGE_DIR = typer.Option(Path("icm-images"), "--image-dir", envvar="ICM_IMAGE_DIR",
+                         help="Where the service keeps images on disk (its ICM_IMAGE_DIR).")
+KEEP_IMAGES = typer.Option("disk", "--keep-images", envvar="ICM_KEEP_IMAGES",
+                           help="Where the service keeps images: disk or database (its ICM_KEEP_IMAGES).")
+
+
+@contextmanager
+def kept_store(db: str, keep_images: str, image_dir: Path) -> Iterator[tuple[ReviewStore, ImageStore]]:
+    """The service's store (its review side) and the images it kept, closed at the end."""
+    from icm.serve.store import Store
+    from icm.serve.store.images import images_to_read
+    from icm.serve.store.review import ReviewStore
+
+    store = Store(db)
+    try:
+        yield ReviewStore(store), images_to_read(store, keep_images, image_dir)
+    finally:
+        store.close()
 
 
 @app.command("export", no_args_is_help=True)
 def export(
-    db: str = typer.Option(..., "--db", help="SQLAlchemy URL of the service's store (e.g. sqlite:///icm-serve.db)."),
+    db: str = DB,
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write: labels.jsonl, images/, predictions.jsonl."),
-    image_dir: Path = typer.Option(Path("icm-images"), "--image-dir", envvar="ICM_IMAGE_DIR",
-                                   help="Where the service keeps images on disk (its ICM_IMAGE_DIR)."),
-    keep_images: str = typer.Option("disk", "--keep-images", envvar="ICM_KEEP_IMAGES",
-                                    help="Where the service keeps images: disk or database (its ICM_KEEP_IMAGES)."),
+    image_dir: Path = IMAGE_DIR,
+    keep_images: str = KEEP_IMAGES,
     policy: str = typer.Option(None, "--policy", help="Only this policy's reviews (needed when there are several).",
                                show_default=False),
 ) -> None:
@@ -32,16 +58,9 @@ def export(
       icm eval run --dataset reviewed --policy general --backend local
     """
     from icm.serve.review.export import export_reviews
-    from icm.serve.store import Store
-    from icm.serve.store.images import images_to_read
-    from icm.serve.store.review import ReviewStore
 
-    store = Store(db)
-    try:
-        images = images_to_read(store, keep_images, image_dir)
-        summary = export_reviews(ReviewStore(store), images, out, policy)
-    finally:
-        store.close()
+    with kept_store(db, keep_images, image_dir) as (reviews, images):
+        summary = export_reviews(reviews, images, out, policy)
     line = (f"wrote {summary.labels} labels of {summary.images} images (policy {summary.policy or '-'}) to "
             f"{summary.out}")
     if summary.conflicts:

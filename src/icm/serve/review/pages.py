@@ -23,7 +23,7 @@ from icm.serve.errors import Conflict, NotFound
 from icm.serve.review.accounts import Login, hash_token, log_in, same_token
 from icm.serve.review.appeals import statement_of_reasons
 from icm.serve.service import Service, service_of
-from icm.serve.store.models import QueueItem, Review, User, utcnow
+from icm.serve.store.models import QueueItem, Review, StoredResult, User, utcnow
 from icm.serve.store.review import QueueFilter, ReviewStore, aware
 
 SESSION_COOKIE = "icm_session"
@@ -38,6 +38,7 @@ _templates = Environment(loader=PackageLoader("icm.serve.review", "templates"), 
 def install(app: FastAPI) -> None:
     """Add the console's pages and static files to the service."""
     app.include_router(router)
+    app.add_exception_handler(_Answer, _send_answer)
     app.mount(PREFIX + "/static", StaticFiles(packages=[("icm.serve.review", "static")]), name="review-static")
 
 
@@ -104,17 +105,45 @@ def _csrf_refused(request: Request, viewer: Viewer | None) -> HTMLResponse:
                     "Reload the page and try again.")
 
 
-async def _checked(request: Request) -> tuple[Viewer | None, dict[str, str], Response | None]:
-    """The viewer and the posted form of a state-changing request, or the answer that refuses it."""
+class _Answer(Exception):
+    """A page's early answer (log in first, the form is refused, admins only, not your item):
+    raised by the checks below, sent as it is by the handler :func:`install` adds."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def _send_answer(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _Answer)
+    return exc.response
+
+
+async def _signed_in(request: Request) -> Viewer:
+    """The logged-in person of a page; raises the way to the login page when there is none."""
     viewer = await _viewer(request)
-    form = await _form(request)
     if viewer is None:
-        return None, form, _to_login(request)
+        raise _Answer(_to_login(request))
+    return viewer
+
+
+async def _admin(request: Request) -> Viewer:
+    viewer = await _signed_in(request)
+    if not viewer.admin:
+        raise _Answer(_message(request, viewer, 403, "Admins only", "The audit log is for admins."))
+    return viewer
+
+
+async def _posted(request: Request) -> tuple[Viewer, dict[str, str]]:
+    """The viewer and the posted form of a state-changing request; raises the answer that
+    refuses it (not logged in, or without the session's CSRF token)."""
+    viewer = await _signed_in(request)
+    form = await _form(request)
     if not same_token(form.get("csrf") or request.headers.get("x-csrf-token"), viewer.csrf):
         await run_in_threadpool(reviews_of(service_of(request)).audit, viewer.user.id, "csrf_refused",
                                 request.url.path)
-        return viewer, form, _csrf_refused(request, viewer)
-    return viewer, form, None
+        raise _Answer(_csrf_refused(request, viewer))
+    return viewer, form
 
 
 def _secure(request: Request) -> bool:
@@ -168,10 +197,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    viewer, _, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, _ = await _posted(request)
     store = reviews_of(service_of(request))
     await run_in_threadpool(store.end_session, viewer.token_hash)
     await run_in_threadpool(store.audit, viewer.user.id, "logout")
@@ -198,9 +224,7 @@ def _query(where: QueueFilter) -> str:
 
 @router.get("")
 async def queue_page(request: Request) -> Response:
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
+    viewer = await _signed_in(request)
     where = _filter(dict(request.query_params))
     store = reviews_of(service_of(request))
     rows = await run_in_threadpool(store.open_items, where, 200)
@@ -249,10 +273,7 @@ def _item_url(item_id: int, where: QueueFilter) -> str:
 
 @router.post("/next")
 async def next_item(request: Request) -> Response:
-    viewer, form, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, form = await _posted(request)
     where = _filter(form)
     current = form.get("release")
     skip = int(current) if current and current.isdigit() else None
@@ -265,10 +286,7 @@ async def next_item(request: Request) -> Response:
 
 @router.post("/items/{item_id}/take")
 async def take_item(item_id: int, request: Request) -> Response:
-    viewer, form, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, form = await _posted(request)
     service = service_of(request)
     try:
         await run_in_threadpool(reviews_of(service).take, item_id, viewer.user.id,
@@ -288,29 +306,26 @@ class _Access:
     leased: bool
 
 
-async def _access(request: Request, viewer: Viewer, item_id: int) -> _Access | Response:
-    """The item, when this person holds its lease or reviewed it (admins may look at any)."""
+async def _access(request: Request, viewer: Viewer, item_id: int) -> _Access:
+    """The item, when this person holds its lease or reviewed it (admins may look at any);
+    raises the page that says why not."""
     store = reviews_of(service_of(request))
     item = await run_in_threadpool(store.item, item_id)
     if item is None:
-        return _message(request, viewer, 404, "No such item", f"There is no queue item {item_id}.")
+        raise _Answer(_message(request, viewer, 404, "No such item", f"There is no queue item {item_id}."))
     lease = await run_in_threadpool(store.lease_of, item_id, viewer.user.id)
     mine = await run_in_threadpool(store.my_review, item_id, viewer.user.id)
     if lease is None and mine is None and not viewer.admin:
-        return _render(request, "message.html", 409, viewer, title="Not leased to you",
-                       text="This item is not leased to you. Take it from the queue (it may be another "
-                       "reviewer's now).", take=item_id, item_closed=item.closed_at is not None)
+        raise _Answer(_render(request, "message.html", 409, viewer, title="Not leased to you",
+                              text="This item is not leased to you. Take it from the queue (it may be another "
+                              "reviewer's now).", take=item_id, item_closed=item.closed_at is not None))
     return _Access(item, mine, lease is not None)
 
 
 @router.get("/items/{item_id}")
 async def item_page(item_id: int, request: Request) -> Response:
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
+    viewer = await _signed_in(request)
     access = await _access(request, viewer, item_id)
-    if isinstance(access, Response):
-        return access
     service = service_of(request)
     store = reviews_of(service)
     row = await run_in_threadpool(service.store.result, access.item.result_id)
@@ -318,17 +333,27 @@ async def item_page(item_id: int, request: Request) -> Response:
         return _message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
     result = ModerationResult.model_validate(row.result)
     policy = await _policy(service, row.policy_id, row.policy_version)
-    appeal = await run_in_threadpool(store.appeal, access.item.appeal_id) if access.item.appeal_id else None
     previous = await run_in_threadpool(store.previous_item, viewer.user.id, item_id)
     await run_in_threadpool(store.audit, viewer.user.id, "view", f"item:{item_id}",
                             None, {"result": row.id, "decision": row.decision})
-    where = _filter(dict(request.query_params))
+    return await _item_view(request, viewer, access, row, result, policy, _filter(dict(request.query_params)),
+                            previous=previous)
+
+
+async def _item_view(request: Request, viewer: Viewer, access: _Access, row: StoredResult, result: ModerationResult,
+                     policy: Policy | None, where: QueueFilter, *, status: int = 200, previous: int | None = None,
+                     error: str | None = None, form: dict[str, str] | None = None) -> HTMLResponse:
+    """The item page: as first shown, or again after a refused decision (its error, and the form
+    as it was sent)."""
+    service = service_of(request)
+    appeal_id = access.item.appeal_id
+    appeal = await run_in_threadpool(reviews_of(service).appeal, appeal_id) if appeal_id else None
     return _render(
-        request, "item.html", viewer=viewer, item=access.item, row=row, result=result,
+        request, "item.html", status, viewer, item=access.item, row=row, result=result,
         rules=_rules(result, policy, access.mine), boxes=_boxes(result), mine=access.mine, leased=access.leased,
         appeal=appeal, actions=[a.value for a in Action], previous=previous, where=where,
         query=_query(where), image_kept=bool(row.image_kept and service.judging.images is not None),
-        reveal=viewer.user.reveal_by_default, error=None, form=None, default_reason=_default_reason(result),
+        reveal=viewer.user.reveal_by_default, error=error, form=form, default_reason=_default_reason(result),
     )
 
 
@@ -396,9 +421,10 @@ async def item_image(item_id: int, request: Request) -> Response:
     viewer = await _viewer(request)
     if viewer is None:
         return Response(status_code=401)
-    access = await _access(request, viewer, item_id)
-    if isinstance(access, Response):
-        return Response(status_code=access.status_code)
+    try:
+        access = await _access(request, viewer, item_id)
+    except _Answer as refused:
+        return Response(status_code=refused.response.status_code)
     service = service_of(request)
     row = await run_in_threadpool(service.store.result, access.item.result_id)
     images = service.judging.images
@@ -413,48 +439,36 @@ async def item_image(item_id: int, request: Request) -> Response:
 
 @router.post("/items/{item_id}/reveal")
 async def reveal(item_id: int, request: Request) -> Response:
-    viewer, _, refused = await _checked(request)
-    if refused is not None:
-        return Response(status_code=refused.status_code)
-    assert viewer is not None
+    try:
+        viewer, _ = await _posted(request)
+    except _Answer as refused:
+        return Response(status_code=refused.response.status_code)
     await run_in_threadpool(reviews_of(service_of(request)).audit, viewer.user.id, "reveal", f"item:{item_id}")
     return Response(status_code=204)
 
 
 @router.post("/items/{item_id}/decision")
 async def decide(item_id: int, request: Request) -> Response:
-    viewer, form, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, form = await _posted(request)
     service = service_of(request)
     store = reviews_of(service)
     access = await _access(request, viewer, item_id)
-    if isinstance(access, Response):
-        return access
     row = await run_in_threadpool(service.store.result, access.item.result_id)
     if row is None:
         return _message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
     result = ModerationResult.model_validate(row.result)
+    policy = await _policy(service, row.policy_id, row.policy_version)
     where = _filter(form)
     try:
         labels, action, reason_rule, note = _decision(form, result)
-        policy = await _policy(service, row.policy_id, row.policy_version)
         statement = None
         if access.item.appeal_id is not None:
             statement = statement_of_reasons(result, policy, labels, action, reason_rule, note)
         review, earlier = await run_in_threadpool(store.decide, item_id, viewer.user.id, labels, action,
                                                   reason_rule, note, statement)
     except (InputError, Conflict) as exc:
-        policy = await _policy(service, row.policy_id, row.policy_version)
-        appeal = await run_in_threadpool(store.appeal, access.item.appeal_id) if access.item.appeal_id else None
-        return _render(
-            request, "item.html", exc.http_status, viewer, item=access.item, row=row, result=result,
-            rules=_rules(result, policy, access.mine), boxes=_boxes(result), mine=access.mine,
-            leased=access.leased, appeal=appeal, actions=[a.value for a in Action], previous=None, where=where,
-            query=_query(where), image_kept=bool(row.image_kept), reveal=viewer.user.reveal_by_default,
-            error=str(exc), form=form, default_reason=_default_reason(result),
-        )
+        return await _item_view(request, viewer, access, row, result, policy, where, status=exc.http_status,
+                                error=str(exc), form=form)
     after: dict[str, Any] = {"review": review.id, "action": action, "labels": labels, "reason_rule": reason_rule,
                              "note": note}
     before: dict[str, Any]
@@ -498,10 +512,7 @@ def _decision(form: dict[str, str], result: ModerationResult) -> tuple[dict[str,
 
 @router.post("/settings")
 async def settings(request: Request) -> Response:
-    viewer, form, refused = await _checked(request)
-    if refused is not None:
-        return refused
-    assert viewer is not None
+    viewer, form = await _posted(request)
     reveal_default = form.get("reveal_by_default") == "on"
     store = reviews_of(service_of(request))
     await run_in_threadpool(store.set_reveal, viewer.user.id, reveal_default)
@@ -516,11 +527,7 @@ async def settings(request: Request) -> Response:
 
 @router.get("/audit")
 async def audit_page(request: Request) -> Response:
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
-    if not viewer.admin:
-        return _message(request, viewer, 403, "Admins only", "The audit log is for admins.")
+    viewer = await _admin(request)
     entries = await run_in_threadpool(reviews_of(service_of(request)).audit_entries, 0, 500)
     users = {u.id: u.username for u in await run_in_threadpool(reviews_of(service_of(request)).users)}
     return _render(request, "audit.html", viewer=viewer, entries=entries, users=users)
@@ -531,11 +538,7 @@ async def audit_export(request: Request) -> Response:
     """The whole log as JSONL, oldest first."""
     import json
 
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
-    if not viewer.admin:
-        return _message(request, viewer, 403, "Admins only", "The audit log is for admins.")
+    viewer = await _admin(request)
     store = reviews_of(service_of(request))
     await run_in_threadpool(store.audit, viewer.user.id, "audit_export")
     entries = await run_in_threadpool(store.audit_entries, 0, None, False)
@@ -556,9 +559,7 @@ async def audit_export(request: Request) -> Response:
 async def stats_page(request: Request) -> Response:
     from icm.serve.review.stats import compute_stats, plots
 
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _to_login(request)
+    viewer = await _signed_in(request)
     service = service_of(request)
     stats = await run_in_threadpool(compute_stats, reviews_of(service))
     users = {u.id: u.username for u in await run_in_threadpool(reviews_of(service).users)}

@@ -33,10 +33,15 @@ class ReplayReport:
     backend: str
     judged: int = 0
     missing_images: int = 0  # kept results whose image file is gone
-    errors: int = 0  # images the new run could not judge (not counted as changes)
+    # one per image the new run could not judge (not counted as changes): which, and why
+    failures: list[dict[str, Any]] = field(default_factory=list)
     decisions: Counter[str] = field(default_factory=Counter)  # "review->block": n (changes only)
     rules: dict[str, RuleReplay] = field(default_factory=dict)
     changes: list[dict[str, Any]] = field(default_factory=list)  # one per result whose decision changes
+
+    @property
+    def errors(self) -> int:
+        return len(self.failures)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +54,7 @@ class ReplayReport:
                 for r in self.rules.values()
             },
             "changes": self.changes,
+            "failures": self.failures,
         }
 
 
@@ -72,7 +78,8 @@ def replay(reviews: ReviewStore, images: ImageStore, policy: Policy, backend: st
                 continue
             new = moderator.moderate(data, str(row.result.get("image", row.sha256)))
             if new.error is not None:
-                report.errors += 1
+                report.failures.append({"result_id": row.id, "image": new.image, "code": new.error.code.value,
+                                        "message": new.error.message})
                 continue
             report.judged += 1
             old = ModerationResult.model_validate(row.result)
