@@ -122,3 +122,19 @@ def test_a_failed_batch_gets_502_and_an_error_record(local_backend, sqlite_url, 
             assert record["decision"] == "review"  # never allow what was not judged
     finally:
         server.stop()
+
+
+def test_an_unexpected_error_answers_with_its_request_id(serve, sqlite_url) -> None:
+    from sqlalchemy import create_engine, text
+
+    server = serve(sqlite_url)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:  # the store breaks under the running service
+        connection.execute(text("ALTER TABLE results RENAME TO results_gone"))
+    engine.dispose()
+    with server.client("moderate") as client:
+        answer = client.get("/v1/results/res_x", headers={"X-Request-ID": "broken-1"})
+    assert answer.status_code == 500, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "internal" and "Traceback" not in answer.text
+    assert error["request_id"] == "broken-1"  # the id the log line of the failure carries
