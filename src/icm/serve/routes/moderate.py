@@ -14,7 +14,6 @@ from icm.backends.base import Explain
 from icm.errors import InputError
 from icm.serve.auth import Caller, Scope
 from icm.serve.errors import UnsupportedMediaType
-from icm.serve.inputs import image_from_url
 from icm.serve.judging import Job, Judgement, narrow, with_explanations
 from icm.serve.protocol import ErrorBody, ModerateRequest, StoredModeration
 from icm.serve.service import Service, authorized, request_id, service_of
@@ -66,10 +65,7 @@ async def moderate(request: Request, caller: Caller = Depends(authorized(Scope.m
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         body = parse_json(ModerateRequest, await request.body())
-        data, name = await run_in_threadpool(
-            image_from_url, body.image, max_bytes=service.settings.max_body_bytes,
-            allowed_hosts=service.settings.url_hosts, timeout=service.settings.url_timeout,
-        )
+        data, name = await service.image(body.image)
     elif content_type == "multipart/form-data":
         body, data, name = await _multipart(request, service)
     else:
