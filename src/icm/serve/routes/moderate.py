@@ -17,6 +17,7 @@ from icm.serve.errors import UnsupportedMediaType
 from icm.serve.judging import Job, Judgement, narrow, with_explanations
 from icm.serve.protocol import ErrorBody, ModerateRequest, StoredModeration
 from icm.serve.service import Service, authorized, request_id, service_of
+from icm.validation import describe_validation_error
 
 router = APIRouter(tags=["moderation"])
 
@@ -99,11 +100,7 @@ def parse_json(model: type[ModerateRequest], raw: bytes) -> ModerateRequest:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors()[:5]:
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            parts.append(f"{where}: {err['msg']}")
-        raise InputError("invalid request: " + "; ".join(parts)) from None
+        raise InputError("invalid request: " + describe_validation_error(exc, root="body")) from None
 
 
 async def _multipart(request: Request, service: Service) -> tuple[ModerateRequest, bytes, str]:
@@ -124,5 +121,5 @@ async def _multipart(request: Request, service: Service) -> tuple[ModerateReques
     try:
         body = ModerateRequest.model_validate(fields)
     except ValidationError as exc:
-        raise InputError(f"invalid form field: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        raise InputError("invalid form field: " + describe_validation_error(exc)) from None
     return body, data, upload.filename or "upload"
