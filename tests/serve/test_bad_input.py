@@ -61,6 +61,9 @@ def test_malformed_requests(serve, db_url) -> None:
         _error(client.post("/v1/moderations", content=b"{nope", headers={"Content-Type": "application/json"}),
                400, "bad_input")
         _error(client.post("/v1/moderate", json={"policy": "fast"}), 400, "bad_input")  # no image
+        # worded like every other validation problem of icm (icm.validation)
+        wrong = _error(client.post("/v1/moderate", json={"image": "x", "rules": [1]}), 400, "bad_input")
+        assert wrong["message"] == "invalid request: rules[0]: Input should be a valid string"
         _error(client.post("/v1/moderate", json={"image": "data:image/png;base64,@@@@"}), 400, "bad_image_url")
         _error(client.post("/v1/moderate", json={"image": "not a url"}), 400, "bad_image_url")
         _error(client.post("/v1/moderate", files={"file": ("a.png", png_bytes(1), "image/png")}), 400, "bad_input")

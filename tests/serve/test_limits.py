@@ -91,3 +91,50 @@ def test_logs_are_json_lines_with_the_request_id(serve, sqlite_url, caplog) -> N
     line = json.loads(JsonFormatter().format(records[-1]))
     assert line["request_id"] == "probe-1"
     assert line["path"] == "/healthz" and line["status"] == 200 and line["message"] == "request"
+
+
+class _FailingBackend:
+    """The embedded engine, except that its batch call raises instead of giving each image its error."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def judge_batch(self, images: object, policy: object) -> list[object]:
+        raise RuntimeError("the model broke")
+
+
+def test_a_failed_batch_gets_502_and_an_error_record(local_backend, sqlite_url, tmp_path) -> None:
+    from serve.live import LiveServer, settings_for
+
+    server = LiveServer(settings_for(sqlite_url, tmp_path), backend=_FailingBackend(local_backend)).start()
+    try:
+        with server.client("moderate") as client:
+            answer = client.post("/v1/moderate", json={"image": data_url(png_bytes(1)), "policy": "fast"})
+            assert answer.status_code == 502, answer.text
+            error = answer.json()["error"]
+            assert error["code"] == "model_error" and "the model broke" in error["message"]
+            record = client.get(f"/v1/results/{error['result_id']}").json()
+            assert record["error"]["code"] == "backend_error"
+            assert record["sha256"] is not None
+            assert record["decision"] == "review"  # never allow what was not judged
+    finally:
+        server.stop()
+
+
+def test_an_unexpected_error_answers_with_its_request_id(serve, sqlite_url) -> None:
+    from sqlalchemy import create_engine, text
+
+    server = serve(sqlite_url)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:  # the store breaks under the running service
+        connection.execute(text("ALTER TABLE results RENAME TO results_gone"))
+    engine.dispose()
+    with server.client("moderate") as client:
+        answer = client.get("/v1/results/res_x", headers={"X-Request-ID": "broken-1"})
+    assert answer.status_code == 500, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "internal" and "Traceback" not in answer.text
+    assert error["request_id"] == "broken-1"  # the id the log line of the failure carries

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +61,18 @@ def _store(db: str | None) -> Any:
         return Store(settings.db)
     except Exception as exc:  # an unreachable or unwritable database
         raise _fail(exc) from exc
+
+
+@contextmanager
+def _opened(db: str | None) -> Iterator[Any]:
+    """The store for one command, closed after it; a failure inside is one error line."""
+    store = _store(db)
+    try:
+        yield store
+    except Exception as exc:
+        raise _fail(exc) from exc
+    finally:
+        store.close()
 
 
 @app.callback()
@@ -139,13 +153,8 @@ def create_key(
     """Create a key. It is printed once, here; the store keeps only its hash."""
     from icm.serve.auth import create_key as create
 
-    store = _store(db)
-    try:
+    with _opened(db) as store:
         key_id, secret = create(store, name, scope)
-    except Exception as exc:
-        raise _fail(exc) from exc
-    finally:
-        store.close()
     errors.print(text(f"created {key_id} ({', '.join(scope)}); the key is shown only now:"))
     typer.echo(secret)
 
@@ -233,15 +242,10 @@ def create_user(
     from icm.serve.store.review import ReviewStore
 
     password = _password(password_stdin)
-    store = _store(db)
-    try:
-        user = create(ReviewStore(store), username, password, role)
-        ReviewStore(store).audit("cli", "user_created", f"user:{user.id}", None,
-                                 {"username": user.username, "role": user.role})
-    except Exception as exc:
-        raise _fail(exc) from exc
-    finally:
-        store.close()
+    with _opened(db) as store:
+        reviews = ReviewStore(store)
+        user = create(reviews, username, password, role)
+        reviews.audit("cli", "user_created", f"user:{user.id}", None, {"username": user.username, "role": user.role})
     console.print(text(f"created {user.role} {user.username} ({user.id})"))
 
 
@@ -256,14 +260,10 @@ def set_user_password(
     from icm.serve.store.review import ReviewStore
 
     password = _password(password_stdin)
-    store = _store(db)
-    try:
-        set_password(ReviewStore(store), username, password)
-        ReviewStore(store).audit("cli", "password_set", f"user:{username}")
-    except Exception as exc:
-        raise _fail(exc) from exc
-    finally:
-        store.close()
+    with _opened(db) as store:
+        reviews = ReviewStore(store)
+        set_password(reviews, username, password)
+        reviews.audit("cli", "password_set", f"user:{username}")
     console.print(text(f"password of {username} changed"))
 
 

@@ -21,12 +21,12 @@ from icm.serve.errors import NotReady
 from icm.serve.judging import Judging
 from icm.serve.limits import RateLimit
 from icm.serve.metrics import Metrics
-from icm.serve.middleware import REQUEST_ID, ServiceMiddleware
+from icm.serve.middleware import ServiceMiddleware
 from icm.serve.policies import PolicyCatalog, split_ref
 from icm.serve.protocol import ErrorBody, ErrorDetail
 from icm.serve.review import pages as review_pages
 from icm.serve.routes import appeals, decisions, health, moderate, moderations, policies, results
-from icm.serve.service import Service
+from icm.serve.service import Service, request_id
 from icm.serve.settings import ServeSettings
 from icm.serve.store.database import Store
 from icm.serve.store.migrate import migrate
@@ -129,7 +129,7 @@ async def _icm_error(request: Request, exc: Exception) -> JSONResponse:
     _count(request, str(exc.code))
     if exc.http_status >= 500 and not isinstance(exc, NotReady):
         log.warning("%s: %s", exc.code, exc)
-    return error_response(exc, REQUEST_ID.get())
+    return error_response(exc, request_id(request))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -152,19 +152,21 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     error.http_status = exc.status_code
     error.code = _HTTP_CODES.get(exc.status_code, "error")
     _count(request, error.code)
-    response = error_response(error, REQUEST_ID.get())
+    response = error_response(error, request_id(request))
     if exc.headers:
         response.headers.update(exc.headers)
     return response
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    """A bug: logged with its trace, answered without it."""
-    log.error("unexpected error", exc_info=exc)
+    """A bug: logged with its trace, answered without it. This handler runs outside the service
+    middleware, so the request id comes from the request's scope, not the middleware's context."""
+    rid = request_id(request)
+    log.error("unexpected error", exc_info=exc, extra={"request_id": rid})
     _count(request, "internal")
     error = IcmError("internal error; the request id identifies it in the service's log")
     error.code = "internal"
-    return error_response(error, REQUEST_ID.get())
+    return error_response(error, rid)
 
 
 def _report_loading(task: asyncio.Task[None]) -> None:

@@ -3,7 +3,23 @@ and carries the status code and machine-readable code the one exception handler 
 
 from __future__ import annotations
 
-from icm.errors import InputError, ModelError, ModelOutputError, ModelTimeout
+from icm.errors import IcmError, InputError, ModelError, ModelOutputError, ModelTimeout
+
+
+class _RetryLater(IcmError):
+    """An error whose answer tells the caller to retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Recorded(IcmError):
+    """An error of one image whose error record is stored as ``result_id``."""
+
+    def __init__(self, message: str, result_id: str | None) -> None:
+        super().__init__(message)
+        self.result_id = result_id
 
 
 class Unauthorized(InputError):
@@ -40,26 +56,18 @@ class UnsupportedMediaType(InputError):
     code = "unsupported_media_type"
 
 
-class RateLimited(InputError):
+class RateLimited(_RetryLater, InputError):
     """The key sent more requests than its rate limit allows; retry after ``retry_after`` seconds."""
 
     http_status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
-
-class Overloaded(ModelError):
+class Overloaded(_RetryLater, ModelError):
     """Every worker is busy and the queue in front of them is full; retry after ``retry_after``."""
 
     http_status = 503
     code = "overloaded"
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class NotReady(ModelError):
@@ -67,36 +75,23 @@ class NotReady(ModelError):
     code = "not_ready"
 
 
-class ImageRejected(InputError):
+class ImageRejected(_Recorded, InputError):
     """The image could not be judged because of what it is (empty, truncated, not an image, too
     small or too large); ``code`` is the result's :class:`~icm.results.ErrorCode`."""
 
     def __init__(self, code: str, message: str, result_id: str | None) -> None:
-        super().__init__(message)
+        super().__init__(message, result_id)
         self.code = code
         self.http_status = 413 if code == "too_large" else 400
-        self.result_id = result_id
 
 
-class JudgeFailed(ModelError):
+class JudgeFailed(_Recorded, ModelError):
     """The backend failed on this image; the error record is stored as ``result_id``."""
 
-    def __init__(self, message: str, result_id: str | None) -> None:
-        super().__init__(message)
-        self.result_id = result_id
 
-
-class JudgeTimeout(ModelTimeout):
+class JudgeTimeout(_Recorded, ModelTimeout):
     """The judgement took longer than the request timeout; the error record is ``result_id``."""
 
-    def __init__(self, message: str, result_id: str | None) -> None:
-        super().__init__(message)
-        self.result_id = result_id
 
-
-class AnswerUnreadable(ModelOutputError):
+class AnswerUnreadable(_Recorded, ModelOutputError):
     """The model's answer could not be read; the error record (with the raw answer) is ``result_id``."""
-
-    def __init__(self, message: str, result_id: str | None) -> None:
-        super().__init__(message)
-        self.result_id = result_id

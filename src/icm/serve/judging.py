@@ -149,7 +149,17 @@ class Judging:
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(work), self.settings.request_timeout)
         except TimeoutError:
-            result = self._timeout_result(job, sha256)
+            result = self._error_result(job, sha256, ErrorInfo(
+                code=ErrorCode.timeout,
+                message=f"not judged within the request timeout of {self.settings.request_timeout:g} s",
+            ))
+        except NotReady:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the batch itself failed: stored as this image's error
+            log.error("judging failed", exc_info=exc)
+            result = self._error_result(
+                job, sha256, ErrorInfo(code=ErrorCode.backend_error, message=f"{type(exc).__name__}: {exc}")
+            )
         row = await run_in_threadpool(self._store, job, result)
         self.metrics.decisions.labels(job.policy.id, result.decision.value).inc()
         if result.error is not None:
@@ -167,12 +177,9 @@ class Judging:
         moderator = Moderator(jobs[0].policy, backend=self.backend, limits=self.limits)
         return moderator.moderate_batch([ImageItem(key=job.name, data=job.data) for job in jobs])
 
-    def _timeout_result(self, job: Job, sha256: str) -> ModerationResult:
+    def _error_result(self, job: Job, sha256: str, error: ErrorInfo) -> ModerationResult:
+        """The record of an image the worker gave no result for (never allow: not judged)."""
         assert self.backend is not None
-        error = ErrorInfo(
-            code=ErrorCode.timeout,
-            message=f"not judged within the request timeout of {self.settings.request_timeout:g} s",
-        )
         return ModerationResult(
             image=job.name,
             sha256=sha256,

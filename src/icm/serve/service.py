@@ -10,6 +10,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from icm.serve.auth import Caller, Scope, authenticate, require
+from icm.serve.inputs import image_from_url
 from icm.serve.judging import Judging
 from icm.serve.limits import RateLimit
 from icm.serve.metrics import Metrics
@@ -26,6 +27,13 @@ class Service:
     judging: Judging
     rate_limit: RateLimit
     metrics: Metrics
+
+    async def image(self, url: str) -> tuple[bytes, str]:
+        """(bytes, name) of an image a request gives as a URL, within this service's limits."""
+        return await run_in_threadpool(
+            image_from_url, url, max_bytes=self.settings.max_body_bytes, allowed_hosts=self.settings.url_hosts,
+            timeout=self.settings.url_timeout,
+        )
 
 
 def service_of(request: Request) -> Service:

@@ -16,7 +16,6 @@ from icm.errors import InputError
 from icm.policy.schema import Action, Criterion, Policy, Rule, Severity
 from icm.results import Verdict
 from icm.serve.auth import Caller, Scope
-from icm.serve.inputs import image_from_url
 from icm.serve.judging import Job
 from icm.serve.protocol import (
     DecisionQuestion,
@@ -98,10 +97,7 @@ async def decisions(
     the backend cannot judge, is a refusal."""
     service = service_of(request)
     url = _the_image(body.input)
-    data, name = await run_in_threadpool(
-        image_from_url, url, max_bytes=service.settings.max_body_bytes,
-        allowed_hosts=service.settings.url_hosts, timeout=service.settings.url_timeout,
-    )
+    data, name = await service.image(url)
     policy = await run_in_threadpool(service.catalog.resolve, body.model)
     asked, rule_of, key = question_policy(policy, body.questions)
     job = Job(data=data, name=name, policy=asked, rules_key=key, key_id=caller.key_id,

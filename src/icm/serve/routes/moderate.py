@@ -14,10 +14,10 @@ from icm.backends.base import Explain
 from icm.errors import InputError
 from icm.serve.auth import Caller, Scope
 from icm.serve.errors import UnsupportedMediaType
-from icm.serve.inputs import image_from_url
 from icm.serve.judging import Job, Judgement, narrow, with_explanations
 from icm.serve.protocol import ErrorBody, ModerateRequest, StoredModeration
 from icm.serve.service import Service, authorized, request_id, service_of
+from icm.validation import describe_validation_error
 
 router = APIRouter(tags=["moderation"])
 
@@ -66,10 +66,7 @@ async def moderate(request: Request, caller: Caller = Depends(authorized(Scope.m
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         body = parse_json(ModerateRequest, await request.body())
-        data, name = await run_in_threadpool(
-            image_from_url, body.image, max_bytes=service.settings.max_body_bytes,
-            allowed_hosts=service.settings.url_hosts, timeout=service.settings.url_timeout,
-        )
+        data, name = await service.image(body.image)
     elif content_type == "multipart/form-data":
         body, data, name = await _multipart(request, service)
     else:
@@ -103,11 +100,7 @@ def parse_json(model: type[ModerateRequest], raw: bytes) -> ModerateRequest:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors()[:5]:
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            parts.append(f"{where}: {err['msg']}")
-        raise InputError("invalid request: " + "; ".join(parts)) from None
+        raise InputError("invalid request: " + describe_validation_error(exc, root="body")) from None
 
 
 async def _multipart(request: Request, service: Service) -> tuple[ModerateRequest, bytes, str]:
@@ -128,5 +121,5 @@ async def _multipart(request: Request, service: Service) -> tuple[ModerateReques
     try:
         body = ModerateRequest.model_validate(fields)
     except ValidationError as exc:
-        raise InputError(f"invalid form field: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        raise InputError("invalid form field: " + describe_validation_error(exc)) from None
     return body, data, upload.filename or "upload"

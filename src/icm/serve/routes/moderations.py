@@ -4,12 +4,10 @@ id@version); the categories are the policy's rule ids, and ``icm`` carries the f
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from icm.errors import InputError
 from icm.results import RuleVerdict, Verdict
 from icm.serve.auth import Caller, Scope
-from icm.serve.inputs import image_from_url
 from icm.serve.judging import Judgement
 from icm.serve.protocol import (
     Moderation,
@@ -64,10 +62,7 @@ async def moderations(
     policy_name = ""
     for item in items:
         assert isinstance(item, ModerationImageInput)
-        data, name = await run_in_threadpool(
-            image_from_url, item.image_url.url, max_bytes=service.settings.max_body_bytes,
-            allowed_hosts=service.settings.url_hosts, timeout=service.settings.url_timeout,
-        )
+        data, name = await service.image(item.image_url.url)
         judgement = await judge_image(service, caller, request, data, name, body.model, None, False,
                                       endpoint="moderations")
         policy_name = f"{judgement.result.policy.id}@{judgement.result.policy.version}"
