@@ -91,3 +91,12 @@ def test_large_images_are_downscaled_and_hashed(tmp_path: Path) -> None:
     assert (image.width, image.height) == (4000, 1000)
     assert image.frames[0].shape == (250, 1000, 3)
     assert len(image.sha256) == 64
+
+
+def test_a_decoded_format_has_its_usual_suffix_and_media_type() -> None:
+    from icm.media import format_media_type, format_suffix
+
+    assert [format_suffix(f) for f in ["JPEG", "MPO", "png", "TIFF", "PPM", "XBM"]] == [
+        ".jpg", ".jpg", ".png", ".tif", ".ppm", ".img"]
+    assert [format_media_type(f) for f in ["MPO", "JPEG", "BMP", "WEBP", ""]] == [
+        "image/jpeg", "image/jpeg", "image/bmp", "image/webp", "application/octet-stream"]

@@ -25,22 +25,35 @@ from icm.results import ErrorCode, FileStamp
 _RASTER = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM", "TGA", "AVIF")
 Image.init()
 SAFE_FORMATS = tuple(f for f in _RASTER if f in Image.OPEN)
-#: format -> the file-name suffixes it goes by
-FORMAT_SUFFIXES: dict[str, frozenset[str]] = {
-    "JPEG": frozenset({".jpg", ".jpeg", ".jpe", ".jfif"}),
-    "MPO": frozenset({".jpg", ".jpeg", ".mpo"}),
-    "PNG": frozenset({".png", ".apng"}),
-    "GIF": frozenset({".gif"}),
-    "WEBP": frozenset({".webp"}),
-    "BMP": frozenset({".bmp", ".dib"}),
-    "TIFF": frozenset({".tif", ".tiff"}),
-    "ICO": frozenset({".ico"}),
-    "PPM": frozenset({".ppm", ".pgm", ".pbm", ".pnm"}),
-    "TGA": frozenset({".tga"}),
-    "AVIF": frozenset({".avif"}),
+#: The file suffixes of each format Pillow decodes, the usual one first (what a file of that
+#: format is named when icm writes one).
+FORMAT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "MPO": (".jpg", ".jpeg", ".mpo"),
+    "PNG": (".png", ".apng"),
+    "GIF": (".gif",),
+    "WEBP": (".webp",),
+    "BMP": (".bmp", ".dib"),
+    "TIFF": (".tif", ".tiff"),
+    "ICO": (".ico",),
+    "PPM": (".ppm", ".pgm", ".pbm", ".pnm"),
+    "TGA": (".tga",),
+    "AVIF": (".avif",),
 }
 #: the suffixes of image files: what a folder walk picks up
 IMAGE_SUFFIXES: frozenset[str] = frozenset().union(*FORMAT_SUFFIXES.values())
+
+
+def format_suffix(fmt: str) -> str:
+    """The usual file suffix of a decoded format (``.img`` for one Pillow names but icm does not)."""
+    return FORMAT_SUFFIXES.get(fmt.upper(), (".img",))[0]
+
+
+def format_media_type(fmt: str) -> str:
+    """The MIME type to serve a decoded format as. An MPO (what many cameras write) is a JPEG
+    with more frames after the first, and browsers show it as one."""
+    fmt = "JPEG" if fmt.upper() == "MPO" else fmt.upper()
+    return Image.MIME.get(fmt, "application/octet-stream")  # filled by Image.init() above
 
 
 class MediaError(InputError):
@@ -178,7 +191,7 @@ def load_image(
         frame_indices=indices,
     )
     suffix = Path(name).suffix.lower()
-    if suffix and suffix not in FORMAT_SUFFIXES.get(fmt, {suffix}):
+    if suffix and suffix not in FORMAT_SUFFIXES.get(fmt, (suffix,)):
         decoded.warnings.append(f"file name says {suffix} but the content is {fmt}")
     decoded.decode_ms = round((time.perf_counter() - started) * 1000, 2)
     return decoded

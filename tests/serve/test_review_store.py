@@ -28,22 +28,23 @@ LEASE = timedelta(minutes=10)
 PASSWORD = "correct horse battery"
 
 
-def _result(decision: str, verdicts: dict[str, str], sha: str) -> dict[str, Any]:
+def _result(decision: str, verdicts: dict[str, str], sha: str, fmt: str = "PNG") -> dict[str, Any]:
     return ModerationResult.model_validate({
         "image": f"{sha[:6]}.png", "sha256": sha, "policy": {"id": "kids", "version": 1}, "decision": decision,
         "verdicts": [{"rule_id": r, "verdict": v, "probability": 0.9 if v == "violates" else 0.1}
                      for r, v in verdicts.items()],
-        "backend": {"name": "local"}, "media": {"format": "PNG", "width": 64, "height": 64},
+        "backend": {"name": "local"}, "media": {"format": fmt, "width": 64, "height": 64},
     }).model_dump(mode="json")
 
 
-def _stored(store: Store, images: Path | ImageStore, decision: str, verdicts: dict[str, str]) -> StoredResult:
+def _stored(store: Store, images: Path | ImageStore, decision: str, verdicts: dict[str, str],
+            fmt: str = "PNG") -> StoredResult:
     """A stored result with its image kept (in ``images``, or as files in that folder)."""
     sha = uuid.uuid4().hex * 2
     (DiskImages(images) if isinstance(images, Path) else images).put(sha, b"\x89PNG fake bytes " + sha.encode())
     row = StoredResult(id="res_" + uuid.uuid4().hex, created_at=utcnow(), sha256=sha, policy_id="kids",
                        policy_version=1, rules="", backend="local", key_id="key_a", endpoint="moderate",
-                       decision=decision, image_kept=True, result=_result(decision, verdicts, sha))
+                       decision=decision, image_kept=True, result=_result(decision, verdicts, sha, fmt))
     return store.add_result(row)
 
 
@@ -259,3 +260,14 @@ def test_the_queue_takes_review_decisions_and_a_sample_of_the_others() -> None:
     draws = [choose(result("allow"), 0.3, 0.5, random.Random(seed)) for seed in range(400)]
     sampled = [d for d in draws if d is not None]
     assert 80 < len(sampled) < 160 and {d.needed for d in sampled} == {1, 2}
+
+
+def test_export_names_each_image_by_its_format(reviews: ReviewStore, tmp_path: Path) -> None:
+    """A camera's MPO is a .jpg (not an unknown .img that icm eval warns about), a BMP a .bmp."""
+    (alice,) = _users(reviews, "alice")
+    for fmt in ["MPO", "BMP"]:
+        item = reviews.enqueue(_stored(reviews.store, tmp_path, "review", {"nudity": "uncertain"}, fmt), "review")
+        reviews.take(item.id, alice, LEASE)
+        reviews.decide(item.id, alice, {"nudity": "complies"}, "allow", "nudity", "")
+    export_reviews(reviews, DiskImages(tmp_path), tmp_path / "out")
+    assert sorted(p.suffix for p in (tmp_path / "out" / "images").iterdir()) == [".bmp", ".jpg"]

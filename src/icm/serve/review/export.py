@@ -12,13 +12,12 @@ from pathlib import Path
 
 from icm.errors import InputError
 from icm.labels import LABELS_FILE, Label, write_labels
-from icm.results import ModerationResult
+from icm.media import format_suffix
 from icm.serve.store.images import ImageStore
 from icm.serve.store.models import StoredResult
 from icm.serve.store.review import ReviewStore
 
 PREDICTIONS_FILE = "predictions.jsonl"
-_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
 
 
 @dataclass
@@ -90,8 +89,7 @@ def export_reviews(reviews: ReviewStore, images: ImageStore, out: Path, policy_i
         if data is None:
             missing += 1
             continue
-        fmt = str(ModerationResult.model_validate(row.result).media.get("format") or "").upper()
-        name = f"images/{row.sha256}.{_EXTENSIONS.get(fmt, 'img')}"
+        name = f"images/{row.sha256}{format_suffix(row.image_format)}"
         conflicts += len(outcome.conflicts)
         if not outcome.labels:
             continue

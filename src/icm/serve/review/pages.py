@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from icm import __version__
 from icm.errors import IcmError, InputError
+from icm.media import format_media_type
 from icm.policy.schema import Action, Policy
 from icm.results import ModerationResult, Verdict
 from icm.serve.errors import Conflict, NotFound
@@ -431,8 +432,7 @@ async def item_image(item_id: int, request: Request) -> Response:
     data = await run_in_threadpool(images.get, row.sha256) if row and row.sha256 and images else None
     if row is None or data is None:
         return Response(status_code=404)
-    media_type = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}.get(
-        str(ModerationResult.model_validate(row.result).media.get("format", "")).upper(), "application/octet-stream")
+    media_type = format_media_type(row.image_format)
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, no-store",
                                                               "X-Content-Type-Options": "nosniff"})
 

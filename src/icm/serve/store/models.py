@@ -68,6 +68,12 @@ class StoredResult(Base):
     total_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     result: Mapped[dict[str, object]] = mapped_column(JSON)
 
+    @property
+    def image_format(self) -> str:
+        """The format the image decoded as (``JPEG``, ``PNG`` ...), or "" when it did not decode."""
+        media = self.result.get("media")
+        return str(media.get("format") or "") if isinstance(media, dict) else ""
+
     __table_args__ = (
         Index("ix_results_cache", "sha256", "policy_id", "policy_version", "backend", "rules"),
         Index("ix_results_policy", "policy_id", "policy_version"),
