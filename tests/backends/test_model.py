@@ -110,6 +110,7 @@ class Brightness(ModelBackend):
     image's mean brightness, and a black image makes the model fail, alone or in a batch."""
 
     name = "brightness"
+    batches_images = True
 
     def __init__(self) -> None:
         super().__init__(explain="none")

@@ -89,9 +89,11 @@ class ModelBackend:
         return self._judge_together([image], policy)[0]
 
     def judge_batch(self, images: Sequence[DecodedImage], policy: Policy) -> list[Judged]:
-        """All images' rule questions scored in one ``_score_batch`` call; should that call fail,
-        each image is judged alone, so one bad image costs the others nothing."""
-        if len(images) > 1:
+        """Where the model batches images (``batches_images``), all images' rule questions are
+        scored in one ``_score_batch`` call; should that call fail, each image is judged alone, so
+        one bad image costs the others nothing. A backend that does not batch images judges each
+        alone from the start: a failed image then sends none of the others' requests again."""
+        if self.batches_images and len(images) > 1:
             try:
                 return list(self._judge_together(images, policy))
             except Exception:  # noqa: BLE001 - retried one by one, where each failure is kept
