@@ -57,6 +57,7 @@ Role = Literal["system", "user", "assistant"]
 Turn = tuple[Role, str]
 JsonSchema = dict[str, Any]
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
 
 
 class LLMError(ModelError):
@@ -397,34 +398,26 @@ class OpenAIChat:
         """The output mode the next structured request asks for (after any fallback)."""
         return _FORMATS.mode_for(self._server, self.output_mode)
 
-    def create(self, messages: list[dict[str, Any]], **options: Any) -> ChatCompletion:
-        """One raw chat-completions request; a failure raises :class:`LLMError` (or :class:`LLMTimeout`)."""
+    def _request(self, endpoint: Callable[..., R], **body: Any) -> R:
+        """One request to this model; the client's error becomes the cause of an :class:`LLMError`
+        (an :class:`LLMTimeout` where it timed out)."""
         import openai
 
         try:
-            return self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]  # plain dicts of the same shape
-                **options,
-            )
+            return endpoint(model=self.model, **body)
         except openai.OpenAIError as exc:
             failed = LLMTimeout if isinstance(exc, openai.APITimeoutError) else LLMError
             raise failed(describe(exc)) from exc
+
+    def create(self, messages: list[dict[str, Any]], **options: Any) -> ChatCompletion:
+        """One raw chat-completions request; a failure raises :class:`LLMError` (or :class:`LLMTimeout`)."""
+        completion: ChatCompletion = self._request(self.client.chat.completions.create, messages=messages, **options)
+        return completion
 
     def decide(self, input: list[dict[str, Any]], questions: list[dict[str, Any]]) -> Any:
         """One request to the server's Decisions API (``POST /v1/decisions``): its ``Decision``, or
         :class:`LLMError` (or :class:`LLMTimeout`) caused by the client's error."""
-        import openai
-
-        try:
-            return self.client.decisions.create(
-                model=self.model,
-                input=input,  # type: ignore[arg-type]  # plain dicts of the same shape
-                questions=questions,  # type: ignore[arg-type]
-            )
-        except openai.OpenAIError as exc:
-            failed = LLMTimeout if isinstance(exc, openai.APITimeoutError) else LLMError
-            raise failed(describe(exc)) from exc
+        return self._request(self.client.decisions.create, input=input, questions=questions)
 
     def chat(
         self,
