@@ -17,7 +17,6 @@ SGLang do by default; llama.cpp per slot).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from icm.llm import (
     JsonSchema,
     LLMError,
     OpenAIChat,
+    ServerMemory,
     Turn,
     chat_messages,
     split_model_url,
@@ -59,27 +59,8 @@ class _Answer:
 NO_DECISIONS = frozenset({404, 405, 501})
 
 
-class _DecisionsMemory:
-    """Which servers (base URL + model) offer ``/v1/decisions``, learnt from the first request."""
-
-    def __init__(self) -> None:
-        self._offers: dict[tuple[str, str], bool] = {}
-        self._lock = threading.Lock()
-
-    def offers(self, server: tuple[str, str]) -> bool | None:
-        with self._lock:
-            return self._offers.get(server)
-
-    def learn(self, server: tuple[str, str], offers: bool) -> None:
-        with self._lock:
-            self._offers[server] = offers
-
-    def clear(self) -> None:
-        with self._lock:
-            self._offers.clear()
-
-
-_DECISIONS = _DecisionsMemory()
+#: (base URL, model) -> whether that server offers ``/v1/decisions``, learnt from the first request
+_DECISIONS: ServerMemory[bool] = ServerMemory()
 
 
 def forget_decisions() -> None:
@@ -150,7 +131,7 @@ class OpenAIBackend(ModelBackend):
         """Whether verdicts come from the Decisions API (None: not known yet, asked next time)."""
         if self.options.scoring != "auto":
             return self.options.scoring == "decisions"
-        return _DECISIONS.offers(self._server)
+        return _DECISIONS.get(self._server)
 
     def _questions(self, policy: Policy, facts: list[str]) -> RuleQuestions:
         return RuleQuestions(self.prompts.verdict_prompts(policy, facts), self.prompts.decision_input(policy, facts))
