@@ -418,3 +418,19 @@ def test_a_failed_image_in_a_batch_asks_nothing_again_for_the_others(
     assert not isinstance(outcomes[0], Exception)
     assert [v.probability for v in outcomes[0]] == [0.1] * len(POLICY.rules)
     assert len(script.decisions) == 2  # one request per image; the judged one was not asked again
+
+
+def test_decision_answers_named_for_other_rules_are_an_error_not_their_verdicts(
+    scripted: tuple[str, Script], astronaut: Path
+) -> None:
+    # Answers come in question order; one that names another question is not this rule's verdict.
+    url, script = scripted
+    script.decide = lambda body: (200, decision([
+        {"type": "predicate", "name": q["name"], "probability": 0.9 if q["name"] == "nudity" else 0.1}
+        for q in reversed(body["questions"])
+    ]), 0.0)
+    backend = OpenAIBackend(f"vlm@{url}", explain="none", scoring="decisions")
+    with pytest.raises(BackendError, match="in the place of"):
+        backend.judge(load_image(astronaut), POLICY)
+    result = Moderator(POLICY, backend).moderate(astronaut)
+    assert result.error is not None and result.verdicts == []  # no rule gets another rule's verdict

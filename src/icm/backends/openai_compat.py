@@ -179,6 +179,9 @@ class OpenAIBackend(ModelBackend):
             )
         verdicts = []
         for rule, answer in zip(policy.rules, answers, strict=True):
+            named = getattr(answer, "name", None)
+            if named is not None and named != rule.id:  # answers come in question order, by the API
+                raise BackendError(f"{self.model} answered the decision question {named!r} in the place of {rule.id!r}")
             kind = getattr(answer, "type", None)
             if kind == "predicate":
                 p = float(answer.probability)
