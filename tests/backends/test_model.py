@@ -14,6 +14,7 @@ from icm.backends.base import BackendError, Explain
 from icm.backends.model import (
     ModelBackend,
     attach_explanations,
+    data_urls,
     resolve_model_path,
     rules_to_explain,
     verdict_from_probability,
@@ -81,6 +82,16 @@ def test_data_url_respects_the_size_limit() -> None:
     assert max(decoded.size) < 1024
     with pytest.raises(ValueError, match="does not fit"):
         data_url(noise, max_side=1024, max_bytes=100)
+
+
+def test_data_urls_of_an_image_that_cannot_fit_are_that_images_backend_error() -> None:
+    from icm.backends.options import VLLMOptions
+
+    noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    image = DecodedImage("noise.png", "0", "PNG", 400, 300, 1, [noise], [0])
+    assert len(data_urls(image, VLLMOptions())) == 1
+    with pytest.raises(BackendError, match="does not fit"):  # the same for openai and vllm
+        data_urls(image, VLLMOptions(max_image_bytes=100))
 
 
 def test_pick_frames_spreads_over_an_animation() -> None:

@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 
 from icm.backends.base import BackendError, Explain, Judged, judge_each
 from icm.backends.facts import LocalFacts
-from icm.backends.options import ModelOptions, parse_options
+from icm.backends.options import ImageUrlOptions, ModelOptions, parse_options
 from icm.errors import ModelError
 from icm.explanation import ImageExplanation, check_explanation, explanation_schema
 from icm.llm import Chat, UnreadableAnswer, ask_validated
-from icm.media import DecodedImage
+from icm.media import DecodedImage, data_url, pick_frames
 from icm.policy.schema import Policy, Rule
 from icm.prompts import render, template_id
 from icm.results import BackendInfo, Evidence, RuleVerdict, Verdict
@@ -223,6 +223,17 @@ def attach_explanations(
                 " (Note: this explanation concludes the opposite of the scored verdict"
                 f"{'' if verdict.probability is None else f', p={verdict.probability:.2f}'}.)"
             )
+
+
+def data_urls(image: DecodedImage, options: ImageUrlOptions) -> list[str]:
+    """What a backend that sends images as data URLs (openai, vllm) shows the model: the picked
+    frames as JPEG data URLs within the options' limits; a :class:`BackendError` (that image's
+    own) where one cannot fit."""
+    try:
+        return [data_url(f, options.max_image_side, options.max_image_bytes)
+                for f in pick_frames(image, options.max_frames)]
+    except ValueError as exc:
+        raise BackendError(str(exc)) from exc
 
 
 def resolve_model_path(path: str) -> tuple[str, Path | None]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from icm.backends.base import BackendError, BackendTimeout
-from icm.backends.model import ModelBackend, uncertain, verdict_from_probability
+from icm.backends.model import ModelBackend, data_urls, uncertain, verdict_from_probability
 from icm.backends.options import OpenAIOptions
 from icm.backends.scoring import parse_yes_no, probability_from_top_logprobs
 from icm.errors import ModelTimeout
@@ -39,7 +39,7 @@ from icm.llm import (
     chat_messages,
     split_model_url,
 )
-from icm.media import DecodedImage, data_url, pick_frames
+from icm.media import DecodedImage
 from icm.policy.schema import Policy
 from icm.results import BackendInfo, RuleVerdict, Verdict
 
@@ -137,15 +137,7 @@ class OpenAIBackend(ModelBackend):
         return RuleQuestions(self.prompts.verdict_prompts(policy, facts), self.prompts.decision_input(policy, facts))
 
     def _see(self, image: DecodedImage) -> list[str]:
-        if not self.supports_images:
-            return []
-        try:
-            return [
-                data_url(f, self.options.max_image_side, self.options.max_image_bytes)
-                for f in pick_frames(image, self.options.max_frames)
-            ]
-        except ValueError as exc:
-            raise BackendError(str(exc)) from exc
+        return data_urls(image, self.options) if self.supports_images else []
 
     def _score(self, seen: list[str], prompts: list[str], policy: Policy) -> list[RuleVerdict]:
         if self._decisions() is not False and isinstance(prompts, RuleQuestions):
