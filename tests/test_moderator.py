@@ -113,6 +113,26 @@ def test_backend_failure_is_an_error_record_not_a_crash(folder: Path, error: Exc
     assert str(error) in results[0].error.message  # type: ignore[union-attr]
 
 
+class LooseBatch(Exploding):
+    """A backend whose judge_batch breaks its protocol: it raises, or answers too few images."""
+
+    def judge_batch(self, images, policy):  # type: ignore[no-untyped-def]
+        if isinstance(self.error, IndexError):
+            return []
+        return [self.judge(image, policy) for image in images]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("CUDA out of memory"), IndexError("short")])
+def test_a_batch_the_backend_fails_as_a_whole_is_an_error_per_image(folder: Path, error: Exception) -> None:
+    images = [folder / "a-coffee.jpg", folder / "absent.jpg", folder / "c-cat.png"]
+    results = Moderator(PHONE_POLICY, backend=LooseBatch(error)).moderate_batch(images)
+    assert [r.image for r in results] == [str(image) for image in images]
+    assert [r.error.code.value for r in results] == ["backend_error", "not_found", "backend_error"]  # type: ignore[union-attr]
+    assert all(r.decision.value == "review" and not r.verdicts for r in results)
+    expected = "CUDA out of memory" if isinstance(error, RuntimeError) else "answered 0 of 2 images"
+    assert expected in results[0].error.message  # type: ignore[union-attr]
+
+
 def test_a_batch_equals_one_by_one_and_keeps_each_failure_its_own(
     moderator: Moderator, folder: Path, tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -57,6 +57,8 @@ Role = Literal["system", "user", "assistant"]
 Turn = tuple[Role, str]
 JsonSchema = dict[str, Any]
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
+V = TypeVar("V")
 
 
 class LLMError(ModelError):
@@ -299,27 +301,29 @@ def rejects_response_format(exc: BaseException | None) -> bool:
     return False
 
 
-class _FormatMemory:
-    """Which output modes each server (base URL + model) has rejected, shared by every client."""
+class ServerMemory(Generic[V]):
+    """What this process has learnt about servers (keyed by base URL + model, and what was asked),
+    shared by every client that talks to them."""
 
     def __init__(self) -> None:
-        self._rejected: dict[tuple[str, str], set[OutputMode]] = {}
+        self._known: dict[Hashable, V] = {}
         self._lock = threading.Lock()
 
-    def mode_for(self, server: tuple[str, str], requested: OutputMode) -> OutputMode:
+    def get(self, key: Hashable) -> V | None:
         with self._lock:
-            return OutputMode.none if requested in self._rejected.get(server, set()) else requested
+            return self._known.get(key)
 
-    def reject(self, server: tuple[str, str], mode: OutputMode) -> None:
+    def learn(self, key: Hashable, value: V) -> None:
         with self._lock:
-            self._rejected.setdefault(server, set()).add(mode)
+            self._known[key] = value
 
     def clear(self) -> None:
         with self._lock:
-            self._rejected.clear()
+            self._known.clear()
 
 
-_FORMATS = _FormatMemory()
+#: (base URL, model, output mode) -> True where that server rejected that output mode
+_FORMATS: ServerMemory[bool] = ServerMemory()
 
 
 def forget_output_modes() -> None:
@@ -395,36 +399,28 @@ class OpenAIChat:
 
     def mode(self) -> OutputMode:
         """The output mode the next structured request asks for (after any fallback)."""
-        return _FORMATS.mode_for(self._server, self.output_mode)
+        return OutputMode.none if _FORMATS.get((*self._server, self.output_mode)) else self.output_mode
 
-    def create(self, messages: list[dict[str, Any]], **options: Any) -> ChatCompletion:
-        """One raw chat-completions request; a failure raises :class:`LLMError` (or :class:`LLMTimeout`)."""
+    def _request(self, endpoint: Callable[..., R], **body: Any) -> R:
+        """One request to this model; the client's error becomes the cause of an :class:`LLMError`
+        (an :class:`LLMTimeout` where it timed out)."""
         import openai
 
         try:
-            return self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]  # plain dicts of the same shape
-                **options,
-            )
+            return endpoint(model=self.model, **body)
         except openai.OpenAIError as exc:
             failed = LLMTimeout if isinstance(exc, openai.APITimeoutError) else LLMError
             raise failed(describe(exc)) from exc
+
+    def create(self, messages: list[dict[str, Any]], **options: Any) -> ChatCompletion:
+        """One raw chat-completions request; a failure raises :class:`LLMError` (or :class:`LLMTimeout`)."""
+        completion: ChatCompletion = self._request(self.client.chat.completions.create, messages=messages, **options)
+        return completion
 
     def decide(self, input: list[dict[str, Any]], questions: list[dict[str, Any]]) -> Any:
         """One request to the server's Decisions API (``POST /v1/decisions``): its ``Decision``, or
         :class:`LLMError` (or :class:`LLMTimeout`) caused by the client's error."""
-        import openai
-
-        try:
-            return self.client.decisions.create(
-                model=self.model,
-                input=input,  # type: ignore[arg-type]  # plain dicts of the same shape
-                questions=questions,  # type: ignore[arg-type]
-            )
-        except openai.OpenAIError as exc:
-            failed = LLMTimeout if isinstance(exc, openai.APITimeoutError) else LLMError
-            raise failed(describe(exc)) from exc
+        return self._request(self.client.decisions.create, input=input, questions=questions)
 
     def chat(
         self,
@@ -445,7 +441,7 @@ class OpenAIChat:
             if requested is None or not rejects_response_format(exc.__cause__):
                 raise
             response = self.create(messages, **options)  # the same request without the format
-            _FORMATS.reject(self._server, mode)  # only now: it was the format, not the request
+            _FORMATS.learn((*self._server, mode), True)  # only now: it was the format, not the request
         if not response.choices:
             return Generation("")
         message = response.choices[0].message

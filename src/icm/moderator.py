@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icm.backends.base import Backend, Judged, load_backend
+from icm.backends.base import Backend, BackendError, Judged, load_backend
 from icm.decision import decide, error_statement, statement_of_reasons
 from icm.media import DecodedImage, MediaError, MediaLimits, file_stamp, load_image
 from icm.policy.load import load_policy
@@ -135,11 +135,25 @@ class Moderator:
         self._prepare()
         images_ok = [d for d in decoded if not isinstance(d, ErrorInfo)]
         started = time.perf_counter()
-        outcomes = iter(self.backend.judge_batch(images_ok, self.policy) if images_ok else [])
+        outcomes = iter(self._judge_batch(images_ok))
         return [
             self._result(item, d, None if isinstance(d, ErrorInfo) else next(outcomes), started)
             for item, d in zip(items, decoded, strict=True)
         ]
+
+    def _judge_batch(self, images: Sequence[DecodedImage]) -> list[Judged]:
+        """The backend's ``judge_batch``, held to its protocol as ``_judge`` holds ``judge``: one
+        outcome per image, and a failure of the whole call recorded for each image, never raised."""
+        if not images:
+            return []
+        try:
+            outcomes = list(self.backend.judge_batch(images, self.policy))
+        except Exception as exc:  # noqa: BLE001 - any backend failure is recorded per item
+            return [exc] * len(images)
+        if len(outcomes) != len(images):
+            failed = BackendError(f"the backend answered {len(outcomes)} of {len(images)} images")
+            return [failed] * len(images)
+        return outcomes
 
     # -- many images -------------------------------------------------------------------------
 

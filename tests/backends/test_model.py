@@ -14,6 +14,7 @@ from icm.backends.base import BackendError, Explain
 from icm.backends.model import (
     ModelBackend,
     attach_explanations,
+    data_urls,
     resolve_model_path,
     rules_to_explain,
     verdict_from_probability,
@@ -83,6 +84,16 @@ def test_data_url_respects_the_size_limit() -> None:
         data_url(noise, max_side=1024, max_bytes=100)
 
 
+def test_data_urls_of_an_image_that_cannot_fit_are_that_images_backend_error() -> None:
+    from icm.backends.options import VLLMOptions
+
+    noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    image = DecodedImage("noise.png", "0", "PNG", 400, 300, 1, [noise], [0])
+    assert len(data_urls(image, VLLMOptions())) == 1
+    with pytest.raises(BackendError, match="does not fit"):  # the same for openai and vllm
+        data_urls(image, VLLMOptions(max_image_bytes=100))
+
+
 def test_pick_frames_spreads_over_an_animation() -> None:
     frames = [np.full((16, 16, 3), i, dtype=np.uint8) for i in range(8)]
     image = DecodedImage("a.gif", "0", "GIF", 16, 16, 8, frames, list(range(8)))
@@ -110,6 +121,7 @@ class Brightness(ModelBackend):
     image's mean brightness, and a black image makes the model fail, alone or in a batch."""
 
     name = "brightness"
+    batches_images = True
 
     def __init__(self) -> None:
         super().__init__(explain="none")

@@ -9,6 +9,7 @@ and retries are exercised against the scripted server.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -17,12 +18,13 @@ from typing import Any
 
 import pytest
 from helpers import ChatServer
+from PIL import Image
 
 from icm import Moderator
 from icm.backends.base import BackendError
 from icm.backends.openai_compat import OpenAIBackend, parse_spec
 from icm.llm import OutputMode
-from icm.media import load_image
+from icm.media import data_url, load_image
 from icm.policy.load import load_policy
 from icm.results import ErrorCode, Verdict
 
@@ -390,3 +392,45 @@ def test_scoring_option_overrides_the_probe(scripted: tuple[str, Script], astron
         decide.judge(image, POLICY)
     result = Moderator(POLICY, decide).moderate(astronaut)
     assert result.error is not None and result.verdicts == []  # never "safe" for what was not judged
+
+
+def test_a_failed_image_in_a_batch_asks_nothing_again_for_the_others(
+    scripted: tuple[str, Script], astronaut: Path
+) -> None:
+    # The openai backend asks per image (it does not batch images): judge_batch judges each image
+    # alone, so the image that fails costs the others no second request.
+    url, script = scripted
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, format="PNG")
+    black = load_image("black.png", data=buffer.getvalue())
+    unreadable = data_url(black.frames[0], 1024, 4_000_000)
+
+    def decide(body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+        if body["input"][0]["content"][0]["image_url"] == unreadable:
+            return 500, {"error": {"message": "the model cannot read this image"}}, 0.0
+        return 200, decision([{"type": "predicate", "name": q["name"], "probability": 0.1}
+                              for q in body["questions"]]), 0.0
+
+    script.decide = decide
+    backend = OpenAIBackend(f"vlm@{url}", explain="none", scoring="decisions", max_retries=0)
+    outcomes = backend.judge_batch([load_image(astronaut), black], POLICY)
+    assert isinstance(outcomes[1], BackendError) and "cannot read this image" in str(outcomes[1])
+    assert not isinstance(outcomes[0], Exception)
+    assert [v.probability for v in outcomes[0]] == [0.1] * len(POLICY.rules)
+    assert len(script.decisions) == 2  # one request per image; the judged one was not asked again
+
+
+def test_decision_answers_named_for_other_rules_are_an_error_not_their_verdicts(
+    scripted: tuple[str, Script], astronaut: Path
+) -> None:
+    # Answers come in question order; one that names another question is not this rule's verdict.
+    url, script = scripted
+    script.decide = lambda body: (200, decision([
+        {"type": "predicate", "name": q["name"], "probability": 0.9 if q["name"] == "nudity" else 0.1}
+        for q in reversed(body["questions"])
+    ]), 0.0)
+    backend = OpenAIBackend(f"vlm@{url}", explain="none", scoring="decisions")
+    with pytest.raises(BackendError, match="in the place of"):
+        backend.judge(load_image(astronaut), POLICY)
+    result = Moderator(POLICY, backend).moderate(astronaut)
+    assert result.error is not None and result.verdicts == []  # no rule gets another rule's verdict

@@ -241,10 +241,13 @@ def test_qwen2_vl_scoring_at_model_level() -> None:
 
 
 def test_a_batch_of_images_scores_as_each_image_alone(
-    backend: TransformersBackend, astronaut: Path, tmp_path: Path
+    tiny_llava_dir: Path, astronaut: Path, tmp_path: Path
 ) -> None:
     from helpers import sample_image
 
+    # two images per forward (the CPU's default is one, which judges each image alone)
+    backend = TransformersBackend(str(tiny_llava_dir), explain="none", image_batch=2)
+    assert backend.batches_images
     coffee = tmp_path / "coffee-batch.png"  # not beside the examples: they are counted there
     sample_image("coffee").save(coffee)
     images, policy = [load_image(astronaut), load_image(coffee)], load_policy("icm-r1")

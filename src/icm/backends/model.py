@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 
 from icm.backends.base import BackendError, Explain, Judged, judge_each
 from icm.backends.facts import LocalFacts
-from icm.backends.options import ModelOptions, parse_options
+from icm.backends.options import ImageUrlOptions, ModelOptions, parse_options
 from icm.errors import ModelError
 from icm.explanation import ImageExplanation, check_explanation, explanation_schema
 from icm.llm import Chat, UnreadableAnswer, ask_validated
-from icm.media import DecodedImage
+from icm.media import DecodedImage, data_url, pick_frames
 from icm.policy.schema import Policy, Rule
 from icm.prompts import render, template_id
 from icm.results import BackendInfo, Evidence, RuleVerdict, Verdict
@@ -89,9 +89,11 @@ class ModelBackend:
         return self._judge_together([image], policy)[0]
 
     def judge_batch(self, images: Sequence[DecodedImage], policy: Policy) -> list[Judged]:
-        """All images' rule questions scored in one ``_score_batch`` call; should that call fail,
-        each image is judged alone, so one bad image costs the others nothing."""
-        if len(images) > 1:
+        """Where the model batches images (``batches_images``), all images' rule questions are
+        scored in one ``_score_batch`` call; should that call fail, each image is judged alone, so
+        one bad image costs the others nothing. A backend that does not batch images judges each
+        alone from the start: a failed image then sends none of the others' requests again."""
+        if self.batches_images and len(images) > 1:
             try:
                 return list(self._judge_together(images, policy))
             except Exception:  # noqa: BLE001 - retried one by one, where each failure is kept
@@ -221,6 +223,17 @@ def attach_explanations(
                 " (Note: this explanation concludes the opposite of the scored verdict"
                 f"{'' if verdict.probability is None else f', p={verdict.probability:.2f}'}.)"
             )
+
+
+def data_urls(image: DecodedImage, options: ImageUrlOptions) -> list[str]:
+    """What a backend that sends images as data URLs (openai, vllm) shows the model: the picked
+    frames as JPEG data URLs within the options' limits; a :class:`BackendError` (that image's
+    own) where one cannot fit."""
+    try:
+        return [data_url(f, options.max_image_side, options.max_image_bytes)
+                for f in pick_frames(image, options.max_frames)]
+    except ValueError as exc:
+        raise BackendError(str(exc)) from exc
 
 
 def resolve_model_path(path: str) -> tuple[str, Path | None]:

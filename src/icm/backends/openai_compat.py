@@ -17,14 +17,13 @@ SGLang do by default; llama.cpp per slot).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from icm.backends.base import BackendError, BackendTimeout
-from icm.backends.model import ModelBackend, uncertain, verdict_from_probability
+from icm.backends.model import ModelBackend, data_urls, uncertain, verdict_from_probability
 from icm.backends.options import OpenAIOptions
 from icm.backends.scoring import parse_yes_no, probability_from_top_logprobs
 from icm.errors import ModelTimeout
@@ -35,11 +34,12 @@ from icm.llm import (
     JsonSchema,
     LLMError,
     OpenAIChat,
+    ServerMemory,
     Turn,
     chat_messages,
     split_model_url,
 )
-from icm.media import DecodedImage, data_url, pick_frames
+from icm.media import DecodedImage
 from icm.policy.schema import Policy
 from icm.results import BackendInfo, RuleVerdict, Verdict
 
@@ -59,27 +59,8 @@ class _Answer:
 NO_DECISIONS = frozenset({404, 405, 501})
 
 
-class _DecisionsMemory:
-    """Which servers (base URL + model) offer ``/v1/decisions``, learnt from the first request."""
-
-    def __init__(self) -> None:
-        self._offers: dict[tuple[str, str], bool] = {}
-        self._lock = threading.Lock()
-
-    def offers(self, server: tuple[str, str]) -> bool | None:
-        with self._lock:
-            return self._offers.get(server)
-
-    def learn(self, server: tuple[str, str], offers: bool) -> None:
-        with self._lock:
-            self._offers[server] = offers
-
-    def clear(self) -> None:
-        with self._lock:
-            self._offers.clear()
-
-
-_DECISIONS = _DecisionsMemory()
+#: (base URL, model) -> whether that server offers ``/v1/decisions``, learnt from the first request
+_DECISIONS: ServerMemory[bool] = ServerMemory()
 
 
 def forget_decisions() -> None:
@@ -150,21 +131,13 @@ class OpenAIBackend(ModelBackend):
         """Whether verdicts come from the Decisions API (None: not known yet, asked next time)."""
         if self.options.scoring != "auto":
             return self.options.scoring == "decisions"
-        return _DECISIONS.offers(self._server)
+        return _DECISIONS.get(self._server)
 
     def _questions(self, policy: Policy, facts: list[str]) -> RuleQuestions:
         return RuleQuestions(self.prompts.verdict_prompts(policy, facts), self.prompts.decision_input(policy, facts))
 
     def _see(self, image: DecodedImage) -> list[str]:
-        if not self.supports_images:
-            return []
-        try:
-            return [
-                data_url(f, self.options.max_image_side, self.options.max_image_bytes)
-                for f in pick_frames(image, self.options.max_frames)
-            ]
-        except ValueError as exc:
-            raise BackendError(str(exc)) from exc
+        return data_urls(image, self.options) if self.supports_images else []
 
     def _score(self, seen: list[str], prompts: list[str], policy: Policy) -> list[RuleVerdict]:
         if self._decisions() is not False and isinstance(prompts, RuleQuestions):
@@ -198,6 +171,9 @@ class OpenAIBackend(ModelBackend):
             )
         verdicts = []
         for rule, answer in zip(policy.rules, answers, strict=True):
+            named = getattr(answer, "name", None)
+            if named is not None and named != rule.id:  # answers come in question order, by the API
+                raise BackendError(f"{self.model} answered the decision question {named!r} in the place of {rule.id!r}")
             kind = getattr(answer, "type", None)
             if kind == "predicate":
                 p = float(answer.probability)

@@ -24,7 +24,13 @@ from vllm.lora.request import LoRARequest
 from vllm.sampling_params import StructuredOutputsParams
 
 from icm.backends.base import BackendError
-from icm.backends.model import ModelDirectoryBackend, resolve_model_path, uncertain, verdict_from_probability
+from icm.backends.model import (
+    ModelDirectoryBackend,
+    data_urls,
+    resolve_model_path,
+    uncertain,
+    verdict_from_probability,
+)
 from icm.backends.options import VLLMOptions
 from icm.backends.scoring import answer_tokens_for, probability_from_token_logprobs
 from icm.backends.vllm_config import (
@@ -35,7 +41,7 @@ from icm.backends.vllm_config import (
     scoring_arguments,
 )
 from icm.llm import Chat, FunctionChat, Generation, JsonSchema, LLMError, Turn, chat_messages
-from icm.media import DecodedImage, data_url, pick_frames
+from icm.media import DecodedImage
 from icm.policy.schema import Policy
 from icm.results import RuleVerdict
 
@@ -80,10 +86,7 @@ class VLLMBackend(ModelDirectoryBackend):
         self._checked_bos = False
 
     def _see(self, image: DecodedImage) -> list[str]:
-        return [
-            data_url(f, self.options.max_image_side, self.options.max_image_bytes)
-            for f in pick_frames(image, self.options.max_frames)
-        ]
+        return data_urls(image, self.options)
 
     def _score(self, seen: list[str], prompts: list[str], policy: Policy) -> list[RuleVerdict]:
         return self._score_batch([seen], [prompts], policy)[0]
