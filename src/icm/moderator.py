@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -274,7 +275,10 @@ class Moderator:
         (``outcome`` is None only when it did not decode)."""
         policy_ref = PolicyRef(id=self.policy.id, version=self.policy.version)
         if isinstance(decoded, ErrorInfo):
-            return self._error_result(item, decoded, policy_ref, None, {})
+            # bytes in hand (an upload, an image read from a URI) name the record even when they
+            # do not decode, so the rejected image can be found by its sha256
+            sha256 = hashlib.sha256(item.data).hexdigest() if item.data else None
+            return self._error_result(item, decoded, policy_ref, sha256, {})
         assert outcome is not None, "a decoded image always has an outcome"
         if isinstance(outcome, Exception):
             error = ErrorInfo(code=_error_code(outcome), message=f"{type(outcome).__name__}: {outcome}")

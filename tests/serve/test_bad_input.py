@@ -4,6 +4,8 @@ policy or rule, a missing, wrong or revoked key, the wrong scope, remote URLs.""
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx2
 import pytest
 from corpus import write_broken
@@ -41,6 +43,12 @@ def test_every_broken_image_of_the_corpus(serve, db_url, tmp_path) -> None:
             record = client.get(f"/v1/results/{error['result_id']}").json()
             assert record["error"]["code"] == code
             assert record["decision"] != "allow"
+            # and it can be found by the sha256 of what was uploaded
+            if data:
+                sha256 = hashlib.sha256(data).hexdigest()
+                assert record["sha256"] == sha256
+                found = client.get("/v1/results", params={"sha256": sha256}).json()
+                assert error["result_id"] in [r["id"] for r in found["data"]]
         assert client.get("/healthz").status_code == 200
         assert client.post("/v1/moderate", json={"image": data_url(png_bytes(1)), "policy": "fast"}).status_code == 200
 
