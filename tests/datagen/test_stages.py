@@ -93,6 +93,21 @@ def test_the_explain_cache_keeps_its_format_and_a_stale_entry_is_recomputed(
     assert json.loads(entry.read_text()) == written  # and written back whole
 
 
+def test_an_image_whose_answer_is_cached_is_not_decoded_again(
+    tmp_path: Path, explainer: LocalExplainer, chelsea: LabelledImage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache is keyed by the file's bytes: a resumed run hashes each image, it does not decode it."""
+    import icm.datagen.stages.explain as explain
+
+    stage = ExplainStage(explainer, POLICY, StageCache(tmp_path / "cache", "explain"))
+    first = stage.run(chelsea)
+    decoded: list[object] = []
+    monkeypatch.setattr(explain, "load_image", lambda *args, **kw: decoded.append(args))
+    again = stage.run(chelsea)
+    assert again.cached and again.record == first.record
+    assert decoded == []
+
+
 def test_a_new_wording_of_the_re_ask_is_not_answered_from_the_cache(
     tmp_path: Path, explainer: LocalExplainer, chelsea: LabelledImage, monkeypatch: pytest.MonkeyPatch
 ) -> None:

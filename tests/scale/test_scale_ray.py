@@ -184,6 +184,20 @@ def test_uri_images_are_read_in_the_tasks(corpus: Path, tmp_path: Path) -> None:
     assert run.summary.judged == 1
 
 
+def test_a_listed_uri_no_filesystem_reads_is_that_image_s_error(corpus: Path, tmp_path: Path) -> None:
+    """An image column may hold any URL (https:// is none of pyarrow's filesystems): that row is an
+    error record, as a missing file is, and the run goes on."""
+    listing = tmp_path / "listing.parquet"
+    web = "https://example.com/a.jpg"
+    pq.write_table(pa.table({"image": [str(corpus / "coffee.jpg"), web]}), listing)
+    run = RayModerator("general", "local", OPTIONS).run([listing], tmp_path / "out")
+    results = _by_image(read_results(tmp_path / "out"))
+    assert results[web].error is not None and results[web].error.code.value == "unreadable"
+    assert web in results[web].error.message
+    assert results[str(corpus / "coffee.jpg")].error is None
+    assert run.summary.judged == 1 and run.summary.failed == 1
+
+
 def test_map_on_ray_keeps_the_order() -> None:
     from scale.workers import squarer
 

@@ -163,6 +163,16 @@ def test_paths_that_are_no_training_data(tmp_path: Path) -> None:
         load_mix_source_from(write_jsonl(tmp_path / "bad.jsonl", [{"text": "no messages"}]))
 
 
+def test_a_file_that_is_no_jsonl_is_named_with_its_line(photos: Path) -> None:
+    """Read as every JSONL file of the project is (icm.jsonl): the error names the file, never a traceback."""
+    (photos / "latin1.jsonl").write_bytes(json.dumps(trl_records()[1]).encode() + b"\n{\"text\": \"caf\xe9\"}\n")
+    with pytest.raises(TrainingDataError, match="latin1.jsonl: not UTF-8 text"):
+        load_training_data(photos / "latin1.jsonl")
+    (photos / "broken.jsonl").write_text(json.dumps(trl_records()[1]) + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="broken.jsonl:2: not valid JSON"):
+        load_training_data(photos / "broken.jsonl")
+
+
 def load_mix_source_from(path: Path) -> list[dict[str, Any]]:
     from icm.train.config import MixSource
 

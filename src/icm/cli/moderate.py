@@ -6,7 +6,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -120,7 +120,6 @@ def moderate(
 
       icm moderate examples/images --policy examples/policies/kids-conservative.yaml --out results.jsonl --resume
     """
-    from icm.backends.base import load_backend_options
     from icm.moderator import Moderator
     from icm.sink import check_output
     from icm.sources import iter_sources
@@ -157,10 +156,7 @@ def moderate(
         stderr.print(output.error(f"no images found in {', '.join(paths)}"))
         raise typer.Exit(2)
     try:
-        options = load_backend_options(backend_options) if backend_options is not None else {}
-        if explain is not None:
-            options["explain"] = explain
-        moderator = Moderator(policy, backend, workers=workers, **options)
+        moderator = Moderator(policy, backend, workers=workers, **backend_keywords(backend_options, explain))
     except ValueError as exc:  # an option of the wrong type for the backend
         stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
@@ -211,10 +207,7 @@ def moderate(
         stderr.print(summary_table(summary))
         if out is not None:
             stderr.print(Text(f"results: {out}"))
-    if fail_on is not None and any(Action(d).rank >= fail_on.rank for d in summary.decisions):
-        raise typer.Exit(3)
-    if summary.failed:
-        raise typer.Exit(1)
+    exit_for(summary, fail_on)
 
 
 moderate.__doc__ = (moderate.__doc__ or "") + EXIT_HELP
@@ -237,16 +230,12 @@ def on_ray(
     quiet: bool,
 ) -> None:
     """``icm moderate --engine ray``: the results go to shards in --out; the summary is a local run's."""
-    from icm.backends.base import load_backend_options
     from icm.scale.ray import RayModerator
 
     if out is None:
         raise InputError("--engine ray writes result shards: add --out FOLDER (or a URI such as s3://bucket/results)")
-    keywords = load_backend_options(backend_options) if backend_options is not None else {}
-    if explain is not None:
-        keywords["explain"] = explain
     stderr = Console(stderr=True, soft_wrap=True)
-    moderator = RayModerator(policy, backend, options, **keywords)
+    moderator = RayModerator(policy, backend, options, **backend_keywords(backend_options, explain))
     try:
         run = moderator.run(paths, out, resume=resume, overwrite=overwrite, retry_errors=retry_errors,
                             parquet=parquet)
@@ -258,9 +247,25 @@ def on_ray(
         if run.dashboard:
             stderr.print(Text(f"Ray dashboard: {run.dashboard}"))
         stderr.print(Text(f"results: {out} ({len(run.shards)} shards)"))
-    if fail_on is not None and any(Action(d).rank >= fail_on.rank for d in run.summary.decisions):
+    exit_for(run.summary, fail_on)
+
+
+def backend_keywords(backend_options: Path | None, explain: Explain | None) -> dict[str, Any]:
+    """The backend's options: those of the --backend-options file, and --explain when given."""
+    from icm.backends.base import load_backend_options
+
+    keywords = load_backend_options(backend_options) if backend_options is not None else {}
+    if explain is not None:
+        keywords["explain"] = explain
+    return keywords
+
+
+def exit_for(summary: RunSummary, fail_on: Action | None) -> None:
+    """The run's exit status (EXIT_HELP), the same for either engine: 3 when a decision reached
+    --fail-on, 1 when an image could not be judged, else 0 (returns)."""
+    if fail_on is not None and any(Action(d).rank >= fail_on.rank for d in summary.decisions):
         raise typer.Exit(3)
-    if run.summary.failed:
+    if summary.failed:
         raise typer.Exit(1)
 
 _DECISION_STYLE = {"allow": "green", "review": "yellow", "blur": "magenta", "age_gate": "magenta",

@@ -124,9 +124,7 @@ class Pipeline:
         self.report: dict[str, StageReport] = {}
 
     def stages(self, explainer: Explainer, llm: ChatModel) -> list[Stage[Any, Any]]:
-        cache = self.config.cache_root
-        return self._stages(ExplainStage(explainer, self.policy, StageCache(cache, "explain")),
-                            QAStage(llm, StageCache(cache, "qa"), self.config.qa_counts))
+        return self._stages(explain_stage(self.config, self.policy, explainer), qa_stage(self.config, llm))
 
     def _stages(self, explain: Stage[Any, Any], qa: Stage[Any, Any]) -> list[Stage[Any, Any]]:
         return [
@@ -145,7 +143,7 @@ class Pipeline:
         items = collect_images(config.images, self.label_map, self.family)[: config.limit]
         if self._fan_out is None:
             explainer = self._explainer or load_explainer(config.mllm)
-            llm = self._llm or load_chat_model(config.llm, temperature=0.2)
+            llm = self._llm or load_question_writer(config)
             stages, specs = self.stages(explainer, llm), (explainer.spec, llm.spec)
         else:  # each worker loads the models itself
             stages, specs = self._stages(RunsElsewhere("explain"), RunsElsewhere("qa")), (config.mllm, config.llm)
@@ -217,13 +215,24 @@ class RunsElsewhere:
 def build_model_stage(config: GenerateConfig, name: str) -> Callable[[Any], StageResult[Any]]:
     """The model stage ``name`` of a run (explain or qa), built from the run's config with its own
     model and the run's cache: what each worker of a :data:`FanOut` runs."""
-    policy = load_policy(config.policy)
     if name == "explain":
-        return ExplainStage(load_explainer(config.mllm), policy, StageCache(config.cache_root, "explain")).run
+        return explain_stage(config, load_policy(config.policy), load_explainer(config.mllm)).run
     if name == "qa":
-        llm = load_chat_model(config.llm, temperature=0.2)
-        return QAStage(llm, StageCache(config.cache_root, "qa"), config.qa_counts).run
+        return qa_stage(config, load_question_writer(config)).run
     raise ValueError(f"{name!r} is not a model stage")
+
+
+def explain_stage(config: GenerateConfig, policy: Policy, explainer: Explainer) -> ExplainStage:
+    return ExplainStage(explainer, policy, StageCache(config.cache_root, "explain"))
+
+
+def qa_stage(config: GenerateConfig, llm: ChatModel) -> QAStage:
+    return QAStage(llm, StageCache(config.cache_root, "qa"), config.qa_counts)
+
+
+def load_question_writer(config: GenerateConfig) -> ChatModel:
+    """The run's question-writing model (``--llm``), sampled a little for varied questions."""
+    return load_chat_model(config.llm, temperature=0.2)
 
 
 def shortfalls(report: dict[str, StageReport], min_yield: float = MIN_YIELD) -> list[str]:

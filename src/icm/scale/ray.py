@@ -224,7 +224,7 @@ def _item(key: str, location: str, limits: MediaLimits) -> ImageItem | ErrorInfo
                              message=f"file is {info.size:,} bytes; the limit is {limits.max_bytes:,}")
         with filesystem.open_input_file(path) as handle:
             return ImageItem(key=key, data=handle.read())
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: pyarrow's ArrowInvalid, a scheme it has no filesystem for
         return ErrorInfo(code=ErrorCode.unreadable, message=f"cannot read {location}: {exc}")
 
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from icm.errors import InputError
+from icm.jsonl import read_jsonl
 from icm.validation import describe_validation_error
 
 #: The split files of a directory written by ``icm data``.
@@ -159,14 +160,7 @@ def _saved_dataset(path: Path) -> TrainingData:
 
 
 def _jsonl(path: Path) -> Iterable[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{number}", json.loads(line)
-            except ValueError as exc:
-                raise TrainingDataError(f"{path}:{number}: not JSON: {exc}") from exc
+    return ((f"{path}:{number}", row) for number, row in read_jsonl(path, error=TrainingDataError))
 
 
 def _parquet(path: Path) -> Iterable[tuple[str, Any]]:

@@ -8,6 +8,7 @@ the reason (:func:`icm.llm.ask_validated`); a second failure rejects the image, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Protocol, cast
@@ -19,7 +20,7 @@ from icm.datagen.stages.base import StageResult
 from icm.errors import ModelError, ModelOutputError
 from icm.explanation import ImageExplanation, RuleExplanation, check_explanation, explanation_schema
 from icm.llm import Chat, FunctionChat, Generation, JsonSchema, Turn, UnreadableAnswer, ask_validated
-from icm.media import DecodedImage, MediaError, load_image
+from icm.media import DecodedImage, MediaError, load_image, read_bytes
 from icm.policy.categories import explicit_description, policy_labels
 from icm.policy.schema import Policy
 from icm.prompts import render, template_id
@@ -149,22 +150,29 @@ class ExplainStage:
 
     def run(self, item: LabelledImage, image: DecodedImage | None = None) -> StageResult[ExplainedImage]:
         """Explain one image (read from ``item.path`` unless given decoded); an unreadable image is
-        rejected by its media error code."""
+        rejected by its media error code. The cache is keyed by the file's bytes, so an image whose
+        answer is cached is hashed, not decoded (a resumed run skips the decoding)."""
+        data = b""
         if image is None:
             try:
-                image = load_image(item.path)
+                data = read_bytes(item.path)
             except MediaError as exc:
-                return StageResult(record=None, rejected=f"image unreadable ({exc.code})",
-                                   error=f"{item.path}: {exc.message}")
+                return _unreadable(item, exc)
+        sha256 = image.sha256 if image is not None else hashlib.sha256(data).hexdigest()
         labels = policy_labels(self.policy, list(item.criteria))
         key = cache_key(stage=self.name, template=self.template, reask=self.reask, model=self.explainer.spec,
-                        sha256=image.sha256, policy=[self.policy.id, self.policy.version], criteria=item.criteria)
+                        sha256=sha256, policy=[self.policy.id, self.policy.version], criteria=item.criteria)
         cached = self.cache.get(key, ExplainedImage)
         if isinstance(cached, Rejection):
             return StageResult(record=None, rejected=cached.rejected, cached=True)
-        if cached is not None:  # the same pixels under another name: the answer holds, the identity is this item's
+        if cached is not None:  # the same bytes under another name: the answer holds, the identity is this item's
             identity = {"image_id": item.image_id, "path": str(item.path), "label": item.label}
             return StageResult(record=cached.model_copy(update=identity), cached=True)
+        if image is None:
+            try:
+                image = load_image(item.path, data)
+            except MediaError as exc:
+                return _unreadable(item, exc)
         prior = explicit_description(self.policy, list(item.criteria))
         try:
             answer = ask_validated(
@@ -194,3 +202,8 @@ class ExplainStage:
         wrong = [r.rule_id for r in parsed.rules if r.rule_id in labels and r.violates != labels[r.rule_id]]
         if wrong:
             raise LabelContradiction(f"the conclusion for {wrong} contradicts what is known about the image")
+
+
+def _unreadable(item: LabelledImage, exc: MediaError) -> StageResult[ExplainedImage]:
+    """An image that cannot be read or decoded: rejected by its media error code."""
+    return StageResult(record=None, rejected=f"image unreadable ({exc.code})", error=f"{item.path}: {exc.message}")
