@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from icm.cli.app import app
 from icm.datagen.dataset import read_samples
 from icm.datagen.pipeline import GenerateConfig, Pipeline, PipelineError
+from icm.errors import IcmError
 from icm.explanation import ImageExplanation
 from icm.llm import Generation, LlamaCppModel
 from icm.policy import load_policy
@@ -213,3 +214,21 @@ def test_cli_exits_1_when_no_sample_was_written(labelled: Path, cramped_server: 
 def test_a_healthy_run_reports_ok(generated) -> None:  # type: ignore[no-untyped-def]
     _, report = generated
     assert report["ok"] is True and report["problems"] == []
+
+
+@pytest.mark.parametrize(("option", "message"), [("mllm", "unknown backend 'trasformers'"),
+                                                  ("llm", "unknown chat model 'opnai'")])
+def test_a_misspelt_model_fails_before_the_work_is_fanned_out(labelled: Path, tmp_path: Path, option: str,
+                                                              message: str) -> None:
+    """With the model stages on workers (Ray), the models load there; their names are still
+    checked here first, so a typo is one error at the start, not a failure after the first stage."""
+    fanned: list[str] = []
+
+    def fan_out(factory, items, tick):  # type: ignore[no-untyped-def]
+        fanned.append(factory.args[1])
+        return []
+
+    spec = {"mllm": "trasformers:/models/llava", "llm": "opnai:gpt@http://127.0.0.1:9/v1"}[option]
+    with pytest.raises(IcmError, match=message):
+        Pipeline(config(labelled, tmp_path / "o", **{option: spec}), fan_out=fan_out).run()
+    assert fanned == []

@@ -125,18 +125,27 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name.strip(), (argument.strip() or None)
 
 
+def check_spec(spec: str, kind: ModelKind | str) -> str:
+    """The ``module:Class`` a spec names for this kind, or the error of an unknown name. Nothing is
+    imported: a run whose models load elsewhere (Ray workers) checks its specs with this first."""
+    kind = ModelKind(kind)
+    name, _ = parse_spec(spec)
+    target = REGISTRY.get(name, {}).get(kind)
+    if target is None:
+        known = sorted(n for n, kinds in REGISTRY.items() if kind in kinds)
+        what = "backend" if kind is ModelKind.backend else "chat model"
+        failed: type[ModelError] = BackendError if kind is ModelKind.backend else LLMError
+        raise failed(f"unknown {what} {name!r}; known: {', '.join(known)}")
+    return target
+
+
 def load_model(spec: str, kind: ModelKind | str, **options: Any) -> Any:
     """Resolve a spec (``local``, ``transformers:/path``, ``openai:model@url``, ``llama-cpp:smollm2``
     ...) into a model of the given kind, with its keywords checked before anything loads."""
     kind = ModelKind(kind)
     failed: type[ModelError] = BackendError if kind is ModelKind.backend else LLMError
     name, argument = parse_spec(spec)
-    known = sorted(n for n, kinds in REGISTRY.items() if kind in kinds)
-    target = REGISTRY.get(name, {}).get(kind)
-    if target is None:
-        what = "backend" if kind is ModelKind.backend else "chat model"
-        raise failed(f"unknown {what} {name!r}; known: {', '.join(known)}")
-    module_name, _, class_name = target.partition(":")
+    module_name, _, class_name = check_spec(spec, kind).partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

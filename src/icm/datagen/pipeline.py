@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from icm.backends.base import load_chat_model
+from icm.backends.base import ModelKind, check_spec, load_chat_model
 from icm.datagen.cache import StageCache
 from icm.datagen.config import MIN_YIELD, GenerateConfig
 from icm.datagen.dataset import write_dataset
@@ -145,7 +145,9 @@ class Pipeline:
             explainer = self._explainer or load_explainer(config.mllm)
             llm = self._llm or load_question_writer(config)
             stages, specs = self.stages(explainer, llm), (explainer.spec, llm.spec)
-        else:  # each worker loads the models itself
+        else:  # each worker loads the models itself; a misspelt model fails here, before any work
+            check_spec(config.mllm, ModelKind.backend)
+            check_spec(config.llm, ModelKind.chat)
             stages, specs = self._stages(RunsElsewhere("explain"), RunsElsewhere("qa")), (config.mllm, config.llm)
         records: list[Any] = items
         for stage in stages:
