@@ -106,13 +106,15 @@ def _csrf_refused(request: Request, viewer: Viewer | None) -> HTMLResponse:
                     "Reload the page and try again.")
 
 
-class _Answer(Exception):
+class _Answer(IcmError):
     """A page's early answer (log in first, the form is refused, admins only, not your item):
-    raised by the checks below, sent as it is by the handler :func:`install` adds."""
+    raised by the checks below, sent as it is by the handler :func:`install` adds (it is found
+    before the service's handler for every IcmError, being the more specific class)."""
 
     def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
+        super().__init__(f"answered {response.status_code}")
         self.response = response
+        self.http_status = response.status_code
 
 
 async def _send_answer(request: Request, exc: Exception) -> Response:
