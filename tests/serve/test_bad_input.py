@@ -115,7 +115,8 @@ def test_keys_and_scopes(serve, db_url) -> None:
 
 
 def test_allowed_hosts_are_fetched_with_limits(serve, sqlite_url, tmp_path) -> None:
-    """An operator may allow hosts; the fetch has a size limit (here: a loopback file server)."""
+    """An operator may allow hosts (here plain http on one loopback port, listed as HOST:PORT);
+    the fetch has a size limit."""
     import functools
     import http.server
     import threading
@@ -128,7 +129,8 @@ def test_allowed_hosts_are_fetched_with_limits(serve, sqlite_url, tmp_path) -> N
     threading.Thread(target=files.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{files.server_address[1]}"
-        server = serve(sqlite_url, url_hosts=["127.0.0.1"], max_body_bytes=64 * 1024)
+        server = serve(sqlite_url, url_http_hosts=[f"127.0.0.1:{files.server_address[1]}"],
+                       max_body_bytes=64 * 1024)
         with server.client("moderate") as client:
             answer = client.post("/v1/moderate", json={"image": f"{base}/small.png", "policy": "fast"})
             assert answer.status_code == 200, answer.text

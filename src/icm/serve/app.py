@@ -13,11 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from icm import __version__
 from icm.backends.base import Backend
 from icm.errors import IcmError, InputError, ModelError, ModelOutputError
 from icm.serve.errors import NotReady
+from icm.serve.fetch import UrlFetcher
 from icm.serve.judging import Judging
 from icm.serve.limits import RateLimit
 from icm.serve.metrics import Metrics
@@ -53,7 +55,9 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
         catalog = PolicyCatalog(store, default=settings.policies[0])
         seeded = await asyncio.to_thread(catalog.seed, settings.policies)
         judging = Judging(settings, store, metrics, backend=backend)
-        app.state.service = Service(settings, store, catalog, judging, rate_limit, metrics)
+        fetcher = UrlFetcher(settings.url_hosts, settings.url_http_hosts, max_bytes=settings.max_body_bytes,
+                             timeout=settings.url_timeout, workers=settings.url_workers)
+        app.state.service = Service(settings, store, catalog, judging, rate_limit, metrics, fetcher)
         loading = asyncio.create_task(asyncio.to_thread(judging.load, seeded))
         loading.add_done_callback(_report_loading)
         log.info(
@@ -64,6 +68,7 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
         finally:
             log.info("shutting down: finishing the requests in hand")
             await asyncio.to_thread(judging.close)
+            fetcher.close()
             store.close()
 
     app = FastAPI(
@@ -76,7 +81,6 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
     app.exception_handler(IcmError)(_icm_error)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
-    app.exception_handler(Exception)(_unexpected_error)
     for router in (moderate.router, results.router, policies.router, moderations.router, decisions.router,
                    appeals.router, health.router):
         app.include_router(router)
@@ -85,7 +89,8 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
     app.add_middleware(
-        ServiceMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, error_response=error_response
+        ServiceMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, error_response=error_response,
+        unexpected_response=_unexpected_error,
     )
     return app
 
@@ -118,15 +123,15 @@ def _branch(exc: IcmError) -> str:
     return "server_error"
 
 
-def _count(request: Request, code: str) -> None:
-    service = getattr(request.app.state, "service", None)
+def _count(app: Any, code: str) -> None:
+    service = getattr(app.state, "service", None)
     if service is not None:
         service.metrics.errors.labels(code).inc()
 
 
 async def _icm_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IcmError)
-    _count(request, str(exc.code))
+    _count(request.app, str(exc.code))
     if exc.http_status >= 500 and not isinstance(exc, NotReady):
         log.warning("%s: %s", exc.code, exc)
     return error_response(exc, request_id(request))
@@ -151,19 +156,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     error = InputError(str(exc.detail)) if exc.status_code < 500 else IcmError(str(exc.detail))
     error.http_status = exc.status_code
     error.code = _HTTP_CODES.get(exc.status_code, "error")
-    _count(request, error.code)
+    _count(request.app, error.code)
     response = error_response(error, request_id(request))
     if exc.headers:
         response.headers.update(exc.headers)
     return response
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    """A bug: logged with its trace, answered without it. This handler runs outside the service
-    middleware, so the request id comes from the request's scope, not the middleware's context."""
-    rid = request_id(request)
+def _unexpected_error(scope: Scope, exc: Exception, rid: str) -> JSONResponse:
+    """A bug: logged with its trace, answered without it (by the service middleware, which gives
+    the answer its X-Request-ID and keeps the connection open)."""
     log.error("unexpected error", exc_info=exc, extra={"request_id": rid})
-    _count(request, "internal")
+    _count(scope["app"], "internal")
     error = IcmError("internal error; the request id identifies it in the service's log")
     error.code = "internal"
     return error_response(error, rid)

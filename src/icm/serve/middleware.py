@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from icm.serve.bounds import is_int
 from icm.serve.errors import PayloadTooLarge
 from icm.serve.metrics import Metrics
 
@@ -22,11 +23,16 @@ access_log = logging.getLogger("icm.serve.access")
 
 
 class ServiceMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics, error_response: Any) -> None:
+    """``error_response(IcmError, request_id)`` answers an error; ``unexpected_response(scope,
+    exception, request_id)`` answers an exception that nothing else handled (a 500)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics, error_response: Any,
+                 unexpected_response: Any) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.error_response = error_response
+        self.unexpected_response = unexpected_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,11 +45,13 @@ class ServiceMiddleware:
         token = REQUEST_ID.set(rid)
         started = time.perf_counter()
         status = 500
+        status_sent = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                status_sent = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
@@ -58,6 +66,12 @@ class ServiceMiddleware:
                 await response(scope, receive, send_with_id)
             else:
                 await self.app(scope, body_receive, send_with_id)
+        except Exception as exc:
+            # a bug: answered here, with the request id and without raising further, so that the
+            # server keeps the client's connection (uvicorn closes it on an exception it sees)
+            if status_sent:
+                raise
+            await self.unexpected_response(scope, exc, rid)(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = scope.get("route")
@@ -80,7 +94,7 @@ class ServiceMiddleware:
     async def _bounded_body(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> Receive | None:
         """A receive that replays the body, read whole up to the cap; None when it is over."""
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared is not None and is_int(declared) and int(declared) > self.max_body_bytes:
             return None
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return receive

@@ -10,6 +10,7 @@ import threading
 from icm.errors import InputError
 from icm.policy.load import load_policy, parse_policy
 from icm.policy.schema import Policy
+from icm.serve.bounds import check_text, parse_int
 from icm.serve.errors import Conflict, NotFound
 from icm.serve.store.database import Store
 
@@ -21,15 +22,17 @@ class UnknownPolicy(NotFound):
 
 
 def split_ref(ref: str) -> tuple[str, int | None]:
-    """``general`` -> ("general", None); ``general@2`` -> ("general", 2)."""
-    policy_id, at, version = ref.strip().partition("@")
+    """``general`` -> ("general", None); ``general@2`` -> ("general", 2). A version is ASCII digits
+    within the store's integer range (400 otherwise; a version that does not exist is a 404 later)."""
+    policy_id, at, version = check_text(ref, "the policy").strip().partition("@")
     if not policy_id:
         raise InputError(f"no policy id in {ref!r}; write ID or ID@VERSION")
     if not at:
         return policy_id, None
-    if not version.isdigit() or int(version) < 1:
-        raise InputError(f"bad policy version in {ref!r}; write ID@VERSION with VERSION >= 1")
-    return policy_id, int(version)
+    try:
+        return policy_id, parse_int(version, "the policy version")
+    except InputError as exc:
+        raise type(exc)(f"bad policy version in {ref!r}: {exc}; write ID@VERSION with VERSION >= 1") from None
 
 
 class PolicyCatalog:

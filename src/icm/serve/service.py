@@ -10,7 +10,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from icm.serve.auth import Caller, Scope, authenticate, require
-from icm.serve.inputs import image_from_url
+from icm.serve.fetch import UrlFetcher
+from icm.serve.inputs import decode_data_url
 from icm.serve.judging import Judging
 from icm.serve.limits import RateLimit
 from icm.serve.metrics import Metrics
@@ -28,12 +29,14 @@ class Service:
     rate_limit: RateLimit
     metrics: Metrics
 
+    fetcher: UrlFetcher
+
     async def image(self, url: str) -> tuple[bytes, str]:
-        """(bytes, name) of an image a request gives as a URL, within this service's limits."""
-        return await run_in_threadpool(
-            image_from_url, url, max_bytes=self.settings.max_body_bytes, allowed_hosts=self.settings.url_hosts,
-            timeout=self.settings.url_timeout,
-        )
+        """(bytes, name) of an image a request gives as a data URL or an allowed URL, within this
+        service's limits."""
+        if url.startswith("data:"):
+            return await run_in_threadpool(decode_data_url, url, self.settings.max_body_bytes), "<data-url>"
+        return await self.fetcher.fetch(url), url
 
 
 def service_of(request: Request) -> Service:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,10 +78,21 @@ class ServeSettings(BaseSettings):
     # -- remote images and browsers ----------------------------------------------------------
     url_hosts: list[str] = Field(
         default_factory=list,
-        description="Hosts whose https image URLs the service may fetch; none by default (no "
-        "server-side fetching, so no SSRF).",
+        description="Hosts whose https image URLs the service may fetch: HOST (port 443 only) or "
+        "HOST:PORT; none by default (no server-side fetching, so no SSRF).",
     )
-    url_timeout: float = Field(10.0, gt=0, description="Seconds to fetch an allowed image URL.")
+    url_http_hosts: list[str] = Field(
+        default_factory=list,
+        description="HOST:PORT entries whose plain-http image URLs the service may fetch (no TLS: "
+        "only for a trusted internal server; each entry names its port); none by default.",
+    )
+    url_timeout: float = Field(
+        10.0, gt=0, description="Seconds one image URL fetch may take in all, waiting for a fetcher included."
+    )
+    url_workers: int = Field(
+        4, ge=1, description="Image URLs fetched at the same time, by threads of their own (the others wait, "
+        "within url_timeout).",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; none by default.")
 
     # -- review console ----------------------------------------------------------------------
@@ -108,6 +119,15 @@ class ServeSettings(BaseSettings):
     def _some_policy(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("serve at least one policy")
+        return value
+
+    @field_validator("url_hosts", "url_http_hosts")
+    @classmethod
+    def _origins(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        from icm.serve.fetch import parse_origin
+
+        for entry in value:
+            parse_origin(entry, default_port=443 if info.field_name == "url_hosts" else None)
         return value
 
     @field_validator("rate_limit", mode="before")

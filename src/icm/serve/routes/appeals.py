@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from icm.serve.auth import Caller, Scope
+from icm.serve.bounds import check_text
 from icm.serve.errors import NotFound
 from icm.serve.protocol import AppealRequest, AppealState
 from icm.serve.service import authorized, service_of
@@ -29,7 +30,8 @@ async def open_appeal(body: AppealRequest, request: Request,
                       caller: Caller = Depends(authorized(Scope.moderate))) -> AppealState:
     """A moderate key appeals the results it made; a person decides the appeal in the console."""
     service = service_of(request)
-    row = await run_in_threadpool(service.store.result, body.result_id)
+    row = await run_in_threadpool(service.store.result, check_text(body.result_id, "result_id"))
+    check_text(body.text, "text")
     if row is None or not (caller.has(Scope.review) or row.key_id == caller.key_id):
         raise NotFound(f"no result {body.result_id!r}")
     reviews = service.judging.reviews
@@ -41,7 +43,7 @@ async def open_appeal(body: AppealRequest, request: Request,
 
 @router.get("/v1/appeals/{appeal_id}", response_model=AppealState, summary="An appeal and its outcome")
 async def get_appeal(appeal_id: str, request: Request, caller: Caller = Depends(authorized())) -> AppealState:
-    appeal = await run_in_threadpool(service_of(request).judging.reviews.appeal, appeal_id)
+    appeal = await run_in_threadpool(service_of(request).judging.reviews.appeal, check_text(appeal_id, "the appeal id"))
     if appeal is None or not (caller.has(Scope.review) or appeal.key_id == caller.key_id):
         raise NotFound(f"no appeal {appeal_id!r}")
     return _state(appeal)

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from icm.errors import InputError
 from icm.policy.schema import Action
 from icm.serve.auth import Caller, Scope
+from icm.serve.bounds import check_text
 from icm.serve.errors import NotFound
 from icm.serve.policies import split_ref
 from icm.serve.protocol import ResultPage, StoredModeration
@@ -29,7 +30,7 @@ def _stored(row: StoredResult) -> StoredModeration:
 
 @router.get("/v1/results/{result_id}", response_model=StoredModeration, summary="One stored result")
 async def get_result(result_id: str, request: Request, caller: Caller = Depends(authorized())) -> StoredModeration:
-    row = await run_in_threadpool(service_of(request).store.result, result_id)
+    row = await run_in_threadpool(service_of(request).store.result, check_text(result_id, "the result id"))
     if row is None or not _readable(caller, row):
         raise NotFound(f"no result {result_id!r}")
     return _stored(row)
@@ -41,11 +42,13 @@ async def list_results(
     decision: Action | None = Query(None, description="only this decision"),
     policy: str | None = Query(None, description="only this policy (id or id@version)"),
     sha256: str | None = Query(None, description="only this image"),
-    after: str | None = Query(None, description="the `next` of the previous page"),
+    after: str | None = Query(None, description="the `next` of the previous page; empty or absent: the first page"),
     limit: int = Query(50, ge=1, le=500),
     caller: Caller = Depends(authorized()),
 ) -> ResultPage:
     policy_id, version = split_ref(policy) if policy else (None, None)
+    after = check_text(after, "after") if after else None
+    sha256 = check_text(sha256, "sha256") if sha256 else None
     where = ResultFilter(
         decision=decision.value if decision else None,
         policy_id=policy_id,
