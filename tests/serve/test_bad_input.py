@@ -150,3 +150,38 @@ def test_text_only_moderation_is_refused(serve, sqlite_url, text_input) -> None:
         error = _error(client.post("/v1/moderations", json={"model": "fast", "input": text_input}), 400,
                        "text_not_supported")
         assert "images" in str(error["message"])
+
+
+def test_numbers_and_text_the_store_cannot_hold_are_400s(serve, db_url) -> None:
+    """Versions in ASCII digits within the database's integer range (400 out of it, 404 for a version
+    that does not exist), wherever a policy reference comes in; ids and cursors the store can hold."""
+    server = serve(db_url)
+    image = data_url(png_bytes(4))
+    with server.client("moderate", "review") as client:
+        for ref, status, code in [("fast@99999999999999999999", 400, "out_of_range"),
+                                  ("fast@2147483648", 400, "out_of_range"), ("fast@0", 400, "out_of_range"),
+                                  ("fast@2147483647", 404, "unknown_policy"),
+                                  ("fast@³", 400, "bad_input"),  # passes str.isdigit(), fails int()
+                                  ("fast@١", 400, "bad_input"),  # Arabic-Indic 1: int() reads it as 1
+                                  ("fast@+1", 400, "bad_input"), ("fast@ 1", 400, "bad_input")]:
+            _error(client.get(f"/v1/policies/{ref}"), status, code)
+            _error(client.post("/v1/moderate", json={"image": image, "policy": ref}), status, code)
+            _error(client.post("/v1/moderations", json={"model": ref, "input": [
+                {"type": "image_url", "image_url": {"url": image}}]}), status, code)
+            if status == 400:
+                _error(client.get("/v1/results", params={"policy": ref}), status, code)
+        assert client.get("/v1/policies/fast@1").status_code == 200
+        # text with a NUL: PostgreSQL cannot compare it, so it never reaches the store
+        _error(client.get("/v1/results/res_%00x"), 400, "bad_input")
+        _error(client.get("/v1/results", params={"after": "res_\x00"}), 400, "bad_input")
+        _error(client.get("/v1/results", params={"sha256": "\x00"}), 400, "bad_input")
+        _error(client.get("/v1/policies/fa%00st"), 400, "bad_input")
+        _error(client.get("/v1/appeals/apl_%00"), 400, "bad_input")
+        _error(client.post("/v1/appeals", json={"result_id": "res_\x00", "text": "why"}), 400, "bad_input")
+        # an empty cursor is no cursor: the first page
+        assert client.post("/v1/moderate", json={"image": image, "policy": "fast"}).status_code == 200
+        first = client.get("/v1/results", params={"after": ""})
+        assert first.status_code == 200, first.text
+        assert len(first.json()["data"]) == 1
+        _error(client.get("/v1/results", params={"after": "res_nope"}), 400, "bad_input")
+        _error(client.get("/v1/results", params={"limit": "99999999999999999999"}), 400, "bad_input")

@@ -138,3 +138,38 @@ def test_an_unexpected_error_answers_with_its_request_id(serve, sqlite_url) -> N
     error = answer.json()["error"]
     assert error["code"] == "internal" and "Traceback" not in answer.text
     assert error["request_id"] == "broken-1"  # the id the log line of the failure carries
+
+
+def test_a_500_carries_its_request_id_and_keeps_the_connection(serve, sqlite_url) -> None:
+    """An unexpected error answers like any other: the X-Request-ID header, and the client's
+    keep-alive connection goes on serving the next request (one socket, reused)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from sqlalchemy import create_engine, text
+
+    server = serve(sqlite_url)
+    key = server.key("moderate")
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:  # the store breaks under the running service
+        connection.execute(text("ALTER TABLE results RENAME TO results_gone"))
+    engine.dispose()
+    address = urlsplit(server.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        connection.request("GET", "/v1/results/res_x", headers={"Authorization": f"Bearer {key}",
+                                                                "X-Request-ID": "broken-2"})
+        answer = connection.getresponse()
+        body = json.loads(answer.read())
+        assert answer.status == 500
+        assert answer.getheader("x-request-id") == "broken-2"
+        assert body["error"]["request_id"] == "broken-2" and body["error"]["code"] == "internal"
+        assert (answer.getheader("connection") or "").lower() != "close"
+        sock = connection.sock
+        assert sock is not None
+        connection.request("GET", "/healthz")
+        again = connection.getresponse()
+        assert again.status == 200 and json.loads(again.read()) == {"status": "ok"}
+        assert connection.sock is sock, "the server closed the connection after the 500"
+    finally:
+        connection.close()
