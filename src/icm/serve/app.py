@@ -18,6 +18,7 @@ from starlette.types import Scope
 from icm import __version__
 from icm.backends.base import Backend
 from icm.errors import IcmError, InputError, ModelError, ModelOutputError
+from icm.serve import openapi
 from icm.serve.errors import NotReady
 from icm.serve.fetch import UrlFetcher
 from icm.serve.judging import Judging
@@ -85,6 +86,7 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
                    appeals.router, health.router):
         app.include_router(router)
     review_pages.install(app)
+    openapi.install(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"])

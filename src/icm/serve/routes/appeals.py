@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from icm.serve.auth import Caller, Scope
 from icm.serve.bounds import check_text
 from icm.serve.errors import NotFound
+from icm.serve.openapi import KEYED, errors
 from icm.serve.protocol import AppealRequest, AppealState
 from icm.serve.service import authorized, service_of
 from icm.serve.store.models import Appeal
@@ -25,7 +26,8 @@ def _state(appeal: Appeal) -> AppealState:
     )
 
 
-@router.post("/v1/appeals", response_model=AppealState, status_code=201, summary="Appeal a stored result")
+@router.post("/v1/appeals", response_model=AppealState, status_code=201, summary="Appeal a stored result",
+             responses=errors(400, 403, 404, 413, *KEYED))
 async def open_appeal(body: AppealRequest, request: Request,
                       caller: Caller = Depends(authorized(Scope.moderate))) -> AppealState:
     """A moderate key appeals the results it made; a person decides the appeal in the console."""
@@ -41,7 +43,8 @@ async def open_appeal(body: AppealRequest, request: Request,
     return _state(appeal)
 
 
-@router.get("/v1/appeals/{appeal_id}", response_model=AppealState, summary="An appeal and its outcome")
+@router.get("/v1/appeals/{appeal_id}", response_model=AppealState, summary="An appeal and its outcome",
+            responses=errors(400, 404, *KEYED))
 async def get_appeal(appeal_id: str, request: Request, caller: Caller = Depends(authorized())) -> AppealState:
     appeal = await run_in_threadpool(service_of(request).judging.reviews.appeal, check_text(appeal_id, "the appeal id"))
     if appeal is None or not (caller.has(Scope.review) or appeal.key_id == caller.key_id):

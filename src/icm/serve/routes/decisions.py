@@ -17,6 +17,7 @@ from icm.policy.schema import Action, Criterion, Policy, Rule, Severity
 from icm.results import Verdict
 from icm.serve.auth import Caller, Scope
 from icm.serve.judging import Job
+from icm.serve.openapi import JUDGING, KEYED, errors
 from icm.serve.protocol import (
     DecisionQuestion,
     DecisionResponse,
@@ -89,7 +90,8 @@ def question_policy(policy: Policy, questions: list[DecisionQuestion]) -> tuple[
     return policy.model_copy(update={"rules": list(rules.values())}), rule_of, key
 
 
-@router.post("/v1/decisions", response_model=DecisionResponse, summary="OpenAI-compatible decisions")
+@router.post("/v1/decisions", response_model=DecisionResponse, summary="OpenAI-compatible decisions",
+             responses=errors(400, *KEYED, *JUDGING))
 async def decisions(
     body: DecisionsRequest, request: Request, caller: Caller = Depends(authorized(Scope.moderate))
 ) -> DecisionResponse:

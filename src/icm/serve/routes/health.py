@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from icm.serve.errors import NotReady
 from icm.serve.metrics import CONTENT_TYPE
+from icm.serve.openapi import errors
 from icm.serve.service import service_of
 
 router = APIRouter(tags=["operations"])
@@ -17,7 +18,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The backend is loaded and the store answers")
+@router.get("/readyz", summary="The backend is loaded and the store answers", responses=errors(503))
 async def readyz(request: Request) -> dict[str, str]:
     service = getattr(request.app.state, "service", None)
     if service is None:

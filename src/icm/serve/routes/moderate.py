@@ -15,21 +15,12 @@ from icm.errors import InputError
 from icm.serve.auth import Caller, Scope
 from icm.serve.errors import UnsupportedMediaType
 from icm.serve.judging import Job, Judgement, narrow, with_explanations
-from icm.serve.protocol import ErrorBody, ModerateRequest, StoredModeration
+from icm.serve.openapi import JUDGING, KEYED, component, errors
+from icm.serve.protocol import ModerateRequest, StoredModeration
 from icm.serve.service import Service, authorized, request_id, service_of
 from icm.validation import describe_validation_error
 
 router = APIRouter(tags=["moderation"])
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in {
-        400: "bad input: malformed body, unknown rule, an image that cannot be judged (code says why)",
-        401: "no valid key", 403: "the key lacks the scope", 404: "unknown policy",
-        413: "body or image too large", 415: "neither JSON nor multipart", 429: "rate limit (Retry-After)",
-        502: "the backend failed", 503: "queue full or not ready (Retry-After)", 504: "request timeout",
-    }.items()
-}
 
 _MULTIPART_SCHEMA = {
     "type": "object",
@@ -48,12 +39,12 @@ _MULTIPART_SCHEMA = {
     "/v1/moderate",
     summary="Judge one image against a policy",
     response_model=StoredModeration,
-    responses=_ERRORS,
+    responses=errors(400, 415, *KEYED, *JUDGING),
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": ModerateRequest.model_json_schema()},
+                "application/json": {"schema": component(ModerateRequest)},
                 "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
             },
         }

@@ -9,6 +9,7 @@ from icm.errors import InputError
 from icm.results import RuleVerdict, Verdict
 from icm.serve.auth import Caller, Scope
 from icm.serve.judging import Judgement
+from icm.serve.openapi import JUDGING, KEYED, errors
 from icm.serve.protocol import (
     Moderation,
     ModerationImageInput,
@@ -44,7 +45,8 @@ def _moderation(judgement: Judgement) -> Moderation:
     )
 
 
-@router.post("/v1/moderations", response_model=ModerationsResponse, summary="OpenAI-compatible moderation")
+@router.post("/v1/moderations", response_model=ModerationsResponse, summary="OpenAI-compatible moderation",
+             responses=errors(400, *KEYED, *JUDGING))
 async def moderations(
     body: ModerationsRequest, request: Request, caller: Caller = Depends(authorized(Scope.moderate))
 ) -> ModerationsResponse:

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from icm.errors import InputError
 from icm.serve.auth import Caller, Scope
+from icm.serve.openapi import KEYED, errors
 from icm.serve.policies import split_ref
 from icm.serve.protocol import PolicyList, PolicySummary, PolicyVersionInfo
 from icm.serve.service import Service, authorized, service_of
@@ -32,13 +33,15 @@ def _summaries(service: Service) -> list[PolicySummary]:
     return out
 
 
-@router.get("/v1/policies", response_model=PolicyList, summary="The policies served, with their versions")
+@router.get("/v1/policies", response_model=PolicyList, summary="The policies served, with their versions",
+            responses=errors(*KEYED))
 async def list_policies(request: Request, caller: Caller = Depends(authorized())) -> PolicyList:
     service = service_of(request)
     return PolicyList(data=await run_in_threadpool(_summaries, service), default=service.catalog.default)
 
 
-@router.get("/v1/policies/{ref}", summary="One policy (id for the newest version, or id@version)")
+@router.get("/v1/policies/{ref}", summary="One policy (id for the newest version, or id@version)",
+            responses=errors(400, 404, *KEYED))
 async def get_policy(ref: str, request: Request, caller: Caller = Depends(authorized())) -> dict[str, Any]:
     policy = await run_in_threadpool(service_of(request).catalog.resolve, ref)
     return policy.model_dump(mode="json")
@@ -47,6 +50,7 @@ async def get_policy(ref: str, request: Request, caller: Caller = Depends(author
 @router.put(
     "/v1/policies/{policy_id}",
     summary="Publish a new version of a policy (admin)",
+    responses=errors(400, 403, 409, 413, *KEYED),
     openapi_extra={
         "requestBody": {
             "required": True,

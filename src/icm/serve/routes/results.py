@@ -11,6 +11,7 @@ from icm.policy.schema import Action
 from icm.serve.auth import Caller, Scope
 from icm.serve.bounds import check_text
 from icm.serve.errors import NotFound
+from icm.serve.openapi import KEYED, errors
 from icm.serve.policies import split_ref
 from icm.serve.protocol import ResultPage, StoredModeration
 from icm.serve.service import authorized, service_of
@@ -28,7 +29,8 @@ def _stored(row: StoredResult) -> StoredModeration:
     return StoredModeration.model_validate({**row.result, "id": row.id})
 
 
-@router.get("/v1/results/{result_id}", response_model=StoredModeration, summary="One stored result")
+@router.get("/v1/results/{result_id}", response_model=StoredModeration, summary="One stored result",
+            responses=errors(400, 404, *KEYED))
 async def get_result(result_id: str, request: Request, caller: Caller = Depends(authorized())) -> StoredModeration:
     row = await run_in_threadpool(service_of(request).store.result, check_text(result_id, "the result id"))
     if row is None or not _readable(caller, row):
@@ -36,7 +38,8 @@ async def get_result(result_id: str, request: Request, caller: Caller = Depends(
     return _stored(row)
 
 
-@router.get("/v1/results", response_model=ResultPage, summary="Stored results, oldest first, cursor-paged")
+@router.get("/v1/results", response_model=ResultPage, summary="Stored results, oldest first, cursor-paged",
+            responses=errors(400, *KEYED))
 async def list_results(
     request: Request,
     decision: Action | None = Query(None, description="only this decision"),
