@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-
-from collections.abc import Iterator
 
 import pytest
 from serve.live import data_url, png_bytes
