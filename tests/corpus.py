@@ -85,3 +85,14 @@ def write_awkward(folder: Path) -> dict[str, str]:
         "animated.webp": "5 frames, text in frame 3",
         "png-named.jpg": "a PNG named .jpg",
     }
+
+
+def many_frames_on_a_huge_canvas(frames: int = 1000, side: int = 4000) -> bytes:
+    """A GIF of ``frames`` one-pixel frames on a ``side`` x ``side`` canvas (about 23 bytes a frame):
+    small on the wire, and every frame composited over the whole canvas when it is decoded."""
+    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", side, side, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff")
+    for i in range(frames):
+        out += b"\x21\xf9\x04\x00" + struct.pack("<H", 2) + b"\x00\x00"  # 20 ms per frame
+        out += b"\x2c" + struct.pack("<HHHHB", (i * 37) % side, (i * 91) % side, 1, 1, 0)
+        out += bytes([2, 2, 0x44, 0x01, 0])  # LZW: clear, colour 0, end
+    return bytes(out + b"\x3b")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corpus import write_awkward, write_broken
+from corpus import many_frames_on_a_huge_canvas, write_awkward, write_broken
 
 from icm.media import MediaError, MediaLimits, load_image
 
@@ -75,6 +75,28 @@ def test_animations_keep_every_frame_up_to_the_limit(awkward: Path, name: str) -
     assert [bool((f < 40).any()) for f in image.frames] == [False, False, False, True, False]
     sampled = load_image(awkward / name, limits=MediaLimits(max_frames=3))
     assert sampled.frame_indices == [0, 2, 4]
+
+
+def test_an_animation_that_costs_too_much_to_decode_is_refused_before_decoding() -> None:
+    import time
+
+    data = many_frames_on_a_huge_canvas(frames=1000, side=4000)  # 23 kB; ~16 G pixels to composite
+    assert len(data) < 30_000
+    started = time.perf_counter()
+    with pytest.raises(MediaError) as info:
+        load_image("bomb.gif", data=data)
+    assert time.perf_counter() - started < 5  # refused before the first frame, not after a minute
+    assert info.value.code == "too_large"
+    assert "1000 frames of 4000x4000" in info.value.message and "400,000,000" in info.value.message
+    # the cost counts the frames decoded: the first frame alone is cheap, and is judged
+    first = load_image("bomb.gif", data=data, limits=MediaLimits(max_frames=1))
+    assert first.n_frames == 1000 and first.frame_indices == [0]
+    # a composited format decodes every frame up to the last judged one
+    small = many_frames_on_a_huge_canvas(frames=20, side=100)
+    with pytest.raises(MediaError) as info:
+        load_image("small.gif", data=small, limits=MediaLimits(max_frames=2, max_decoded_pixels=19 * 100 * 100))
+    assert info.value.code == "too_large" and "decoding 20 frames" in info.value.message
+    assert load_image("small.gif", data=small, limits=MediaLimits(max_frames=2)).frame_indices == [0, 19]
 
 
 def test_mislabelled_but_valid_file_is_decoded_with_a_warning(awkward: Path) -> None:

@@ -63,12 +63,19 @@ class MediaError(InputError):
         self.message = message
 
 
+#: Formats whose frames are drawn over the ones before: reaching frame k decodes frames 0..k.
+_COMPOSITED = frozenset({"GIF", "PNG", "WEBP"})
+
+
 @dataclass(frozen=True)
 class MediaLimits:
     max_bytes: int = 64 * 1024 * 1024
     max_pixels: int = 80_000_000
     min_side: int = 16
     max_frames: int = 8
+    #: Pixels decoding may cost: the frames decoded times their size. A small animation on a huge
+    #: canvas costs its whole canvas for every frame decoded (about a second on a core at this bound).
+    max_decoded_pixels: int = 400_000_000
     #: Frames are downscaled to this longest side; every detector works at a lower resolution.
     max_side: int = 1600
 
@@ -166,14 +173,27 @@ def load_image(
                 f"{width}x{height} pixels is too small to judge (minimum side {limits.min_side})",
             )
         fmt = image.format or "UNKNOWN"
-        n_frames = int(getattr(image, "n_frames", 1) or 1)
+        try:
+            n_frames = int(getattr(image, "n_frames", 1) or 1)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:  # counting reads every frame's header
+            raise MediaError(ErrorCode.truncated if _looks_truncated(str(exc)) else ErrorCode.not_an_image,
+                             f"cannot read the frames of the {fmt} image: {exc}") from exc
         indices = _sample_frames(n_frames, limits.max_frames)
+        _check_decoding_cost(fmt, width, height, n_frames, indices, limits)
         frames = []
         try:
             for index in indices:
                 if n_frames > 1:
                     image.seek(index)
+                    if image.size[0] * image.size[1] > limits.max_pixels:  # a later page may be larger
+                        raise MediaError(
+                            ErrorCode.too_large,
+                            f"frame {index} is {image.size[0]}x{image.size[1]} pixels; the limit is "
+                            f"{limits.max_pixels:,}",
+                        )
                 frames.append(_to_rgb_array(image, limits.max_side))
+        except MediaError:
+            raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise MediaError(ErrorCode.too_large, f"decompression bomb refused: {exc}") from exc
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -195,6 +215,21 @@ def load_image(
         decoded.warnings.append(f"file name says {suffix} but the content is {fmt}")
     decoded.decode_ms = round((time.perf_counter() - started) * 1000, 2)
     return decoded
+
+
+def _check_decoding_cost(
+    fmt: str, width: int, height: int, n_frames: int, indices: list[int], limits: MediaLimits
+) -> None:
+    """Refuse, before decoding anything, an image whose judged frames cost more pixels to decode
+    than the limit: in a composited format every frame up to the last judged one is decoded."""
+    decoded = indices[-1] + 1 if fmt in _COMPOSITED else len(indices)
+    cost = decoded * width * height
+    if cost > limits.max_decoded_pixels:
+        raise MediaError(
+            ErrorCode.too_large,
+            f"{n_frames} frames of {width}x{height}: judging {len(indices)} of them means decoding "
+            f"{decoded} frames, {cost:,} pixels; the limit is {limits.max_decoded_pixels:,}",
+        )
 
 
 def _sample_frames(n_frames: int, max_frames: int) -> list[int]:

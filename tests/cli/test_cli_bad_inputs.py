@@ -117,3 +117,17 @@ def test_resume_onto_a_file_that_is_not_results_leaves_it_alone(tmp_path: Path) 
                                  "--out", str(labels), "--resume"])
     _one_clear_error(result, "labels.jsonl:1: not a moderation result")
     assert labels.read_text() == before
+
+
+def test_an_animation_too_costly_to_decode_gets_an_error_record_and_the_batch_goes_on(tmp_path: Path) -> None:
+    from corpus import many_frames_on_a_huge_canvas
+
+    sample_image("coffee").save(tmp_path / "coffee.jpg")
+    (tmp_path / "frames.gif").write_bytes(many_frames_on_a_huge_canvas())  # 23 kB, 1000 frames of 4000x4000
+    policy = Path(__file__).parents[1] / "serve" / "fast.yaml"
+    result = runner.invoke(app, ["moderate", str(tmp_path), "-p", str(policy), "-f", "jsonl", "-q"])
+    assert result.exit_code == 1, result.output  # one image could not be judged
+    rows = {Path(r["image"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert rows["frames.gif"]["error"]["code"] == "too_large"
+    assert rows["frames.gif"]["decision"] == "review"  # never allow what was not judged
+    assert rows["coffee.jpg"]["error"] is None and rows["coffee.jpg"]["verdicts"]

@@ -8,7 +8,7 @@ import hashlib
 
 import httpx2
 import pytest
-from corpus import write_broken
+from corpus import many_frames_on_a_huge_canvas, write_broken
 from serve.live import data_url, png_bytes
 
 from icm.serve.auth import create_key
@@ -33,6 +33,8 @@ def _error(answer: httpx2.Response, status: int, code: str) -> dict[str, object]
 def test_every_broken_image_of_the_corpus(serve, db_url, tmp_path) -> None:
     server = serve(db_url)
     expected = write_broken(tmp_path / "broken")
+    (tmp_path / "broken" / "frames.gif").write_bytes(many_frames_on_a_huge_canvas())  # minutes to decode
+    expected["frames.gif"] = "too_large"
     with server.client("moderate") as client:
         for name, code in expected.items():
             data = (tmp_path / "broken" / name).read_bytes()
@@ -49,6 +51,8 @@ def test_every_broken_image_of_the_corpus(serve, db_url, tmp_path) -> None:
                 assert record["sha256"] == sha256
                 found = client.get("/v1/results", params={"sha256": sha256}).json()
                 assert error["result_id"] in [r["id"] for r in found["data"]]
+        # no person will look at what is no image: none of it is kept
+        assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
         assert client.get("/healthz").status_code == 200
         assert client.post("/v1/moderate", json={"image": data_url(png_bytes(1)), "policy": "fast"}).status_code == 200
 
@@ -140,6 +144,40 @@ def test_allowed_hosts_are_fetched_with_limits(serve, sqlite_url, tmp_path) -> N
             _error(client.post("/v1/moderate", json={"image": "https://example.com/a.png"}), 400,
                    "remote_url_refused")
     finally:
+        files.shutdown()
+
+
+def test_what_cannot_be_judged_is_not_kept(serve, sqlite_url, tmp_path) -> None:
+    """Random uploads and a fetched body that is no image leave nothing in the kept images; an
+    image judged to need review is kept."""
+    import functools
+    import http.server
+    import os
+    import threading
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "page.png").write_bytes(b"<!doctype html><html><body>not found</body></html>" * 100)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    server = serve(sqlite_url, keep_images="database", url_hosts=["127.0.0.1"], review_sample=0)
+    store = Store(sqlite_url)
+    try:
+        with server.client("moderate") as client:
+            blobs = [os.urandom(256 * 1024) for _ in range(5)]
+            for blob in blobs:
+                answer = client.post("/v1/moderate", files={"image": ("x.jpg", blob, "image/jpeg")},
+                                     data={"policy": "fast"})
+                _error(answer, 400, "not_an_image")
+            url = f"http://127.0.0.1:{files.server_address[1]}/page.png"
+            _error(client.post("/v1/moderate", json={"image": url, "policy": "fast"}), 400, "not_an_image")
+            judged = client.post("/v1/moderate", json={"image": data_url(png_bytes(50)), "policy": "general"})
+        for data in [*blobs, (tmp_path / "www" / "page.png").read_bytes()]:
+            assert store.image(hashlib.sha256(data).hexdigest()) is None
+        assert judged.status_code == 200 and judged.json()["decision"] == "review", judged.text
+        assert store.image(judged.json()["sha256"]) == png_bytes(50)  # a reviewer will look at it
+    finally:
+        store.close()
         files.shutdown()
 
 

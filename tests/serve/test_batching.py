@@ -57,6 +57,32 @@ def test_size_one_never_waits_and_a_failed_batch_fails_each_of_its_jobs() -> Non
     assert outcomes == ["the model broke", "the model broke"]
 
 
+def test_a_cancelled_job_leaves_its_batch_and_a_running_one_cannot_be_cancelled() -> None:
+    go = threading.Event()
+    seen: list[list[int]] = []
+
+    def run(batch: list[int]) -> list[int]:
+        seen.append(list(batch))
+        go.wait(30)
+        return [job * 10 for job in batch]
+
+    async def main() -> tuple[bool, list[object]]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher: Batcher[int, int] = Batcher(run, pool, 2, 60)
+            running = [batcher.submit("a", 1), batcher.submit("a", 2)]  # holds the only worker
+            waiting = [batcher.submit("a", 3), batcher.submit("a", 4)]  # queued behind it
+            await asyncio.sleep(0.2)
+            refused = running[0].cancel()  # already running: it ends when its work does
+            assert waiting[0].cancel()
+            go.set()
+            return refused, [await asyncio.wrap_future(f) for f in [*running, waiting[1]]]
+
+    refused, outcomes = asyncio.run(main())
+    assert refused is False
+    assert outcomes == [10, 20, 40]
+    assert seen == [[1, 2], [4]]  # the cancelled job was not judged
+
+
 def test_concurrent_requests_are_judged_in_one_batch_with_the_same_answers(
     tiny_llava_dir: Path, sqlite_url: str, tmp_path: Path
 ) -> None:

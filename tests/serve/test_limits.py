@@ -173,3 +173,80 @@ def test_a_500_carries_its_request_id_and_keeps_the_connection(serve, sqlite_url
         assert connection.sock is sock, "the server closed the connection after the 500"
     finally:
         connection.close()
+
+
+class _HeldBackend:
+    """The embedded engine, except that each batch call waits until the test lets it go: a worker
+    that is busy for as long as the test wants."""
+
+    def __init__(self, inner: object) -> None:
+        import threading
+
+        self._inner = inner
+        self.go = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def judge_batch(self, images: object, policy: object) -> list[object]:
+        assert self.go.wait(120), "the test never let the worker go"
+        return self._inner.judge_batch(images, policy)  # type: ignore[attr-defined]
+
+
+def test_a_timed_out_request_keeps_its_place_until_its_work_ends(local_backend, sqlite_url, tmp_path) -> None:
+    from serve.live import LiveServer, settings_for
+
+    backend = _HeldBackend(local_backend)
+    settings = settings_for(sqlite_url, tmp_path, workers=1, queue_size=0, batch_size=1, request_timeout=1,
+                            retry_after=2)
+    server = LiveServer(settings, backend=backend).start()
+    try:
+        with server.client("moderate") as client:
+            first = client.post("/v1/moderate", json={"image": data_url(png_bytes(1)), "policy": "fast"})
+            assert first.status_code == 504, first.text  # the worker still holds its image
+            busy = client.post("/v1/moderate", json={"image": data_url(png_bytes(2)), "policy": "fast"})
+            assert busy.status_code == 503, busy.text  # not admitted to wait for a worker that is not free
+            assert busy.json()["error"]["code"] == "overloaded" and busy.headers["retry-after"] == "2"
+            backend.go.set()
+            deadline = time.monotonic() + 30
+            while (after := client.post("/v1/moderate", json={"image": data_url(png_bytes(2)), "policy": "fast"})
+                   ).status_code == 503:
+                assert time.monotonic() < deadline, "the place was never given back"
+                time.sleep(0.1)
+            assert after.status_code == 200, after.text
+        assert "icm_in_flight 0.0" in httpx2.get(server.url + "/metrics").text
+    finally:
+        backend.go.set()
+        server.stop()
+
+
+def test_the_other_jobs_of_a_batch_get_their_results_when_one_timed_out(local_backend, sqlite_url, tmp_path) -> None:
+    from serve.live import LiveServer, settings_for
+
+    backend = _HeldBackend(local_backend)
+    # one batch of two: the first request waits for the second, then both for the held worker
+    settings = settings_for(sqlite_url, tmp_path, workers=1, batch_size=2, batch_wait_ms=60_000, request_timeout=4)
+    server = LiveServer(settings, backend=backend).start()
+
+    async def main() -> tuple[httpx2.Response, httpx2.Response]:
+        headers = {"Authorization": f"Bearer {server.key('moderate')}"}
+        async with httpx2.AsyncClient(base_url=server.url, headers=headers, timeout=60) as client:
+            def send(seed: int) -> asyncio.Task[httpx2.Response]:
+                body = {"image": data_url(png_bytes(seed)), "policy": "fast"}
+                return asyncio.create_task(client.post("/v1/moderate", json=body))
+
+            early = send(1)
+            await asyncio.sleep(2.5)
+            late = send(2)  # fills the batch: it starts, and the worker is held
+            timed_out = await early  # 4 s after it was sent
+            backend.go.set()  # the batch ends well within the late request's 4 s
+            return timed_out, await late
+
+    try:
+        timed_out, late = asyncio.run(main())
+    finally:
+        backend.go.set()
+        server.stop()
+    assert timed_out.status_code == 504, timed_out.text
+    assert late.status_code == 200, late.text
+    assert late.json()["verdicts"]

@@ -39,7 +39,9 @@ def test_data_url_and_the_cache(serve, sqlite_url) -> None:
         assert first.status_code == 200, first.text
         second = client.post("/v1/moderate", json={"image": image, "policy": "fast"})
         assert second.headers["x-icm-cache"] == "hit"
-        assert second.json()["id"] == first.json()["id"]
+        # the judgement is reused; the answer is stored as its own result
+        assert second.json()["id"] != first.json()["id"]
+        assert {**second.json(), "id": None} == {**first.json(), "id": None}
         fresh = client.post("/v1/moderate", json={"image": image, "policy": "fast", "fresh": True})
         assert fresh.headers["x-icm-cache"] == "miss"
         assert fresh.json()["id"] != first.json()["id"]
@@ -58,7 +60,7 @@ def test_explain_selects_the_explanations_of_the_answer(serve, sqlite_url) -> No
         assert full["verdicts"][0]["explanation"]
         bare = client.post("/v1/moderate",
                            json={"image": data_url(png_bytes(3)), "policy": "fast", "explain": "none"}).json()
-        assert bare["id"] == full["id"]
+        assert bare["verdicts"][0]["rule_id"] == full["verdicts"][0]["rule_id"]
         assert bare["verdicts"][0]["explanation"] == ""
         assert client.get(f"/v1/results/{full['id']}").json()["verdicts"][0]["explanation"]  # stored whole
 
@@ -74,7 +76,7 @@ def test_results_survive_a_restart(serve, db_url) -> None:
         assert client.get(f"/v1/results/{stored['id']}").json() == stored
         again = client.post("/v1/moderate", json={"image": data_url(png_bytes(4)), "policy": "fast"})
         assert again.headers["x-icm-cache"] == "hit"
-        assert again.json()["id"] == stored["id"]
+        assert {**again.json(), "id": stored["id"]} == stored
 
 
 def test_results_list_filters_and_pages(serve, db_url) -> None:
@@ -115,6 +117,41 @@ def test_a_moderate_key_reads_only_its_own_results(serve, sqlite_url) -> None:
     with httpx2.Client(base_url=server.url, headers={"Authorization": f"Bearer {other}"}) as client:
         assert client.get(f"/v1/results/{stored['id']}").status_code == 404
         assert client.get("/v1/results").json()["data"] == []
+
+
+def test_a_cache_hit_is_the_callers_own_result(serve, db_url) -> None:
+    """Key B sends the bytes key A sent: B reuses A's judgement, and gets a result of its own."""
+    from icm.serve.auth import create_key
+    from icm.serve.store import Store
+
+    server = serve(db_url)
+    store = Store(db_url)
+    other = create_key(store, "another platform", ["moderate"])[1]
+    data = png_bytes(21)
+    with server.client("moderate") as a, httpx2.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {other}"}
+    ) as b:
+        first = a.post("/v1/moderate", files={"image": ("holiday.png", data, "image/png")}, data={"policy": "fast"},
+                       headers={"X-Request-ID": "a-1"})
+        assert first.status_code == 200 and first.headers["x-icm-cache"] == "miss", first.text
+        hit = b.post("/v1/moderate", files={"image": ("avatar.png", data, "image/png")}, data={"policy": "fast"},
+                     headers={"X-Request-ID": "b-1"})
+        assert hit.status_code == 200 and hit.headers["x-icm-cache"] == "hit", hit.text
+        mine, theirs = hit.json(), first.json()
+        assert mine["id"] != theirs["id"]
+        assert mine["image"] == "avatar.png" and theirs["image"] == "holiday.png"
+        assert mine["verdicts"] == theirs["verdicts"] and mine["decision"] == theirs["decision"]
+        # B reads, lists and appeals its own result, and still not A's
+        assert b.get(f"/v1/results/{mine['id']}").json() == mine
+        assert b.get(f"/v1/results/{theirs['id']}").status_code == 404
+        assert [r["id"] for r in b.get("/v1/results").json()["data"]] == [mine["id"]]
+        assert [r["id"] for r in a.get("/v1/results").json()["data"]] == [theirs["id"]]
+        appeal = b.post("/v1/appeals", json={"result_id": mine["id"], "text": "it is my own drawing"})
+        assert appeal.status_code == 201, appeal.text
+    rows = {r: store.result(r) for r in (mine["id"], theirs["id"])}
+    store.close()
+    assert rows[mine["id"]].request_id == "b-1" and rows[theirs["id"]].request_id == "a-1"
+    assert rows[mine["id"]].key_id != rows[theirs["id"]].key_id
 
 
 def test_policies_are_listed_published_and_versioned(serve, db_url) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -79,3 +80,77 @@ def test_icm_help_does_not_import_the_service() -> None:
             "print(sorted(m for m in ('fastapi', 'sqlalchemy', 'uvicorn', 'torch') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+class _Cluster:
+    """A PostgreSQL server of the test's own (initdb + pg_ctl as the postgres user), to stop and
+    start under a running service."""
+
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import socket
+        import tempfile
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins or shutil.which("runuser") is None or os.geteuid() != 0:
+            pytest.skip("needs PostgreSQL's server programs and root (to run them as the postgres user)")
+        self.bin = Path(bins[-1])
+        # outside pytest's folders, which only root may enter
+        self.data = Path(tempfile.mkdtemp(prefix="icm-test-pg-"))
+        shutil.chown(self.data, "postgres", "postgres")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust")
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg(self, program: str, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / program), *args],
+                       check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._pg("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.data / "server.log"),
+                 "-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1", "start")
+
+    def stop(self) -> None:
+        self._pg("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
+
+
+@pytest.fixture
+def cluster() -> Iterator[_Cluster]:
+    import shutil
+
+    server = _Cluster()
+    try:
+        server.start()
+        yield server
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(server.bin / "pg_ctl"), "-D", str(server.data),
+                        "-m", "immediate", "stop"], capture_output=True, timeout=120, check=False)
+        shutil.rmtree(server.data, ignore_errors=True)
+
+
+def test_a_store_that_cannot_be_reached_answers_503_and_the_service_recovers(serve, cluster) -> None:
+    import time
+
+    server = serve(cluster.url, retry_after=7)
+    image = {"image": data_url(png_bytes(60)), "policy": "fast"}
+    with server.client("moderate") as client, server.client("review") as reviewer:
+        first = client.post("/v1/moderate", json=image)
+        assert first.status_code == 200, first.text
+        cluster.stop()
+        for answer in (client.post("/v1/moderate", json={**image, "fresh": True}),
+                       client.get(f"/v1/results/{first.json()['id']}"), reviewer.get("/v1/results")):
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "store_unavailable"
+            assert answer.headers["retry-after"] == "7"
+            assert "postgres" not in answer.text  # where the store is stays the operator's
+        assert client.get("/readyz").status_code == 503
+        cluster.start()
+        deadline = time.monotonic() + 60
+        while (again := client.get(f"/v1/results/{first.json()['id']}")).status_code != 200:
+            assert time.monotonic() < deadline, again.text
+            time.sleep(0.2)
+        assert again.json() == first.json()
+        assert client.post("/v1/moderate", json=image).status_code == 200

@@ -52,7 +52,7 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await asyncio.to_thread(migrate, settings.db)
-        store = Store(settings.db)
+        store = Store(settings.db, retry_after=settings.retry_after)
         catalog = PolicyCatalog(store, default=settings.policies[0])
         seeded = await asyncio.to_thread(catalog.seed, settings.policies)
         judging = Judging(settings, store, metrics, backend=backend)

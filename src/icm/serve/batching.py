@@ -26,7 +26,9 @@ class _Open(Generic[Job, Result]):
 class Batcher(Generic[Job, Result]):
     """``submit(key, job)`` on the event loop returns the job's future; ``run(jobs)`` runs on the
     executor with one result per job, in order. Jobs under different keys never share a batch.
-    Should ``run`` raise, every job of its batch gets that exception."""
+    Should ``run`` raise, every job of its batch gets that exception. A job whose future is
+    cancelled before its batch starts is left out of it; once the batch runs, its futures can no
+    longer be cancelled, so each of them ends when the work really ends, with its own result."""
 
     def __init__(
         self, run: Callable[[list[Job]], list[Result]], executor: Executor, size: int, wait: float
@@ -62,14 +64,21 @@ class Batcher(Generic[Job, Result]):
             self.executor.submit(self._run, batch)
         except RuntimeError:  # the executor is shutting down
             for future in batch.futures:
-                future.set_exception(NotReady("the service is shutting down"))
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(NotReady("the service is shutting down"))
 
     def _run(self, batch: _Open[Job, Result]) -> None:
+        started = [(job, future) for job, future in zip(batch.jobs, batch.futures, strict=True)
+                   if future.set_running_or_notify_cancel()]
+        if not started:
+            return
         try:
-            results = self.run(batch.jobs)
+            results = self.run([job for job, _ in started])
+            if len(results) != len(started):
+                raise RuntimeError(f"{len(results)} results for a batch of {len(started)}")
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
-            for future in batch.futures:
+            for _, future in started:
                 future.set_exception(exc)
             return
-        for future, result in zip(batch.futures, results, strict=True):
+        for (_, future), result in zip(started, results, strict=True):
             future.set_result(result)

@@ -75,6 +75,13 @@ class NotReady(ModelError):
     code = "not_ready"
 
 
+class StoreUnavailable(_RetryLater):
+    """The store (the database) cannot be reached; the service goes on once it is back."""
+
+    http_status = 503
+    code = "store_unavailable"
+
+
 class ImageRejected(_Recorded, InputError):
     """The image could not be judged because of what it is (empty, truncated, not an image, too
     small or too large); ``code`` is the result's :class:`~icm.results.ErrorCode`."""

@@ -80,6 +80,7 @@ class Judging:
             max_pixels=settings.max_pixels,
             min_side=settings.min_side,
             max_frames=settings.max_frames,
+            max_decoded_pixels=settings.max_decoded_pixels,
         )
         self.options = load_backend_options(settings.backend_options) if settings.backend_options else {}
         self.backend_key = settings.backend + (
@@ -140,26 +141,36 @@ class Judging:
             )
             if row is not None:
                 self.metrics.cache_hits.inc()
-                return Judgement(row.id, ModerationResult.model_validate(row.result), cached=True)
+                # the judgement is reused; the answer is this request's own, stored as its own
+                reused = ModerationResult.model_validate(row.result).model_copy(update={"image": job.name})
+                stored = await run_in_threadpool(self._store, job, reused, True)
+                return Judgement(stored.id, reused, cached=True)
         self.admission.enter()
         self._gauge()
         work = self.batcher.submit(job.batch_key, job)
         self.admission.leave_when_done(work)
-        work.add_done_callback(lambda _: self._gauge())
-        try:
-            result = await asyncio.wait_for(asyncio.wrap_future(work), self.settings.request_timeout)
-        except TimeoutError:
+        loop = asyncio.get_running_loop()  # after the place is given back, on the loop that counts it
+        work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._gauge))
+        waiting = asyncio.wrap_future(work)
+        # asyncio.wait never cancels what it waits for: on a timeout the work goes on, holding its
+        # place in the admission and its batch, until it really ends
+        done, _ = await asyncio.wait({waiting}, timeout=self.settings.request_timeout)
+        if not done:
+            waiting.add_done_callback(_ignore_outcome)
             result = self._error_result(job, sha256, ErrorInfo(
                 code=ErrorCode.timeout,
                 message=f"not judged within the request timeout of {self.settings.request_timeout:g} s",
             ))
-        except NotReady:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the batch itself failed: stored as this image's error
-            log.error("judging failed", exc_info=exc)
-            result = self._error_result(
-                job, sha256, ErrorInfo(code=ErrorCode.backend_error, message=f"{type(exc).__name__}: {exc}")
-            )
+        else:
+            try:
+                result = waiting.result()
+            except NotReady:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the batch itself failed: stored as this image's error
+                log.error("judging failed", exc_info=exc)
+                result = self._error_result(
+                    job, sha256, ErrorInfo(code=ErrorCode.backend_error, message=f"{type(exc).__name__}: {exc}")
+                )
         row = await run_in_threadpool(self._store, job, result)
         self.metrics.decisions.labels(job.policy.id, result.decision.value).inc()
         if result.error is not None:
@@ -190,8 +201,10 @@ class Judging:
             error=error,
         )
 
-    def _store(self, job: Job, result: ModerationResult) -> StoredResult:
-        queued = choose(result, self.settings.review_sample, self.settings.review_double)
+    def _store(self, job: Job, result: ModerationResult, reused: bool = False) -> StoredResult:
+        """This request's row; a reused judgement is not queued again (its first row was offered
+        to people when it was judged), but its image is kept like that row's."""
+        queued = None if reused else choose(result, self.settings.review_sample, self.settings.review_double)
         kept = self._keep_image(job.data, result, queued is not None)
         row = StoredResult(
             id="res_" + uuid.uuid4().hex,
@@ -216,14 +229,22 @@ class Judging:
         return stored
 
     def _keep_image(self, data: bytes, result: ModerationResult, queued: bool = False) -> bool:
-        """Images with a decision other than allow, and those sent to review, are kept for
-        review, named by their sha256."""
+        """Keep, named by its sha256, an image a person may need to see: one sent to review, or a
+        judged one whose decision restricts it (an appeal shows it). An upload that could not be
+        judged for what it is (no image, truncated, too large) is never queued: its bytes are not
+        kept."""
         if self.images is None or result.sha256 is None or not data:
             return False
-        if result.decision.value == "allow" and not queued:
+        if not queued and (result.error is not None or result.decision.value == "allow"):
             return False
         self.images.put(result.sha256, data)
         return True
+
+
+def _ignore_outcome(future: asyncio.Future[ModerationResult]) -> None:
+    """The outcome of work nobody waits for any more (its request timed out) is not an error."""
+    if not future.cancelled():
+        future.exception()
 
 
 def narrow(policy: Policy, rules: list[str] | None) -> tuple[Policy, str]:

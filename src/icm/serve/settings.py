@@ -38,6 +38,9 @@ class ServeSettings(BaseSettings):
     )
     max_pixels: int = Field(80_000_000, ge=1, description="Largest image, width x height.")
     max_frames: int = Field(8, ge=1, description="Frames judged in an animated image.")
+    max_decoded_pixels: int = Field(
+        400_000_000, ge=1, description="Pixels decoding an image may cost: frames decoded x canvas (413 above it)."
+    )
     min_side: int = Field(16, ge=1, description="Smallest side an image may have.")
     request_timeout: float = Field(
         60.0, gt=0, description="Seconds a request may wait for its judgement (504 after)."

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, ExceptionContext, create_engine, event, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
+from icm.serve.errors import StoreUnavailable
 from icm.serve.store.models import ApiKey, KeptImage, PolicyVersion, StoredResult, utcnow
 
 
@@ -24,11 +25,14 @@ class ResultFilter:
 
 
 class Store:
-    """The database behind the service (SQLite or PostgreSQL, through SQLAlchemy 2)."""
+    """The database behind the service (SQLite or PostgreSQL, through SQLAlchemy 2). While the
+    database cannot be reached, every call raises StoreUnavailable (retry after ``retry_after``
+    seconds); the pool's pre-ping reconnects once it is back."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retry_after: int = 1) -> None:
         self.url = url
         self.engine: Engine = _engine(url)
+        _unreachable_is_unavailable(self.engine, retry_after)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -189,6 +193,19 @@ class Store:
                 return False
             session.delete(row)
             return True
+
+
+def _unreachable_is_unavailable(engine: Engine, retry_after: int) -> None:
+    """A database that refuses or drops the connection raises StoreUnavailable; other database
+    errors (a missing table, a constraint) stay what they are."""
+
+    @event.listens_for(engine, "handle_error")
+    def _unavailable(context: ExceptionContext) -> None:
+        connecting = context.connection is None and isinstance(context.sqlalchemy_exception, OperationalError)
+        if context.is_disconnect or connecting:
+            raise StoreUnavailable(
+                f"the store cannot be reached; retry in {retry_after} s", retry_after
+            ) from context.original_exception
 
 
 def _engine(url: str) -> Engine:
