@@ -393,9 +393,10 @@ def test_labels_decide_the_action_and_a_contradiction_is_refused(browser: Any, s
 
     # the same form posted with a contradiction (every rule complies, yet block): refused, not stored
     status = page.evaluate("""() => {
-        const form = new FormData(document.getElementById("decision"));
+        const decision = document.getElementById("decision");
+        const form = new FormData(decision);
         form.set("action", "block");
-        return fetch(document.getElementById("decision").getAttribute("action"), {method: "POST", body: new URLSearchParams(form)})
+        return fetch(decision.getAttribute("action"), {method: "POST", body: new URLSearchParams(form)})
           .then(r => r.text().then(t => [r.status, t]));
     }""")
     assert status[0] == 400 and "no rule is labelled violates" in status[1]
