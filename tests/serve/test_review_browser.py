@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serve.live import LiveServer, settings_for
+from serve.live import LiveServer, png_bytes, settings_for
 
 from icm.backends.base import Backend
 from icm.serve.review.accounts import create_user
 from icm.serve.store import Store
-from icm.serve.store.review import ReviewStore
+from icm.serve.store.review import QueueFilter, ReviewStore
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "images"
 README_SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
@@ -81,7 +81,7 @@ def browser() -> Iterator[Any]:
 
 
 def _login(browser: Any, server: LiveServer, username: str) -> Any:
-    context = browser.new_context(viewport={"width": 1200, "height": 760})
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
     context.set_default_timeout(20_000)
     page = context.new_page()
     page.goto(server.url + "/review")
@@ -95,6 +95,72 @@ def _login(browser: Any, server: LiveServer, username: str) -> Any:
 
 def _queue_ids(page: Any) -> list[str]:
     return [row.get_attribute("id") for row in page.locator("tr[data-row]").all()]
+
+
+def _item_of(page: Any) -> int:
+    return int(page.url.split("/items/")[1].split("?")[0])
+
+
+def _moved_on(page: Any, item_id: int | str) -> None:
+    """Wait until the page has left item ``item_id`` and the next page has loaded (the decision's
+    303 is answered before the browser follows it)."""
+    page.wait_for_url(lambda url: re.search(rf"/review/items/{item_id}(\?|$)", url) is None)
+    page.wait_for_load_state("load")
+
+
+def _new_item(server: LiveServer, seed: int) -> int:
+    """A queue item of its own for a test: a new image moderated under ``general`` (every answer
+    joins the queue here), so that tests do not take each other's items."""
+    with server.client("moderate") as client:
+        answer = client.post("/v1/moderate", files={"image": (f"{seed}.png", png_bytes(seed))},
+                             data={"policy": "general"})
+    assert answer.status_code == 200, answer.text
+    store = Store(server.settings.db)
+    try:
+        (item,) = [item for item, _ in ReviewStore(store).open_items(QueueFilter(), 500)
+                   if item.result_id == answer.json()["id"]]
+        return item.id
+    finally:
+        store.close()
+
+
+def _open(page: Any, server: LiveServer, item_id: int) -> None:
+    page.goto(server.url + "/review")
+    page.locator(f"#item-{item_id}").get_by_role("button").click()
+    page.wait_for_url(re.compile(rf"/review/items/{item_id}(\?|$)"))
+
+
+def _reviews_of(server: LiveServer, item_id: int) -> list[Any]:
+    store = Store(server.settings.db)
+    try:
+        return [r for r in ReviewStore(store).reviews() if r.item_id == item_id]
+    finally:
+        store.close()
+
+
+def _in_view(page: Any, locator: Any) -> bool:
+    """Whether the element is shown whole inside the viewport as it is (nothing scrolled)."""
+    box = locator.bounding_box()
+    size = page.viewport_size
+    return (box is not None and locator.is_visible() and box["y"] >= 0 and box["x"] >= 0
+            and box["y"] + box["height"] <= size["height"] and box["x"] + box["width"] <= size["width"])
+
+
+def _shows_what_matters_first(page: Any) -> None:
+    """At 1280x720, without scrolling: the image, every rule the model found violated or could not
+    assess, and the decision controls; the compliant rules come after them, folded."""
+    assert page.evaluate("window.scrollY") == 0
+    assert _in_view(page, page.locator("#image"))
+    models = [f.get_attribute("data-model") for f in page.locator("fieldset.rule").all()]
+    open_rules = [m for m in models if m != "complies"]
+    assert models[:len(open_rules)] == open_rules  # the rules that matter come first
+    for fieldset in page.locator("fieldset.rule:not([data-model=complies])").all():
+        assert _in_view(page, fieldset), fieldset.get_attribute("data-rule-id")
+    for control in ["#action", "#reason_rule", "#submit-decision"]:
+        assert _in_view(page, page.locator(control)), control
+    if len(open_rules) < len(models):
+        assert _in_view(page, page.locator("#compliant > summary"))
+        assert not page.locator("fieldset.rule[data-model=complies]").first.is_visible()
 
 
 def test_a_reviewer_works_the_queue_with_the_keyboard_and_the_audit_shows_it(
@@ -118,7 +184,7 @@ def test_a_reviewer_works_the_queue_with_the_keyboard_and_the_audit_shows_it(
     assert "blur" in page.locator("#image").evaluate("e => getComputedStyle(e).filter")
     assert "grayscale" in page.locator("#image").evaluate("e => getComputedStyle(e).filter")
     assert page.locator(".box").count() >= 1  # the flyer's evidence boxes, drawn over the image
-    page.screenshot(path=str(screenshots / "review-item.png"))
+    _shows_what_matters_first(page)
 
     page.keyboard.press("?")
     assert page.locator("#keys").is_visible()
@@ -126,14 +192,22 @@ def test_a_reviewer_works_the_queue_with_the_keyboard_and_the_audit_shows_it(
     page.keyboard.press("r")
     assert "hidden-image" not in (frame.get_attribute("class") or "")
     assert page.locator("#reveal").get_attribute("aria-pressed") == "true"
+    page.locator("#image").evaluate("image => image.decode()")
+    page.screenshot(path=str(screenshots / "review-item.png"))  # revealed: the evidence boxes over the text
     first_rule = page.locator("fieldset.rule").first
     was = first_rule.locator("input:checked").get_attribute("value") if first_rule.locator(
         "input:checked").count() else ""
     page.keyboard.press("1")
     now = first_rule.locator("input:checked").get_attribute("value")
     assert now in ("violates", "complies") and now != was
-    page.keyboard.press("b")  # block: submits and opens the next item
-    page.wait_for_url(lambda url: f"/items/{item_id}" not in url)
+    if now != "violates":  # block asks which rule it rests on: the reviewer names rule 1
+        page.keyboard.press("b")
+        assert page.locator("#block-prompt").is_visible()
+        assert f"/items/{item_id}" in page.url
+    with page.expect_navigation():
+        page.keyboard.press("1" if now != "violates" else "b")  # block: submits and opens the next item
+    _moved_on(page, item_id)
+    assert f"Item #{item_id} decided: block" in page.locator("#decided").inner_text()
 
     page.goto(server.url + "/review")
     assert f"item-{item_id}" not in _queue_ids(page)
@@ -190,7 +264,7 @@ def test_a_second_reviewer_cannot_take_a_leased_item(browser: Any, server: LiveS
     bob.goto(server.url + f"/review/items/{item_id}")
     assert bob.get_by_role("heading", name="Not leased to you").is_visible()
     alice.keyboard.press("j")  # alice skips it: the lease ends and bob may take it
-    alice.wait_for_url(lambda url: f"/items/{item_id}" not in url)
+    _moved_on(alice, item_id)
     bob.goto(server.url + "/review")
     bob.locator(f"#item-{item_id}").get_by_role("button").click()
     bob.wait_for_url(re.compile(rf"/review/items/{item_id}"))
@@ -203,9 +277,11 @@ def test_an_appeal_goes_to_a_different_reviewer(browser: Any, server: LiveServer
     alice.get_by_role("button", name="Start reviewing").click()
     alice.wait_for_url(re.compile(r"/review/items/\d+"))
     result_id = alice.locator("code").first.inner_text()
+    first = _item_of(alice)
     with alice.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/decision")) as decided:
         alice.keyboard.press("a")  # allow: submits the decision
     assert decided.value.status < 400
+    _moved_on(alice, first)  # the 303's page, loaded: a goto now would interrupt it
 
     with server.client("moderate") as client:
         opened = client.post("/v1/appeals", json={"result_id": result_id, "text": "This is my own cat photo."})
@@ -224,9 +300,11 @@ def test_an_appeal_goes_to_a_different_reviewer(browser: Any, server: LiveServer
     assert "This is my own cat photo." in bob.locator(".appeal").inner_text()
     bob.get_by_label("Note (optional)").fill("Nothing in it breaks a rule.")
     bob.locator("h1").click()  # the keys act when no text field has the focus
+    appealed = _item_of(bob)
     with bob.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/decision")) as decided:
         bob.keyboard.press("a")
     assert decided.value.status < 400
+    _moved_on(bob, appealed)
 
     with server.client("moderate") as client:
         final = client.get(f"/v1/appeals/{appeal_id}").json()
@@ -256,3 +334,78 @@ def test_a_refused_decision_shows_the_item_again_with_its_error_and_what_was_sen
     assert ada.get_by_label("Note (optional)").input_value() == "kept after the error"
     assert ada.locator("#image").count() == images  # the same page as before, image and all
     ada.context.close()
+
+
+def test_block_asks_for_the_rule_it_rests_on_and_the_decision_can_be_undone(
+    browser: Any, server: LiveServer
+) -> None:
+    item_id = _new_item(server, 7)
+    page = _login(browser, server, "bob")
+    _open(page, server, item_id)
+    _shows_what_matters_first(page)
+    uncertain = [f.get_attribute("data-rule-id") for f in page.locator("fieldset.rule[data-model=uncertain]").all()]
+    assert len(uncertain) >= 2
+    assert page.locator("fieldset.rule[data-model=uncertain] input:checked").count() == 0  # nothing chosen for them
+    assert page.locator("#reason_rule").input_value() == ""  # and no uncertain rule is made the reason
+
+    page.keyboard.press("b")  # no rule is labelled violates: nothing is sent, the console asks which rule
+    assert page.locator("#block-prompt").is_visible()
+    page.wait_for_timeout(300)
+    assert _item_of(page) == item_id and _reviews_of(server, item_id) == []
+    second = page.locator("fieldset.rule").nth(1)
+    assert second.get_attribute("data-model") == "uncertain"
+    with page.expect_navigation():
+        page.keyboard.press("2")  # names the second rule: the block rests on it
+    _moved_on(page, item_id)
+    (review,) = _reviews_of(server, item_id)
+    named = uncertain[1]
+    assert second.get_attribute("data-rule-id") == named
+    assert review.action == "block" and review.reason_rule == named
+    assert review.labels[named] == "violates"
+    assert [r for r in uncertain if r in review.labels] == [named]  # the other uncertain rules: not labelled
+    notice = page.locator("#decided").inner_text()
+    assert f"Item #{item_id} decided: block ({named} violates)" in notice
+
+    with page.expect_navigation():
+        page.keyboard.press("u")  # undo: back on the item, the decision gone
+    page.wait_for_url(re.compile(rf"/review/items/{item_id}(\?|$)"))
+    assert _reviews_of(server, item_id) == []
+    assert page.locator("fieldset.rule[data-model=uncertain] input:checked").count() == 0
+    store = Store(server.settings.db)
+    try:
+        entries = [e for e in ReviewStore(store).audit_entries() if e.target == f"item:{item_id}"]
+    finally:
+        store.close()
+    undone = next(e for e in entries if e.action == "undo")
+    assert undone.before is not None and undone.before["action"] == "block"
+    page.context.close()
+
+
+def test_labels_decide_the_action_and_a_contradiction_is_refused(browser: Any, server: LiveServer) -> None:
+    item_id = _new_item(server, 8)
+    page = _login(browser, server, "bob")
+    _open(page, server, item_id)
+    assert "review" not in [o.get_attribute("value") for o in page.locator("#action option").all()]
+    page.locator("#compliant > summary").click()
+    for fieldset in page.locator("fieldset.rule").all():
+        fieldset.get_by_text("complies", exact=True).click()
+    assert page.locator("#action").input_value() == "allow"  # the labels' action, not the model's review
+
+    # the same form posted with a contradiction (every rule complies, yet block): refused, not stored
+    status = page.evaluate("""() => {
+        const decision = document.getElementById("decision");
+        const form = new FormData(decision);
+        form.set("action", "block");
+        return fetch(decision.getAttribute("action"), {method: "POST", body: new URLSearchParams(form)})
+          .then(r => r.text().then(t => [r.status, t]));
+    }""")
+    assert status[0] == 400 and "no rule is labelled violates" in status[1]
+    assert _reviews_of(server, item_id) == []
+
+    with page.expect_navigation():
+        page.locator("#submit-decision").click()
+    _moved_on(page, item_id)
+    (review,) = _reviews_of(server, item_id)
+    assert review.action == "allow" and review.reason_rule is None
+    assert set(review.labels.values()) == {"complies"}
+    page.context.close()

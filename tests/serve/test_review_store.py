@@ -121,6 +121,61 @@ def test_a_change_is_a_new_review_and_both_stay(reviews: ReviewStore, tmp_path: 
     assert final_labels(reviews)[item.result_id].labels == {"nudity": "complies"}
 
 
+def test_only_the_last_fresh_first_decision_is_undone_and_an_appeal_opens_again(
+    reviews: ReviewStore, tmp_path: Path
+) -> None:
+    alice, bob = _users(reviews, "alice", "bob")
+    first = reviews.enqueue(_stored(reviews.store, tmp_path, "review", {"nudity": "uncertain"}), "review")
+    second = reviews.enqueue(_stored(reviews.store, tmp_path, "review", {"nudity": "uncertain"}), "review")
+    window = timedelta(seconds=30)
+    reviews.take(first.id, alice, LEASE)
+    reviews.decide(first.id, alice, {"nudity": "violates"}, "block", "nudity", "")
+    reviews.take(second.id, alice, LEASE)
+    reviews.decide(second.id, alice, {"nudity": "complies"}, "allow", None, "")
+    with pytest.raises(Conflict, match="only the last one"):
+        reviews.undo(first.id, alice, window, LEASE)
+    with pytest.raises(Conflict, match="can no longer be undone"):
+        reviews.undo(second.id, alice, timedelta(0), LEASE)
+    undone = reviews.undo(second.id, alice, window, LEASE)
+    assert undone.action == "allow" and reviews.my_review(second.id, alice) is None
+    assert reviews.item(second.id).closed_at is None  # type: ignore[union-attr]
+    assert reviews.lease_of(second.id, alice) is not None  # back with the reviewer who undid it
+    with pytest.raises(Conflict):
+        reviews.take(second.id, bob, LEASE)
+
+    reviews.decide(first.id, alice, {"nudity": "complies"}, "allow", "nudity", "")  # a change of the first
+    with pytest.raises(Conflict, match="decide again"):
+        reviews.undo(first.id, alice, window, LEASE)
+
+    row = _stored(reviews.store, tmp_path, "block", {"nudity": "violates"})
+    appeal = reviews.add_appeal(row, "key_a", "It is a painting.")
+    taken = reviews.take_next(bob, LEASE, QueueFilter(kind="appeal"))
+    assert taken is not None
+    reviews.decide(taken.item.id, bob, {"nudity": "complies"}, "allow", "nudity", "", "upheld")
+    assert reviews.appeal(appeal.id).decided_at is not None  # type: ignore[union-attr]
+    reviews.undo(taken.item.id, bob, window, LEASE)
+    reopened = reviews.appeal(appeal.id)
+    assert reopened is not None and reopened.decided_at is None and reopened.decision is None
+
+
+def test_a_new_password_or_disabling_ends_the_users_sessions(reviews: ReviewStore, tmp_path: Path) -> None:
+    (alice,) = _users(reviews, "alice")
+    for token in ("a" * 64, "b" * 64):
+        reviews.add_session(token, alice, "csrf", LEASE)
+    item = reviews.enqueue(_stored(reviews.store, tmp_path, "review", {"nudity": "uncertain"}), "review")
+    reviews.take(item.id, alice, LEASE)
+    assert reviews.set_password(alice, "hash", end_sessions=False) == 0
+    assert reviews.live_session("a" * 64) is not None
+    assert reviews.set_password(alice, "hash") == 2
+    assert reviews.live_session("a" * 64) is None and reviews.live_session("b" * 64) is None
+    reviews.add_session("c" * 64, alice, "csrf", LEASE)
+    assert reviews.set_disabled(alice, True) == 1
+    assert reviews.live_session("c" * 64) is None and reviews.lease_of(item.id, alice) is None
+    reviews.set_disabled(alice, False)
+    reviews.add_session("d" * 64, alice, "csrf", LEASE)
+    assert reviews.live_session("d" * 64) is not None
+
+
 def test_repeated_failed_logins_lock_the_account(reviews: ReviewStore) -> None:
     create_user(reviews, "alice", PASSWORD, "reviewer")
     options = {"max_failures": 3, "lockout": timedelta(minutes=5), "lifetime": timedelta(hours=1)}

@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-users_app = typer.Typer(help="Accounts of the review console (/review): create, list, password.",
+users_app = typer.Typer(help="Accounts of the review console (/review): create, list, password, disable, enable.",
                         no_args_is_help=True)
 app.add_typer(users_app, name="users")
 console = Console()
@@ -255,21 +255,55 @@ def set_user_password(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the new password from standard input."),
     db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
 ) -> None:
-    """Set a new password (this also lifts a lockout)."""
+    """Set a new password: this lifts a lockout and logs the user out of every browser."""
     from icm.serve.review.accounts import set_password
     from icm.serve.store.review import ReviewStore
 
     password = _password(password_stdin)
     with _opened(db) as store:
         reviews = ReviewStore(store)
-        set_password(reviews, username, password)
-        reviews.audit("cli", "password_set", f"user:{username}")
-    console.print(text(f"password of {username} changed"))
+        ended = set_password(reviews, username, password)
+        reviews.audit("cli", "password_set", f"user:{username}", None, {"sessions_ended": ended})
+    console.print(text(f"password of {username} changed; {ended} session(s) ended"))
+
+
+def _set_disabled(username: str, disabled: bool, db: str | None) -> None:
+    from icm.serve.review.accounts import set_disabled
+    from icm.serve.store.review import ReviewStore
+
+    with _opened(db) as store:
+        reviews = ReviewStore(store)
+        user, ended = set_disabled(reviews, username, disabled)
+        reviews.audit("cli", "user_disabled" if disabled else "user_enabled", f"user:{user.id}",
+                      {"disabled": user.disabled_at is not None}, {"disabled": disabled, "sessions_ended": ended})
+    if disabled:
+        console.print(text(f"{username} disabled; {ended} session(s) ended"))
+    else:
+        console.print(text(f"{username} enabled"))
+
+
+@users_app.command("disable")
+def disable_user(
+    username: str = typer.Argument(..., help="The account's name."),
+    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+) -> None:
+    """Disable an account: it can no longer log in, its sessions end and its leased items go back
+    to the queue. Its reviews and audit entries stay."""
+    _set_disabled(username, True, db)
+
+
+@users_app.command("enable")
+def enable_user(
+    username: str = typer.Argument(..., help="The account's name."),
+    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+) -> None:
+    """Enable a disabled account again (with the password it had)."""
+    _set_disabled(username, False, db)
 
 
 @users_app.command("list")
 def list_users(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False)) -> None:
-    """Every console account: name, role, when created, whether locked now."""
+    """Every console account: name, role, when created, whether locked now, when disabled."""
     from icm.serve.store.models import utcnow
     from icm.serve.store.review import ReviewStore, aware
 
@@ -278,8 +312,10 @@ def list_users(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=
         rows = ReviewStore(store).users()
     finally:
         store.close()
-    grid = table("id", "username", "role", "created", "locked")
+    grid = table("id", "username", "role", "created", "locked", "disabled")
     for row in rows:
         locked = "yes" if row.locked_until is not None and aware(row.locked_until) > utcnow() else ""
-        add_row(grid, row.id, row.username, row.role, aware(row.created_at).isoformat(timespec="seconds"), locked)
+        disabled = aware(row.disabled_at).isoformat(timespec="seconds") if row.disabled_at is not None else ""
+        add_row(grid, row.id, row.username, row.role, aware(row.created_at).isoformat(timespec="seconds"), locked,
+                disabled)
     console.print(grid)

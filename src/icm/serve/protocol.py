@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from icm.backends.base import Explain
 from icm.results import ModerationResult
@@ -181,7 +181,15 @@ class AppealRequest(_Request):
     """An uploader's appeal of a stored result."""
 
     result_id: str = Field(description="the `id` of the stored result appealed against")
-    text: str = Field(min_length=1, max_length=4000, description="the uploader's reasons, in their words")
+    text: str = Field(min_length=1, max_length=4000, description="the uploader's reasons, in their words (white "
+                      "space around them is dropped; white space alone is refused)")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("the appeal's text is empty (only white space): say why the decision is wrong")
+        return text.strip()
 
 
 class AppealState(BaseModel):

@@ -64,13 +64,35 @@ def create_user(reviews: ReviewStore, username: str, password: str, role: str) -
     return reviews.add_user(username, checked.value, _HASHER.hash(password))
 
 
-def set_password(reviews: ReviewStore, username: str, password: str) -> None:
+def _named(reviews: ReviewStore, username: str) -> User:
     user = reviews.user_by_name(username)
     if user is None:
         raise InputError(f"no user {username!r}")
+    return user
+
+
+def set_password(reviews: ReviewStore, username: str, password: str) -> int:
+    """A new password for ``username``; it lifts a lockout and ends every session of the user
+    (a browser logged in with the old password is logged out). Returns how many ended."""
+    user = _named(reviews, username)
     if len(password) < MIN_PASSWORD:
         raise InputError(f"a password has at least {MIN_PASSWORD} characters")
-    reviews.set_password(user.id, _HASHER.hash(password))
+    return reviews.set_password(user.id, _HASHER.hash(password))
+
+
+def set_disabled(reviews: ReviewStore, username: str, disabled: bool) -> tuple[User, int]:
+    """Disable ``username`` (no login, every session ended, their leases released) or enable it
+    again. Returns the user as it was before and how many sessions ended."""
+    user = _named(reviews, username)
+    return user, reviews.set_disabled(user.id, disabled)
+
+
+def failed_login_actor(reviews: ReviewStore, username: str) -> str:
+    """Who the audit log names for a failed login: the account's name when it exists; otherwise a
+    hash of what was typed, never the text itself (it is often a password typed in the wrong field)."""
+    if reviews.user_by_name(username.strip()) is not None:
+        return f"login:{username.strip()}"
+    return "login:unknown:" + hashlib.sha256(username.encode("utf-8")).hexdigest()[:16]
 
 
 def log_in(reviews: ReviewStore, username: str, password: str, *, max_failures: int, lockout: timedelta,
@@ -90,7 +112,7 @@ def log_in(reviews: ReviewStore, username: str, password: str, *, max_failures: 
         raise LoginFailed("wrong username or password")
     reviews.login_succeeded(user.id)
     if _HASHER.check_needs_rehash(user.password_hash):
-        reviews.set_password(user.id, _HASHER.hash(password))
+        reviews.set_password(user.id, _HASHER.hash(password), end_sessions=False)
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     reviews.add_session(hash_token(token), user.id, csrf, lifetime)
     return Login(user, token, csrf)

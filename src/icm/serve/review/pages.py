@@ -18,16 +18,19 @@ from starlette.concurrency import run_in_threadpool
 from icm import __version__
 from icm.errors import IcmError, InputError
 from icm.media import format_media_type
-from icm.policy.schema import Action, Policy
+from icm.policy.schema import Policy
 from icm.results import ModerationResult, Verdict
 from icm.serve.errors import Conflict, NotFound
-from icm.serve.review.accounts import Login, hash_token, log_in, same_token
+from icm.serve.review.accounts import Login, failed_login_actor, hash_token, log_in, same_token
 from icm.serve.review.appeals import statement_of_reasons
+from icm.serve.review.decision import FINAL_ACTIONS, check_decision, labelled_action, rule_actions
 from icm.serve.service import Service, service_of
 from icm.serve.store.models import QueueItem, Review, StoredResult, User, utcnow
 from icm.serve.store.review import QueueFilter, ReviewStore, aware
 
 SESSION_COOKIE = "icm_session"
+# how long a reviewer may take back a decision that moved them on to the next item
+UNDO_WINDOW = timedelta(seconds=10)
 LOGIN_COOKIE = "icm_login_csrf"
 PREFIX = "/review"
 
@@ -158,8 +161,17 @@ def _secure(request: Request) -> bool:
 
 @router.get("/login")
 async def login_page(request: Request, next: str = PREFIX) -> HTMLResponse:  # noqa: A002
-    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
-    response = _render(request, "login.html", csrf=token, next=_local(next), error=None)
+    return _login_form(request, 200, next)
+
+
+def _login_form(request: Request, status: int, next_page: str, error: str | None = None,
+                username: str = "") -> HTMLResponse:
+    """The login form with a fresh login CSRF token of the server's choosing, in its cookie and
+    the form (a token the browser already carries is never taken over: it may be one planted
+    by someone else)."""
+    token = secrets.token_urlsafe(32)
+    response = _render(request, "login.html", status, csrf=token, next=_local(next_page), error=error,
+                       username=username)
     response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
                         path=PREFIX)
     return response
@@ -187,9 +199,9 @@ async def login(request: Request) -> Response:
             lifetime=timedelta(hours=settings.review_session_hours),
         )
     except IcmError as exc:
-        await run_in_threadpool(reviews_of(service).audit, f"login:{username[:80]}", str(exc.code))
-        return _render(request, "login.html", exc.http_status, csrf=cookie, next=_local(form.get("next", PREFIX)),
-                       error=str(exc), username=username)
+        actor = await run_in_threadpool(failed_login_actor, reviews_of(service), username)
+        await run_in_threadpool(reviews_of(service).audit, actor[:120], str(exc.code))
+        return _login_form(request, exc.http_status, form.get("next", PREFIX), str(exc), username)
     await run_in_threadpool(reviews_of(service).audit, done.user.id, "login")
     response = RedirectResponse(_local(form.get("next", PREFIX)), status_code=303)
     response.set_cookie(SESSION_COOKIE, done.token, httponly=True, samesite="strict", secure=_secure(request),
@@ -220,8 +232,8 @@ def _filter(values: dict[str, str]) -> QueueFilter:
                        verdict=verdict, kind=values.get("kind") or None)
 
 
-def _query(where: QueueFilter) -> str:
-    pairs = {"policy": where.policy_id, "rule": where.rule_id, "verdict": where.verdict, "kind": where.kind}
+def _query(where: QueueFilter, **extra: str) -> str:
+    pairs = {"policy": where.policy_id, "rule": where.rule_id, "verdict": where.verdict, "kind": where.kind, **extra}
     return urlencode({k: v for k, v in pairs.items() if v})
 
 
@@ -245,7 +257,7 @@ async def queue_page(request: Request) -> Response:
     policies = [p.policy_id for p in await run_in_threadpool(service_of(request).store.policy_versions)]
     return _render(request, "queue.html", viewer=viewer, items=items, where=where, query=_query(where),
                    policies=sorted(set(policies)), verdicts=[v.value for v in Verdict],
-                   notice=request.query_params.get("notice"))
+                   notice=request.query_params.get("notice"), decided=await _just_decided(request, viewer))
 
 
 def _age(delta: timedelta) -> str:
@@ -259,18 +271,22 @@ def _age(delta: timedelta) -> str:
     return f"{seconds // 86400} d"
 
 
-async def _take_next(request: Request, viewer: Viewer, where: QueueFilter, skip: int | None = None) -> Response:
+async def _take_next(request: Request, viewer: Viewer, where: QueueFilter, skip: int | None = None,
+                     decided: int | None = None) -> Response:
+    """The way to the next item (or to the queue, saying it is empty); ``decided`` names the
+    item just decided, which the next page mentions and offers to undo."""
     service = service_of(request)
     lease = timedelta(seconds=service.settings.review_lease_seconds)
     taken = await run_in_threadpool(reviews_of(service).take_next, viewer.user.id, lease, where, skip)
+    extra = {"decided": str(decided)} if decided is not None else {}
     if taken is None:
-        query = _query(where)
-        return RedirectResponse(f"{PREFIX}?" + (query + "&" if query else "") + "notice=empty", status_code=303)
-    return RedirectResponse(_item_url(taken.item.id, where), status_code=303)
+        query = _query(where, notice="empty", **extra)
+        return RedirectResponse(f"{PREFIX}?{query}", status_code=303)
+    return RedirectResponse(_item_url(taken.item.id, where, **extra), status_code=303)
 
 
-def _item_url(item_id: int, where: QueueFilter) -> str:
-    query = _query(where)
+def _item_url(item_id: int, where: QueueFilter, **extra: str) -> str:
+    query = _query(where, **extra)
     return f"{PREFIX}/items/{item_id}" + (f"?{query}" if query else "")
 
 
@@ -278,8 +294,8 @@ def _item_url(item_id: int, where: QueueFilter) -> str:
 async def next_item(request: Request) -> Response:
     viewer, form = await _posted(request)
     where = _filter(form)
-    current = form.get("release")
-    skip = int(current) if current and current.isdigit() else None
+    current = form.get("release") or ""
+    skip = _item_id(request, viewer, current) if current else None
     if skip is not None:
         store = reviews_of(service_of(request))
         if await run_in_threadpool(store.release, skip, viewer.user.id):
@@ -288,18 +304,41 @@ async def next_item(request: Request) -> Response:
 
 
 @router.post("/items/{item_id}/take")
-async def take_item(item_id: int, request: Request) -> Response:
+async def take_item(item_id: str, request: Request) -> Response:
     viewer, form = await _posted(request)
+    number = _item_id(request, viewer, item_id)
     service = service_of(request)
     try:
-        await run_in_threadpool(reviews_of(service).take, item_id, viewer.user.id,
+        await run_in_threadpool(reviews_of(service).take, number, viewer.user.id,
                                 timedelta(seconds=service.settings.review_lease_seconds))
     except (Conflict, NotFound) as exc:
         return _message(request, viewer, exc.http_status, "Not available", str(exc))
-    return RedirectResponse(_item_url(item_id, _filter(form)), status_code=303)
+    return RedirectResponse(_item_url(number, _filter(form)), status_code=303)
 
 
 # -- the item view -------------------------------------------------------------------------------
+
+# queue item ids are the database's 64-bit integers
+_MAX_ITEM_ID = 2**63 - 1
+
+
+def _item_number(raw: str) -> int | None:
+    """An item id as the console's URLs and forms carry it: ASCII digits within the database's
+    integer (None otherwise; ``int`` alone would take ``+1``, `` 1`` or other scripts' digits)."""
+    if not raw or len(raw) > 19 or not (raw.isascii() and raw.isdigit()):
+        return None
+    number = int(raw)
+    return number if 0 < number <= _MAX_ITEM_ID else None
+
+
+def _item_id(request: Request, viewer: Viewer, raw: str) -> int:
+    """The item id of a console URL; raises a 400 page when it is not one."""
+    number = _item_number(raw)
+    if number is None:
+        raise _Answer(_message(request, viewer, 400, "Not an item id",
+                               f"An item id is a whole number from 1 to {_MAX_ITEM_ID} in ASCII digits, "
+                               f"not {raw[:40]!r}."))
+    return number
 
 
 @dataclass(frozen=True)
@@ -326,9 +365,10 @@ async def _access(request: Request, viewer: Viewer, item_id: int) -> _Access:
 
 
 @router.get("/items/{item_id}")
-async def item_page(item_id: int, request: Request) -> Response:
+async def item_page(item_id: str, request: Request) -> Response:
     viewer = await _signed_in(request)
-    access = await _access(request, viewer, item_id)
+    number = _item_id(request, viewer, item_id)
+    access = await _access(request, viewer, number)
     service = service_of(request)
     store = reviews_of(service)
     row = await run_in_threadpool(service.store.result, access.item.result_id)
@@ -336,27 +376,36 @@ async def item_page(item_id: int, request: Request) -> Response:
         return _message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
     result = ModerationResult.model_validate(row.result)
     policy = await _policy(service, row.policy_id, row.policy_version)
-    previous = await run_in_threadpool(store.previous_item, viewer.user.id, item_id)
-    await run_in_threadpool(store.audit, viewer.user.id, "view", f"item:{item_id}",
+    previous = await run_in_threadpool(store.previous_item, viewer.user.id, number)
+    await run_in_threadpool(store.audit, viewer.user.id, "view", f"item:{number}",
                             None, {"result": row.id, "decision": row.decision})
     return await _item_view(request, viewer, access, row, result, policy, _filter(dict(request.query_params)),
-                            previous=previous)
+                            previous=previous, decided=await _just_decided(request, viewer))
 
 
 async def _item_view(request: Request, viewer: Viewer, access: _Access, row: StoredResult, result: ModerationResult,
                      policy: Policy | None, where: QueueFilter, *, status: int = 200, previous: int | None = None,
-                     error: str | None = None, form: dict[str, str] | None = None) -> HTMLResponse:
+                     error: str | None = None, form: dict[str, str] | None = None,
+                     decided: dict[str, Any] | None = None) -> HTMLResponse:
     """The item page: as first shown, or again after a refused decision (its error, and the form
     as it was sent)."""
     service = service_of(request)
     appeal_id = access.item.appeal_id
     appeal = await run_in_threadpool(reviews_of(service).appeal, appeal_id) if appeal_id else None
+    rules = _rules(result, policy, access.mine)
+    if access.mine is not None:
+        action_now: str | None = access.mine.action
+    else:
+        action_now = labelled_action({r["id"]: r["chosen"] for r in rules if r["chosen"]},
+                                     {r["id"]: r["action"] for r in rules})
     return _render(
         request, "item.html", status, viewer, item=access.item, row=row, result=result,
-        rules=_rules(result, policy, access.mine), boxes=_boxes(result), mine=access.mine, leased=access.leased,
-        appeal=appeal, actions=[a.value for a in Action], previous=previous, where=where,
+        rules=rules, boxes=_boxes(result), mine=access.mine, leased=access.leased,
+        appeal=appeal, actions=FINAL_ACTIONS, previous=previous, where=where,
         query=_query(where), image_kept=bool(row.image_kept and service.judging.images is not None),
-        reveal=viewer.user.reveal_by_default, error=error, form=form, default_reason=_default_reason(result),
+        reveal=viewer.user.reveal_by_default, error=error, form=form, action_now=action_now or "",
+        default_reason=_default_reason(rules) if access.mine is None else access.mine.reason_rule,
+        decided=decided, folded=sum(1 for r in rules if r["folded"]),
     )
 
 
@@ -367,10 +416,18 @@ async def _policy(service: Service, policy_id: str, version: int) -> Policy | No
         return None
 
 
+# the rules the model found violated or could not assess come first; the compliant ones are folded
+_ORDER = {Verdict.violates: 0, Verdict.uncertain: 1, Verdict.complies: 2}
+
+
 def _rules(result: ModerationResult, policy: Policy | None, mine: Review | None) -> list[dict[str, Any]]:
+    """The rules as the item page shows them, numbered for the keys in that order: violated,
+    then uncertain (which start unchosen: only a person can settle them), then compliant."""
     texts = {rule.id: rule for rule in policy.rules} if policy is not None else {}
+    actions = rule_actions(result, policy)
+    ordered = sorted(result.verdicts, key=lambda v: _ORDER[v.verdict])
     out = []
-    for number, verdict in enumerate(result.verdicts, start=1):
+    for number, verdict in enumerate(ordered, start=1):
         rule = texts.get(verdict.rule_id)
         if mine is not None:
             chosen = mine.labels.get(verdict.rule_id, "")
@@ -379,19 +436,16 @@ def _rules(result: ModerationResult, policy: Policy | None, mine: Review | None)
         out.append({
             "number": number, "id": verdict.rule_id, "verdict": verdict,
             "text": rule.text if rule is not None else "(a question asked with the request)",
-            "action": rule.action.value if rule is not None else "review",
-            "chosen": chosen,
+            "action": actions[verdict.rule_id], "chosen": chosen,
+            "folded": verdict.verdict is Verdict.complies,
         })
     return out
 
 
-def _default_reason(result: ModerationResult) -> str | None:
-    """The rule a decision most likely rests on: the first violated, else the first uncertain."""
-    for wanted in (Verdict.violates, Verdict.uncertain):
-        for verdict in result.verdicts:
-            if verdict.verdict is wanted:
-                return verdict.rule_id
-    return None
+def _default_reason(rules: list[dict[str, Any]]) -> str | None:
+    """The reason a decision starts with: the first rule labelled violates (an uncertain rule is
+    never chosen for the reviewer)."""
+    return next((rule["id"] for rule in rules if rule["chosen"] == "violates"), None)
 
 
 def _boxes(result: ModerationResult) -> list[dict[str, Any]]:
@@ -420,12 +474,12 @@ def _boxes(result: ModerationResult) -> list[dict[str, Any]]:
 
 
 @router.get("/items/{item_id}/image")
-async def item_image(item_id: int, request: Request) -> Response:
+async def item_image(item_id: str, request: Request) -> Response:
     viewer = await _viewer(request)
     if viewer is None:
         return Response(status_code=401)
     try:
-        access = await _access(request, viewer, item_id)
+        access = await _access(request, viewer, _item_id(request, viewer, item_id))
     except _Answer as refused:
         return Response(status_code=refused.response.status_code)
     service = service_of(request)
@@ -440,21 +494,24 @@ async def item_image(item_id: int, request: Request) -> Response:
 
 
 @router.post("/items/{item_id}/reveal")
-async def reveal(item_id: int, request: Request) -> Response:
+async def reveal(item_id: str, request: Request) -> Response:
+    """Audit that the viewer unblurred the image of an item they may see (the item page's checks)."""
     try:
         viewer, _ = await _posted(request)
+        access = await _access(request, viewer, _item_id(request, viewer, item_id))
     except _Answer as refused:
         return Response(status_code=refused.response.status_code)
-    await run_in_threadpool(reviews_of(service_of(request)).audit, viewer.user.id, "reveal", f"item:{item_id}")
+    await run_in_threadpool(reviews_of(service_of(request)).audit, viewer.user.id, "reveal", f"item:{access.item.id}")
     return Response(status_code=204)
 
 
 @router.post("/items/{item_id}/decision")
-async def decide(item_id: int, request: Request) -> Response:
+async def decide(item_id: str, request: Request) -> Response:
     viewer, form = await _posted(request)
     service = service_of(request)
     store = reviews_of(service)
-    access = await _access(request, viewer, item_id)
+    access = await _access(request, viewer, _item_id(request, viewer, item_id))
+    number = access.item.id
     row = await run_in_threadpool(service.store.result, access.item.result_id)
     if row is None:
         return _message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
@@ -462,54 +519,75 @@ async def decide(item_id: int, request: Request) -> Response:
     policy = await _policy(service, row.policy_id, row.policy_version)
     where = _filter(form)
     try:
-        labels, action, reason_rule, note = _decision(form, result)
+        chosen = check_decision(form, result, policy)
         statement = None
         if access.item.appeal_id is not None:
-            statement = statement_of_reasons(result, policy, labels, action, reason_rule, note)
-        review, earlier = await run_in_threadpool(store.decide, item_id, viewer.user.id, labels, action,
-                                                  reason_rule, note, statement)
+            statement = statement_of_reasons(result, policy, chosen.labels, chosen.action, chosen.reason_rule,
+                                             chosen.note)
+        review, earlier = await run_in_threadpool(store.decide, number, viewer.user.id, chosen.labels,
+                                                  chosen.action, chosen.reason_rule, chosen.note, statement)
     except (InputError, Conflict) as exc:
         return await _item_view(request, viewer, access, row, result, policy, where, status=exc.http_status,
                                 error=str(exc), form=form)
-    after: dict[str, Any] = {"review": review.id, "action": action, "labels": labels, "reason_rule": reason_rule,
-                             "note": note}
+    after: dict[str, Any] = {"review": review.id, "action": chosen.action, "labels": chosen.labels,
+                             "reason_rule": chosen.reason_rule, "note": chosen.note}
     before: dict[str, Any]
     if earlier is None:
         before = {"decision": row.decision, "verdicts": {v.rule_id: v.verdict.value for v in result.verdicts}}
-        await run_in_threadpool(store.audit, viewer.user.id, "decide", f"item:{item_id}", before, after)
+        await run_in_threadpool(store.audit, viewer.user.id, "decide", f"item:{number}", before, after)
     else:
-        before = {"review": earlier.id, "action": earlier.action, "labels": earlier.labels,
-                  "reason_rule": earlier.reason_rule, "note": earlier.note}
-        await run_in_threadpool(store.audit, viewer.user.id, "change", f"item:{item_id}", before, after)
+        before = _review_record(earlier)
+        await run_in_threadpool(store.audit, viewer.user.id, "change", f"item:{number}", before, after)
     if access.item.appeal_id is not None and earlier is None:
         await run_in_threadpool(store.audit, viewer.user.id, "appeal_decided", access.item.appeal_id,
-                                {"decision": row.decision}, {"decision": action, "statement": statement})
+                                {"decision": row.decision}, {"decision": chosen.action, "statement": statement})
     if earlier is not None:
-        return RedirectResponse(_item_url(item_id, where), status_code=303)
-    return await _take_next(request, viewer, where)
+        return RedirectResponse(_item_url(number, where), status_code=303)
+    return await _take_next(request, viewer, where, decided=number)
 
 
-def _decision(form: dict[str, str], result: ModerationResult) -> tuple[dict[str, str], str, str | None, str]:
-    """The labels, action, reason rule and note of a posted decision, checked."""
-    rule_ids = [v.rule_id for v in result.verdicts]
-    labels = {}
-    for rule_id in rule_ids:
-        value = form.get(f"rule:{rule_id}", "")
-        if value not in ("", "violates", "complies"):
-            raise InputError(f"rule {rule_id}: choose violates or complies, not {value!r}")
-        if value:
-            labels[rule_id] = value
-    action = form.get("action", "")
-    if action not in {a.value for a in Action}:
-        raise InputError("choose an action: " + ", ".join(a.value for a in Action))
-    reason_rule = form.get("reason_rule") or None
-    if reason_rule is not None and reason_rule not in rule_ids:
-        raise InputError(f"the reason names rule {reason_rule!r}, which this result does not have")
-    note = form.get("note", "").strip()[:4000]
-    if action != result.decision.value and reason_rule is None:
-        raise InputError(f"changing the model's decision ({result.decision.value} to {action}) needs a reason: "
-                         "choose the rule it rests on (and add a note if you like)")
-    return labels, action, reason_rule, note
+def _review_record(review: Review) -> dict[str, Any]:
+    return {"review": review.id, "action": review.action, "labels": review.labels,
+            "reason_rule": review.reason_rule, "note": review.note}
+
+
+@router.post("/items/{item_id}/undo")
+async def undo(item_id: str, request: Request) -> Response:
+    """Take back the reviewer's last decision within :data:`UNDO_WINDOW` (audited) and open its
+    item again; the item they had moved on to goes back to the queue."""
+    viewer, form = await _posted(request)
+    number = _item_id(request, viewer, item_id)
+    service = service_of(request)
+    store = reviews_of(service)
+    lease = timedelta(seconds=service.settings.review_lease_seconds)
+    try:
+        undone = await run_in_threadpool(store.undo, number, viewer.user.id, UNDO_WINDOW, lease)
+    except Conflict as exc:
+        return _message(request, viewer, exc.http_status, "Not undone", str(exc))
+    await run_in_threadpool(store.audit, viewer.user.id, "undo", f"item:{number}", _review_record(undone), None)
+    moved_to = _item_number(form.get("release", ""))
+    if moved_to is not None and moved_to != number and await run_in_threadpool(store.release, moved_to,
+                                                                               viewer.user.id):
+        await run_in_threadpool(store.audit, viewer.user.id, "release", f"item:{moved_to}")
+    return RedirectResponse(_item_url(number, _filter(form)), status_code=303)
+
+
+async def _just_decided(request: Request, viewer: Viewer) -> dict[str, Any] | None:
+    """The decision named by ``?decided=ID`` (the one that led here), when it is the viewer's:
+    what to say about it, and how many seconds are left to undo it."""
+    number = _item_number(request.query_params.get("decided", ""))
+    if number is None:
+        return None
+    store = reviews_of(service_of(request))
+    review = await run_in_threadpool(store.my_review, number, viewer.user.id)
+    if review is None:
+        return None
+    last = await run_in_threadpool(store.previous_item, viewer.user.id, None)
+    left = (aware(review.created_at) + UNDO_WINDOW - utcnow()).total_seconds()
+    undoable = last == number and review.supersedes is None and left > 0
+    violated = [rule_id for rule_id, label in review.labels.items() if label == "violates"]
+    return {"item": number, "action": review.action, "violated": violated,
+            "undo_seconds": max(1, int(left)) if undoable else 0}
 
 
 @router.post("/settings")

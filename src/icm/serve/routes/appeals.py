@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from icm.serve.auth import Caller, Scope
 from icm.serve.bounds import check_text
-from icm.serve.errors import NotFound
+from icm.serve.errors import Forbidden, NotFound
 from icm.serve.openapi import KEYED, errors
 from icm.serve.protocol import AppealRequest, AppealState
 from icm.serve.service import authorized, service_of
@@ -28,16 +28,19 @@ def _state(appeal: Appeal) -> AppealState:
 
 @router.post("/v1/appeals", response_model=AppealState, status_code=201, summary="Appeal a stored result",
              responses=errors(400, 403, 404, 413, *KEYED))
-async def open_appeal(body: AppealRequest, request: Request,
-                      caller: Caller = Depends(authorized(Scope.moderate))) -> AppealState:
-    """A moderate key appeals the results it made; a person decides the appeal in the console."""
+async def open_appeal(body: AppealRequest, request: Request, caller: Caller = Depends(authorized())) -> AppealState:
+    """A moderate key appeals the results it made, a review key any result; a person decides the
+    appeal in the console."""
+    if not (caller.has(Scope.moderate) or caller.has(Scope.review)):
+        raise Forbidden(f"this key ({caller.key_id}) lacks the scope 'moderate' or 'review' that opening an appeal "
+                        "needs")
     service = service_of(request)
     row = await run_in_threadpool(service.store.result, check_text(body.result_id, "result_id"))
     check_text(body.text, "text")
     if row is None or not (caller.has(Scope.review) or row.key_id == caller.key_id):
         raise NotFound(f"no result {body.result_id!r}")
     reviews = service.judging.reviews
-    appeal = await run_in_threadpool(reviews.add_appeal, row, caller.key_id, body.text.strip())
+    appeal = await run_in_threadpool(reviews.add_appeal, row, caller.key_id, body.text)
     await run_in_threadpool(reviews.audit, caller.key_id, "appeal_opened", appeal.id, {"decision": row.decision},
                             {"result": row.id, "text": appeal.text})
     return _state(appeal)

@@ -86,10 +86,33 @@ class ReviewStore:
         with self._session() as session:
             return list(session.scalars(select(User).order_by(User.username)))
 
-    def set_password(self, user_id: str, password_hash: str) -> None:
+    def set_password(self, user_id: str, password_hash: str, *, end_sessions: bool = True) -> int:
+        """A new password hash (which lifts a lockout); ``end_sessions`` logs every browser of the
+        user out in the same transaction (only a rehash of the same password keeps them). Returns
+        how many sessions ended."""
         with self._session.begin() as session:
             session.execute(update(User).where(User.id == user_id).values(
                 password_hash=password_hash, failed_logins=0, locked_until=None))
+            return self._end_sessions(session, user_id) if end_sessions else 0
+
+    def set_disabled(self, user_id: str, disabled: bool) -> int:
+        """Disable an account (it can no longer log in, and its sessions end) or enable it again.
+        Returns how many sessions ended."""
+        with self._session.begin() as session:
+            if not disabled:
+                session.execute(update(User).where(User.id == user_id).values(disabled_at=None))
+                return 0
+            session.execute(update(User).where(User.id == user_id, User.disabled_at.is_(None)).values(
+                disabled_at=utcnow()))
+            ended = self._end_sessions(session, user_id)
+            session.execute(delete(Lease).where(Lease.user_id == user_id))  # their items go back to the queue
+            return ended
+
+    @staticmethod
+    def _end_sessions(session: Session, user_id: str) -> int:
+        done = session.execute(update(WebSession).where(WebSession.user_id == user_id,
+                                                        WebSession.ended_at.is_(None)).values(ended_at=utcnow()))
+        return int(getattr(done, "rowcount", 0) or 0)
 
     def login_failed(self, user_id: str, max_failures: int, lockout: timedelta) -> User:
         """Count a failed login; the ``max_failures``-th in a row locks the account for ``lockout``."""
@@ -292,6 +315,35 @@ class ReviewStore:
                 session.execute(update(Appeal).where(Appeal.id == item.appeal_id).values(
                     review_id=review.id, decision=action, statement=statement, decided_at=now))
             return review, earlier
+
+    def undo(self, item_id: int, user_id: str, window: timedelta, lease: timedelta) -> Review:
+        """Take back this reviewer's last decision, made on ``item_id`` less than ``window`` ago:
+        the review is deleted, the item opens again and is leased back to them (an appeal it
+        decided is open again). Conflict when that decision is not their last one, was a change of
+        an earlier one (decide again instead), or is older than ``window``."""
+        now = utcnow()
+        with self._session.begin() as session:
+            last = session.scalar(select(Review).where(Review.user_id == user_id)
+                                  .order_by(Review.created_at.desc(), Review.id.desc()).limit(1))
+            if last is None or last.item_id != item_id:
+                raise Conflict(f"your last decision is not on item {item_id}: only the last one can be undone")
+            if last.supersedes is not None:
+                raise Conflict(f"your last decision on item {item_id} changed an earlier one: decide again to "
+                               "change it")
+            if aware(last.created_at) + window < now:
+                raise Conflict(f"your decision on item {item_id} is older than {int(window.total_seconds())} s "
+                               "and can no longer be undone; open the item to change it")
+            item = session.get(QueueItem, item_id, with_for_update=True)
+            assert item is not None
+            item.done = max(0, item.done - 1)
+            item.closed_at = None
+            session.delete(last)
+            session.execute(delete(Lease).where(Lease.item_id == item_id, Lease.slot == last.slot))
+            session.add(Lease(item_id=item_id, slot=last.slot, user_id=user_id, expires_at=now + lease))
+            if item.appeal_id is not None:
+                session.execute(update(Appeal).where(Appeal.id == item.appeal_id).values(
+                    review_id=None, decision=None, statement=None, decided_at=None))
+            return last
 
     def reviews(self, result_id: str | None = None, since: datetime | None = None) -> list[Review]:
         """Reviews in the order they were made (every row, superseded ones included)."""

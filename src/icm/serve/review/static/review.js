@@ -41,8 +41,15 @@
   if (revealButton) revealButton.addEventListener("click", toggleReveal);
   if (frame) frame.addEventListener("click", toggleReveal);
 
-  // -- deciding --------------------------------------------------------------------------------
+  // -- deciding: the labels are the reviewer's; the action follows from them unless they chose one
   const decision = document.getElementById("decision");
+  const action = decision ? decision.querySelector("#action") : null;
+  const reason = decision ? decision.querySelector("#reason_rule") : null;
+  const prompt = document.getElementById("block-prompt");
+  let actionChosen = false;  // the reviewer picked an action in the list: it no longer follows the labels
+  let blocking = false;  // `b` was pressed with no rule labelled violates: waiting for the rule it rests on
+  const RANK = {allow: 0, review: 1, blur: 2, age_gate: 3, block: 4};
+
   function rules() { return decision ? Array.from(decision.querySelectorAll("fieldset.rule")) : []; }
   function chosen(fieldset) {
     const checked = fieldset.querySelector("input[type=radio]:checked");
@@ -52,33 +59,95 @@
     const input = fieldset.querySelector(`input[type=radio][value=${value}]`);
     if (input) input.checked = true;
   }
+  function violated() { return rules().filter((f) => chosen(f) === "violates"); }
+  function show(fieldset) {
+    const folded = fieldset.closest("details");
+    if (folded) folded.open = true;
+  }
+  // the action the labels call for (decision.py's labelled_action): "" while not settled
+  function follows() {
+    const broken = violated();
+    if (broken.length) {
+      const strictest = broken.map((f) => f.dataset.action).reduce((a, b) => (RANK[b] > RANK[a] ? b : a));
+      return strictest === "review" ? "" : strictest;
+    }
+    return rules().every((f) => chosen(f) === "complies") ? "allow" : "";
+  }
+  function sync() {
+    if (!decision) return;
+    if (!actionChosen) action.value = follows();
+    const broken = violated();
+    const reasonRule = rules().find((f) => f.dataset.ruleId === reason.value);
+    if (action.value !== "allow" && broken.length && (!reasonRule || chosen(reasonRule) !== "violates")) {
+      reason.value = broken[0].dataset.ruleId;
+    } else if (reasonRule && action.value !== "allow" && chosen(reasonRule) !== "violates") {
+      reason.value = "";
+    }
+  }
+  function ask(on) {
+    blocking = on;
+    if (prompt) prompt.hidden = !on;
+    const message = document.getElementById("key-message");
+    if (message) message.hidden = true;
+    rules().forEach((f) => f.classList.toggle("asked", on && chosen(f) !== "complies"));
+    if (on) say(prompt ? prompt.textContent : "Which rule does the block rest on?");
+  }
+  function block(named) {
+    if (named) { choose(named, "violates"); show(named); }
+    const broken = violated();
+    if (!broken.length) { ask(true); return; }
+    ask(false);
+    action.value = "block";
+    actionChosen = true;
+    const reasonRule = rules().find((f) => f.dataset.ruleId === reason.value);
+    if (named) reason.value = named.dataset.ruleId;
+    else if (!reasonRule || chosen(reasonRule) !== "violates") reason.value = broken[0].dataset.ruleId;
+    decision.requestSubmit();
+  }
+  function allow() {
+    const broken = violated();
+    if (broken.length) {
+      const message = document.getElementById("key-message");
+      if (message) {
+        message.textContent = `Not allowed yet: ${broken.map((f) => f.dataset.ruleId).join(", ")} is labelled ` +
+          "violates. Toggle it with its number, or choose the action and a reason in the list.";
+        message.hidden = false;
+      }
+      return;
+    }
+    rules().forEach((f) => { if (!chosen(f)) choose(f, "complies"); });
+    action.value = "allow";
+    actionChosen = true;
+    decision.requestSubmit();
+  }
   function toggleRule(number) {
     const fieldset = rules().find((f) => f.dataset.rule === String(number));
     if (!fieldset) return;
+    if (blocking) { block(fieldset); return; }
     choose(fieldset, chosen(fieldset) === "violates" ? "complies" : "violates");
+    show(fieldset);
+    sync();
     say(`Rule ${fieldset.dataset.ruleId}: ${chosen(fieldset)}`);
   }
-  function decide(action) {
-    if (!decision) return;
-    const select = decision.querySelector("#action");
-    const reason = decision.querySelector("#reason_rule");
-    select.value = action;
-    if (action === "allow") {
-      rules().forEach((f) => { if (!chosen(f)) choose(f, "complies"); });
-    } else if (action === "block" && !rules().some((f) => chosen(f) === "violates")) {
-      const target = rules().find((f) => f.dataset.ruleId === reason.value) || rules()[0];
-      if (target) choose(target, "violates");
-      if (target && !reason.value) reason.value = target.dataset.ruleId;
-    }
-    if (action !== select.dataset.model && !reason.value) {
-      const violated = rules().find((f) => chosen(f) === "violates") || rules()[0];
-      if (violated) reason.value = violated.dataset.ruleId;
-    }
-    decision.requestSubmit();
-  }
   if (decision) {
+    action.addEventListener("change", () => { actionChosen = action.value !== ""; sync(); });
+    decision.addEventListener("change", (event) => {
+      const input = event.target;
+      if (!(input instanceof HTMLInputElement) || input.type !== "radio") return;
+      const fieldset = input.closest("fieldset.rule");
+      if (blocking && input.value === "violates") { block(fieldset); return; }
+      sync();
+    });
     decision.querySelectorAll("[data-action-key]").forEach((b) =>
-      b.addEventListener("click", () => decide(b.dataset.actionKey)));
+      b.addEventListener("click", () => (b.dataset.actionKey === "block" ? block(null) : allow())));
+    decision.querySelectorAll(".explanation").forEach((p) =>
+      p.addEventListener("click", () => p.classList.toggle("open")));
+  }
+
+  // -- undo: the decision that led here, for a few seconds -------------------------------------
+  const undoForm = document.getElementById("undo-form");
+  if (undoForm) {
+    setTimeout(() => { undoForm.remove(); }, Number(undoForm.dataset.seconds) * 1000);
   }
 
   // -- the queue: j/k move the selection, Enter opens ------------------------------------------
@@ -97,11 +166,17 @@
     if (keys && keys.open && event.key !== "?") return;
     const key = event.key;
     if (key === "?") { toggleKeys(); event.preventDefault(); return; }
+    if (key === "u" && undoForm && document.body.contains(undoForm)) {
+      undoForm.requestSubmit();
+      event.preventDefault();
+      return;
+    }
     if (decision) {
-      if (key === "j") { document.getElementById("next-form").requestSubmit(); }
+      if (key === "Escape" && blocking) { ask(false); say("Block cancelled"); }
+      else if (key === "j") { document.getElementById("next-form").requestSubmit(); }
       else if (key === "k") { const prev = document.querySelector("[data-key-prev]"); if (prev) prev.click(); }
-      else if (key === "a") { decide("allow"); }
-      else if (key === "b") { decide("block"); }
+      else if (key === "a") { allow(); }
+      else if (key === "b") { block(null); }
       else if (key === "r") { toggleReveal(); }
       else if (/^[1-9]$/.test(key)) { toggleRule(Number(key)); }
       else return;
