@@ -25,7 +25,7 @@ app = typer.Typer(
     help=(
         "Evaluate moderation results against labels (accuracy, precision, recall, F1, ROC-AUC, "
         "calibration, coverage, bootstrap intervals), Q-A answers (mqa) and explanations (meq).\n\n"
-        "icm eval --predictions RESULTS.jsonl --labels LABELS.jsonl [--json] [--report DIR]\n\n"
+        "icm eval -p RESULTS.jsonl -l LABELS.jsonl [--json] [--report DIR]\n\n"
         "icm eval run --backend local --policy general --dataset examples --report out/"
     ),
     invoke_without_command=True,
@@ -280,7 +280,7 @@ def meq(
 
     icm eval meq --judgements tests/fixtures/icm_release/eval/meq_judge --json
 
-    icm eval meq --judge openai:MODEL@http://127.0.0.1:8000/v1 --judgements tests/fixtures/icm_release/eval/meq_judge
+    icm eval meq --judge openai:MODEL@http://host:8000/v1 --judgements DIR
     """
     from icm.evaluate.meq import Judgement, evaluate_meq, load_judgements, load_pairs, run_judge
     from icm.evaluate.textmetrics import MissingExtraError

@@ -54,7 +54,7 @@ def export(
     model's stored results as predictions.jsonl:
 
       icm review export --db sqlite:///icm-serve.db --out reviewed/
-      icm eval --predictions reviewed/predictions.jsonl --labels reviewed/labels.jsonl
+      icm eval -p reviewed/predictions.jsonl -l reviewed/labels.jsonl
       icm eval run --dataset reviewed --policy general --backend local
     """
     from icm.serve.review.export import export_reviews
