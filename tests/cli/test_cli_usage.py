@@ -80,13 +80,13 @@ def _helps(command: Any, name: str = "icm") -> dict[str, str]:
 
 
 HELPS = _helps(typer.main.get_command(app))
-EXAMPLE = re.compile(r"^\s*(?:Example[^:]*:\s*)?(icm .+)$", re.M)
+EXAMPLE = re.compile(r"^\s*(?:Example[^:]*:\s*)?(icm (?:.*\\\n)*.+)$", re.M)  # with its continued lines
 OUTPUT_OPTIONS = {"--out", "-o", "--report", "--out-dir"}
 
 
 def _input_paths(example: str, produced: list[str]) -> list[str]:
     """The paths an example reads (not the ones it writes), missing ones first."""
-    tokens = shlex.split(example)
+    tokens = shlex.split(example.replace("\\\n", " "))
     inputs = []
     for previous, token in zip(["", *tokens], tokens, strict=False):
         if previous in OUTPUT_OPTIONS:

@@ -9,6 +9,7 @@ from typer.core import TyperGroup
 
 from icm import __version__
 from icm.cli import data, eval, moderate, policy, review, schema, serve, train
+from icm.cli.help import plain_help
 from icm.errors import IcmError
 
 
@@ -24,7 +25,12 @@ def report_error(exc: BaseException) -> None:
 
 class IcmGroup(TyperGroup):
     """The root command: any :class:`~icm.errors.IcmError` that a command lets through becomes
-    one line on stderr and the error's exit status (2 for bad input or a failed model)."""
+    one line on stderr and the error's exit status (2 for bad input or a failed model). Its
+    command tree shows flags and arguments as :mod:`icm.cli.help` describes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain_help(self)
 
     def invoke(self, ctx: Any) -> Any:  # typer.Context; typer vendors click privately
         try:

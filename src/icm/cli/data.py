@@ -121,7 +121,8 @@ def generate(
 
     Example (the labels of examples/label-map.yaml, under the general policy):
 
-      icm data generate --images examples/data-manifest.csv --label-map examples/label-map.yaml -p general -o data/ex
+      icm data generate --images examples/data-manifest.csv -o data/ex \\
+        -p general --label-map examples/label-map.yaml
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

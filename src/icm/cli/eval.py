@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from icm.cli import output
+from icm.cli.extras import needs_extra
 from icm.errors import ModelError
 from icm.llm import OutputMode
 
@@ -25,7 +26,7 @@ app = typer.Typer(
     help=(
         "Evaluate moderation results against labels (accuracy, precision, recall, F1, ROC-AUC, "
         "calibration, coverage, bootstrap intervals), Q-A answers (mqa) and explanations (meq).\n\n"
-        "icm eval --predictions RESULTS.jsonl --labels LABELS.jsonl [--json] [--report DIR]\n\n"
+        "icm eval -p RESULTS.jsonl -l LABELS.jsonl [--json] [--report DIR]\n\n"
         "icm eval run --backend local --policy general --dataset examples --report out/"
     ),
     invoke_without_command=True,
@@ -37,6 +38,17 @@ stderr = Console(stderr=True)
 def _fail(message: object) -> typer.Exit:
     stderr.print(output.error(message), soft_wrap=True)
     return typer.Exit(2)
+
+
+def _require_eval_extra(command: str, *, report: Path | None) -> None:
+    """The eval extra's metric packages, imported before any work: a run must not judge a whole
+    dataset to fail at its first metric."""
+    with needs_extra("eval", command):
+        import scipy.stats  # noqa: F401  (bootstrap intervals)
+        import sklearn.metrics  # noqa: F401  (ROC-AUC, PR-AUC, thresholds)
+
+        if report is not None:
+            import matplotlib.figure  # noqa: F401  (the report's plots)
 
 
 def _names(paths: Sequence[Path]) -> list[str]:
@@ -128,6 +140,7 @@ def evaluate(
         raise typer.Exit(0)
     if not predictions or labels is None:
         raise _fail("--predictions and --labels go together (or use a sub-command: run, mqa, meq)")
+    _require_eval_extra("icm eval", report=report)
     from icm.evaluate.verdicts import evaluate_files
 
     evaluations = [
@@ -161,6 +174,7 @@ def run(
 
     Example: icm eval run --backend local --policy general --dataset examples --report out/
     """
+    _require_eval_extra("icm eval run", report=report)
     from icm.evaluate.labelled_folder import load_dataset, moderate_dataset, predictions_file
     from icm.evaluate.records import join, load_predictions
     from icm.evaluate.verdicts import evaluate_files, evaluate_outcomes
@@ -280,7 +294,7 @@ def meq(
 
     icm eval meq --judgements tests/fixtures/icm_release/eval/meq_judge --json
 
-    icm eval meq --judge openai:MODEL@http://127.0.0.1:8000/v1 --judgements tests/fixtures/icm_release/eval/meq_judge
+    icm eval meq --judge openai:MODEL@http://host:8000/v1 --judgements DIR
     """
     from icm.evaluate.meq import Judgement, evaluate_meq, load_judgements, load_pairs, run_judge
     from icm.evaluate.textmetrics import MissingExtraError

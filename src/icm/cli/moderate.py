@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from enum import StrEnum
@@ -118,7 +119,9 @@ def moderate(
 
       icm moderate examples/images --policy general
 
-      icm moderate examples/images --policy examples/policies/kids-conservative.yaml --out results.jsonl --resume
+      icm moderate examples/images -p examples/policies/kids-conservative.yaml
+
+      icm moderate examples/images --out results.jsonl --resume
     """
     from icm.moderator import Moderator
     from icm.sink import check_output
@@ -210,7 +213,7 @@ def moderate(
     exit_for(summary, fail_on)
 
 
-moderate.__doc__ = (moderate.__doc__ or "") + EXIT_HELP
+moderate.__doc__ = inspect.cleandoc(moderate.__doc__ or "") + "\n\n" + EXIT_HELP.strip()
 
 
 def on_ray(

@@ -12,7 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from icm.cli import output
-from icm.cli.review import DB, IMAGE_DIR, KEEP_IMAGES, kept_store
+from icm.cli.extras import needs_extra
+from icm.cli.review import IMAGE_DIR, KEEP_IMAGES, kept_store
+from icm.cli.store import DB
 
 if TYPE_CHECKING:
     from icm.policy import Policy
@@ -148,7 +150,7 @@ def decompose_report(report: DecomposeReport, target: Path) -> Group:
 
 @app.command("replay", no_args_is_help=True)
 def replay(
-    db: str = DB,
+    db: str | None = DB,
     policy: str = typer.Option(..., "--policy", "-p", help="The new policy version (YAML file or built-in name)."),
     backend: str = typer.Option("local", "--backend", "-b", help="Backend spec to judge with."),
     image_dir: Path = IMAGE_DIR,
@@ -162,7 +164,9 @@ def replay(
     import json
 
     from icm.policy import load_policy
-    from icm.serve.review.replay import replay as run
+
+    with needs_extra("serve", "icm policy replay"):
+        from icm.serve.review.replay import replay as run
 
     new = load_policy(policy)
     with kept_store(db, keep_images, image_dir) as (reviews, images):

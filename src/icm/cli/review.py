@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 
 from icm.cli import output
+from icm.cli.extras import needs_extra
+from icm.cli.store import DB, database_url
 
 if TYPE_CHECKING:
     from icm.serve.store.images import ImageStore
@@ -19,8 +21,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Reviewers' decisions from the service's store: export them as labels.", no_args_is_help=True)
 console = Console()
 
-# The options of a command that reads the service's store and kept images (here and `icm policy replay`).
-DB = typer.Option(..., "--db", help="SQLAlchemy URL of the service's store (e.g. sqlite:///icm-serve.db).")
+# The options of a command that reads the service's store (its --db: icm.cli.store.DB) and kept images
+# (here and `icm policy replay`).
 IMAGE_DIR = typer.Option(Path("icm-images"), "--image-dir", envvar="ICM_IMAGE_DIR",
                          help="Where the service keeps images on disk (its ICM_IMAGE_DIR).")
 KEEP_IMAGES = typer.Option("disk", "--keep-images", envvar="ICM_KEEP_IMAGES",
@@ -28,13 +30,16 @@ KEEP_IMAGES = typer.Option("disk", "--keep-images", envvar="ICM_KEEP_IMAGES",
 
 
 @contextmanager
-def kept_store(db: str, keep_images: str, image_dir: Path) -> Iterator[tuple[ReviewStore, ImageStore]]:
-    """The service's store (its review side) and the images it kept, closed at the end."""
-    from icm.serve.store import Store
-    from icm.serve.store.images import images_to_read
-    from icm.serve.store.review import ReviewStore
+def kept_store(db: str | None, keep_images: str, image_dir: Path) -> Iterator[tuple[ReviewStore, ImageStore]]:
+    """The service's store (its review side, at --db, else ICM_DB, else sqlite:///icm-serve.db) and
+    the images it kept, closed at the end."""
+    url = database_url(db)
+    with needs_extra("serve", "reading the service's store"):
+        from icm.serve.store import Store
+        from icm.serve.store.images import images_to_read
+        from icm.serve.store.review import ReviewStore
 
-    store = Store(db)
+    store = Store(url)
     try:
         yield ReviewStore(store), images_to_read(store, keep_images, image_dir)
     finally:
@@ -43,7 +48,7 @@ def kept_store(db: str, keep_images: str, image_dir: Path) -> Iterator[tuple[Rev
 
 @app.command("export", no_args_is_help=True)
 def export(
-    db: str = DB,
+    db: str | None = DB,
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write: labels.jsonl, images/, predictions.jsonl."),
     image_dir: Path = IMAGE_DIR,
     keep_images: str = KEEP_IMAGES,
@@ -53,11 +58,12 @@ def export(
     """Write reviewed images and their labels in `icm eval`'s labelled format, plus the served
     model's stored results as predictions.jsonl:
 
-      icm review export --db sqlite:///icm-serve.db --out reviewed/
-      icm eval --predictions reviewed/predictions.jsonl --labels reviewed/labels.jsonl
+      icm review export --out reviewed/
+      icm eval -p reviewed/predictions.jsonl -l reviewed/labels.jsonl
       icm eval run --dataset reviewed --policy general --backend local
     """
-    from icm.serve.review.export import export_reviews
+    with needs_extra("serve", "icm review export"):
+        from icm.serve.review.export import export_reviews
 
     with kept_store(db, keep_images, image_dir) as (reviews, images):
         summary = export_reviews(reviews, images, out, policy)

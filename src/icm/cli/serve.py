@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
+from icm.cli.extras import needs_extra
 from icm.cli.output import add_row, error, table, text
-
-if TYPE_CHECKING:
-    from icm.serve.settings import ServeSettings
+from icm.cli.store import DB
+from icm.cli.store import fail as _fail
+from icm.cli.store import open_store as _store
+from icm.cli.store import opened as _opened
+from icm.cli.store import settings as _settings
 
 app = typer.Typer(
     help="The moderation API (FastAPI on uvicorn): `icm serve --policy general`, then create a key "
@@ -28,53 +28,6 @@ app.add_typer(users_app, name="users")
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
-_DB_HELP = "SQLAlchemy URL of the store (default: ICM_DB, else sqlite:///icm-serve.db)."
-
-
-def _settings(**flags: Any) -> ServeSettings:
-    from pydantic import ValidationError
-
-    from icm.serve.settings import ServeSettings
-
-    try:
-        return ServeSettings(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        errors.print(error(f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
-        raise typer.Exit(2) from None
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    from icm.errors import IcmError
-
-    errors.print(error(exc))
-    return typer.Exit(exc.exit_code if isinstance(exc, IcmError) else 2)
-
-
-def _store(db: str | None) -> Any:
-    from icm.serve.store import Store, migrate
-
-    settings = _settings(db=db)
-    try:
-        if settings.migrate_on_start:
-            migrate(settings.db)
-        return Store(settings.db)
-    except Exception as exc:  # an unreachable or unwritable database
-        raise _fail(exc) from exc
-
-
-@contextmanager
-def _opened(db: str | None) -> Iterator[Any]:
-    """The store for one command, closed after it; a failure inside is one error line."""
-    store = _store(db)
-    try:
-        yield store
-    except Exception as exc:
-        raise _fail(exc) from exc
-    finally:
-        store.close()
-
-
 @app.callback()
 def serve(
     ctx: typer.Context,
@@ -87,7 +40,7 @@ def serve(
                                          show_default=False),
     host: str = typer.Option(None, "--host", help="Address to listen on (default: 127.0.0.1).", show_default=False),
     port: int = typer.Option(None, "--port", help="Port to listen on (default: 8080).", show_default=False),
-    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    db: str | None = DB,
     workers: int = typer.Option(None, "--workers", "-w", help="Images judged at the same time (default: 2).",
                                 show_default=False),
     queue_size: int = typer.Option(None, "--queue-size", help="Requests that may wait for a worker; more get "
@@ -107,10 +60,11 @@ def serve(
     """Serve the moderation API. Every flag is also an ICM_* environment variable (ICM_DB, ICM_PORT ...)."""
     if ctx.invoked_subcommand is not None:
         return
-    import uvicorn
+    with needs_extra("serve", "icm serve"):
+        import uvicorn
 
-    from icm.serve.app import create_app
-    from icm.serve.middleware import configure_logging
+        from icm.serve.app import create_app
+        from icm.serve.middleware import configure_logging
 
     settings = _settings(
         policies=policy or None, backend=backend, backend_options=backend_options, host=host, port=port, db=db,
@@ -129,9 +83,10 @@ def serve(
 
 
 @app.command("migrate")
-def migrate_command(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False)) -> None:
+def migrate_command(db: str | None = DB) -> None:
     """Bring the store's schema up to date (run once before replicas start with ICM_MIGRATE_ON_START=false)."""
-    from icm.serve.store import migrate
+    with needs_extra("serve", "icm serve migrate"):
+        from icm.serve.store import migrate
 
     settings = _settings(db=db)
     try:
@@ -148,10 +103,11 @@ def create_key(
         ["moderate"], "--scope", help="moderate (judge images, read own results), review (read all "
         "results) or admin (everything, publish policies); repeat for several."
     ),
-    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    db: str | None = DB,
 ) -> None:
     """Create a key. It is printed once, here; the store keeps only its hash."""
-    from icm.serve.auth import create_key as create
+    with needs_extra("serve", "icm serve keys create"):
+        from icm.serve.auth import create_key as create
 
     with _opened(db) as store:
         key_id, secret = create(store, name, scope)
@@ -160,7 +116,7 @@ def create_key(
 
 
 @keys_app.command("list")
-def list_keys(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False)) -> None:
+def list_keys(db: str | None = DB) -> None:
     """Every key: id, name, scopes, when created and revoked (never the key itself)."""
     store = _store(db)
     try:
@@ -177,7 +133,7 @@ def list_keys(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=F
 @keys_app.command("revoke")
 def revoke_key(
     key_id: str = typer.Argument(..., help="The key's id (key_...), as `icm serve keys list` shows."),
-    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    db: str | None = DB,
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
     store = _store(db)
@@ -195,15 +151,16 @@ def revoke_key(
 def purge(
     older_than: int = typer.Option(None, "--older-than", min=1, help="Days; default: ICM_RETENTION_DAYS.",
                                    show_default=False),
-    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    db: str | None = DB,
     image_dir: Path = typer.Option(None, "--image-dir", help="Where images are kept (default: ICM_IMAGE_DIR, "
                                    "else icm-images).", show_default=False),
 ) -> None:
     """Delete results older than the retention, and the kept images no remaining result needs."""
     from datetime import timedelta
 
-    from icm.serve.store.images import image_store
-    from icm.serve.store.models import utcnow
+    with needs_extra("serve", "icm serve purge"):
+        from icm.serve.store.images import image_store
+        from icm.serve.store.models import utcnow
 
     settings = _settings(db=db, image_dir=image_dir)
     days = older_than or settings.retention_days
@@ -235,11 +192,12 @@ def create_user(
                              "sees and exports the audit log)."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line "
                                         "of standard input instead of asking for it."),
-    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    db: str | None = DB,
 ) -> None:
     """Create a console account; its password (10 characters or more) is stored as an argon2 hash."""
-    from icm.serve.review.accounts import create_user as create
-    from icm.serve.store.review import ReviewStore
+    with needs_extra("serve", "icm serve users create"):
+        from icm.serve.review.accounts import create_user as create
+        from icm.serve.store.review import ReviewStore
 
     password = _password(password_stdin)
     with _opened(db) as store:
@@ -253,11 +211,12 @@ def create_user(
 def set_user_password(
     username: str = typer.Argument(..., help="The account's name."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the new password from standard input."),
-    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    db: str | None = DB,
 ) -> None:
     """Set a new password: this lifts a lockout and logs the user out of every browser."""
-    from icm.serve.review.accounts import set_password
-    from icm.serve.store.review import ReviewStore
+    with needs_extra("serve", "icm serve users password"):
+        from icm.serve.review.accounts import set_password
+        from icm.serve.store.review import ReviewStore
 
     password = _password(password_stdin)
     with _opened(db) as store:
@@ -268,8 +227,9 @@ def set_user_password(
 
 
 def _set_disabled(username: str, disabled: bool, db: str | None) -> None:
-    from icm.serve.review.accounts import set_disabled
-    from icm.serve.store.review import ReviewStore
+    with needs_extra("serve", f"icm serve users {'disable' if disabled else 'enable'}"):
+        from icm.serve.review.accounts import set_disabled
+        from icm.serve.store.review import ReviewStore
 
     with _opened(db) as store:
         reviews = ReviewStore(store)
@@ -285,7 +245,7 @@ def _set_disabled(username: str, disabled: bool, db: str | None) -> None:
 @users_app.command("disable")
 def disable_user(
     username: str = typer.Argument(..., help="The account's name."),
-    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    db: str | None = DB,
 ) -> None:
     """Disable an account: it can no longer log in, its sessions end and its leased items go back
     to the queue. Its reviews and audit entries stay."""
@@ -295,17 +255,18 @@ def disable_user(
 @users_app.command("enable")
 def enable_user(
     username: str = typer.Argument(..., help="The account's name."),
-    db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False),
+    db: str | None = DB,
 ) -> None:
     """Enable a disabled account again (with the password it had)."""
     _set_disabled(username, False, db)
 
 
 @users_app.command("list")
-def list_users(db: str = typer.Option(None, "--db", help=_DB_HELP, show_default=False)) -> None:
+def list_users(db: str | None = DB) -> None:
     """Every console account: name, role, when created, whether locked now, when disabled."""
-    from icm.serve.store.models import utcnow
-    from icm.serve.store.review import ReviewStore, aware
+    with needs_extra("serve", "icm serve users list"):
+        from icm.serve.store.models import utcnow
+        from icm.serve.store.review import ReviewStore, aware
 
     store = _store(db)
     try:
