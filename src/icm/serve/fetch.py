@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import SplitResult, urlsplit
 
+from icm.errors import IcmError
 from icm.serve.bounds import is_int
 from icm.serve.errors import PayloadTooLarge
 from icm.serve.inputs import BadImageUrl, RemoteUrlRefused
@@ -40,7 +41,7 @@ def parse_origin(entry: str, *, default_port: int | None) -> tuple[str, int]:
     return parts.hostname, port
 
 
-class _FetchFailed(Exception):
+class _FetchFailed(IcmError):
     """Why a fetch failed, for the log; the caller only ever sees the one worded failure."""
 
 
