@@ -160,7 +160,8 @@ def test_what_cannot_be_judged_is_not_kept(serve, sqlite_url, tmp_path) -> None:
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=files.serve_forever, daemon=True).start()
-    server = serve(sqlite_url, keep_images="database", url_hosts=["127.0.0.1"], review_sample=0)
+    server = serve(sqlite_url, keep_images="database", url_http_hosts=[f"127.0.0.1:{files.server_address[1]}"],
+                   review_sample=0)
     store = Store(sqlite_url)
     try:
         with server.client("moderate") as client:
