@@ -266,7 +266,7 @@ def list_users(db: str | None = DB) -> None:
     """Every console account: name, role, when created, whether locked now, when disabled."""
     with needs_extra("serve", "icm serve users list"):
         from icm.serve.store.models import utcnow
-        from icm.serve.store.review import ReviewStore, aware
+        from icm.serve.store.review import ReviewStore
 
     store = _store(db)
     try:
@@ -275,8 +275,8 @@ def list_users(db: str | None = DB) -> None:
         store.close()
     grid = table("id", "username", "role", "created", "locked", "disabled")
     for row in rows:
-        locked = "yes" if row.locked_until is not None and aware(row.locked_until) > utcnow() else ""
-        disabled = aware(row.disabled_at).isoformat(timespec="seconds") if row.disabled_at is not None else ""
-        add_row(grid, row.id, row.username, row.role, aware(row.created_at).isoformat(timespec="seconds"), locked,
+        locked = "yes" if row.locked_until is not None and row.locked_until > utcnow() else ""
+        disabled = row.disabled_at.isoformat(timespec="seconds") if row.disabled_at is not None else ""
+        add_row(grid, row.id, row.username, row.role, row.created_at.isoformat(timespec="seconds"), locked,
                 disabled)
     console.print(grid)

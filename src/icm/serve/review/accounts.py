@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from icm.errors import InputError
 from icm.serve.errors import Unauthorized
 from icm.serve.store.models import User, utcnow
-from icm.serve.store.review import ReviewStore, aware
+from icm.serve.store.review import ReviewStore
 
 MIN_PASSWORD = 10
 _HASHER = PasswordHasher()
@@ -103,11 +103,11 @@ def log_in(reviews: ReviewStore, username: str, password: str, *, max_failures: 
     if user is None or user.disabled_at is not None:
         _verify(_DUMMY, password)
         raise LoginFailed("wrong username or password")
-    if user.locked_until is not None and aware(user.locked_until) > utcnow():
+    if user.locked_until is not None and user.locked_until > utcnow():
         raise AccountLocked("this account is locked after repeated failed logins; try again later")
     if not _verify(user.password_hash, password):
         after = reviews.login_failed(user.id, max_failures, lockout)
-        if after.locked_until is not None and aware(after.locked_until) > utcnow():
+        if after.locked_until is not None and after.locked_until > utcnow():
             raise AccountLocked("this account is now locked after repeated failed logins; try again later")
         raise LoginFailed("wrong username or password")
     reviews.login_succeeded(user.id)

@@ -20,13 +20,14 @@ from icm.errors import IcmError, InputError
 from icm.media import format_media_type
 from icm.policy.schema import Policy
 from icm.results import ModerationResult, Verdict
+from icm.serve.bounds import BIGINT_MAX, parse_int
 from icm.serve.errors import Conflict, NotFound
 from icm.serve.review.accounts import Login, failed_login_actor, hash_token, log_in, same_token
 from icm.serve.review.appeals import statement_of_reasons
 from icm.serve.review.decision import FINAL_ACTIONS, check_decision, labelled_action, rule_actions
 from icm.serve.service import Service, service_of
 from icm.serve.store.models import QueueItem, Review, StoredResult, User, utcnow
-from icm.serve.store.review import QueueFilter, ReviewStore, aware
+from icm.serve.store.review import QueueFilter, ReviewStore
 
 SESSION_COOKIE = "icm_session"
 # how long a reviewer may take back a decision that moved them on to the next item
@@ -247,7 +248,7 @@ async def queue_page(request: Request) -> Response:
     items = [
         {
             "item": item,
-            "age": _age(now - aware(item.created_at)),
+            "age": _age(now - item.created_at),
             "tags": [tag.split(":", 1) for tag in item.verdicts.strip(",").split(",") if ":" in tag],
             "leased": [lease for lease in leases if lease.user_id != viewer.user.id],
             "mine": any(lease.user_id == viewer.user.id for lease in leases),
@@ -318,27 +319,23 @@ async def take_item(item_id: str, request: Request) -> Response:
 
 # -- the item view -------------------------------------------------------------------------------
 
-# queue item ids are the database's 64-bit integers
-_MAX_ITEM_ID = 2**63 - 1
-
-
 def _item_number(raw: str) -> int | None:
-    """An item id as the console's URLs and forms carry it: ASCII digits within the database's
-    integer (None otherwise; ``int`` alone would take ``+1``, `` 1`` or other scripts' digits)."""
-    if not raw or len(raw) > 19 or not (raw.isascii() and raw.isdigit()):
+    """An optional item id (a form's or a query's); None when it is absent or not one."""
+    try:
+        return parse_int(raw, "an item id", high=BIGINT_MAX)
+    except InputError:
         return None
-    number = int(raw)
-    return number if 0 < number <= _MAX_ITEM_ID else None
 
 
 def _item_id(request: Request, viewer: Viewer, raw: str) -> int:
-    """The item id of a console URL; raises a 400 page when it is not one."""
-    number = _item_number(raw)
-    if number is None:
+    """The item id of a console URL (ASCII digits within the queue's 64-bit ids, as
+    :func:`icm.serve.bounds.parse_int` reads every number a request brings); a 400 page otherwise."""
+    try:
+        return parse_int(raw, "an item id", high=BIGINT_MAX)
+    except InputError:
         raise _Answer(_message(request, viewer, 400, "Not an item id",
-                               f"An item id is a whole number from 1 to {_MAX_ITEM_ID} in ASCII digits, "
-                               f"not {raw[:40]!r}."))
-    return number
+                               f"An item id is a whole number from 1 to {BIGINT_MAX} in ASCII digits, "
+                               f"not {raw[:40]!r}.")) from None
 
 
 @dataclass(frozen=True)
@@ -583,7 +580,7 @@ async def _just_decided(request: Request, viewer: Viewer) -> dict[str, Any] | No
     if review is None:
         return None
     last = await run_in_threadpool(store.previous_item, viewer.user.id, None)
-    left = (aware(review.created_at) + UNDO_WINDOW - utcnow()).total_seconds()
+    left = (review.created_at + UNDO_WINDOW - utcnow()).total_seconds()
     undoable = last == number and review.supersedes is None and left > 0
     violated = [rule_id for rule_id, label in review.labels.items() if label == "violates"]
     return {"item": number, "action": review.action, "violated": violated,
@@ -625,7 +622,7 @@ async def audit_export(request: Request) -> Response:
 
     def lines() -> Any:
         for e in entries:
-            yield json.dumps({"seq": e.seq, "at": aware(e.at).isoformat(), "actor": e.actor, "action": e.action,
+            yield json.dumps({"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
                               "target": e.target, "before": e.before, "after": e.after}) + "\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson",

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from icm.serve.store.models import utcnow
-from icm.serve.store.review import ReviewStore, aware
+from icm.serve.store.review import ReviewStore
 
 LABELS = ["violates", "complies"]
 MODEL_VERDICTS = ["violates", "complies", "uncertain"]
@@ -116,7 +116,7 @@ def compute_stats(reviews: ReviewStore, now: datetime | None = None) -> Stats:
     decisions = {row_id: row.decision for row_id, row in results.items()}
     for review in every:
         total[review.user_id] += 1
-        at = aware(review.created_at)
+        at = review.created_at
         if at >= now - timedelta(days=1):
             day[review.user_id] += 1
         if at >= now - timedelta(days=7):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -25,11 +25,6 @@ from icm.serve.store.models import (
     WebSession,
     utcnow,
 )
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite gives back naive datetimes; every stored time is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def verdict_tags(result: dict[str, Any]) -> str:
@@ -166,7 +161,7 @@ class ReviewStore:
     def _enqueue(session: Session, row: StoredResult, kind: str, needed: int, appeal_id: str | None) -> QueueItem:
         item = QueueItem(result_id=row.id, kind=kind, appeal_id=appeal_id, policy_id=row.policy_id,
                          decision=row.decision, verdicts=verdict_tags(row.result), needed=needed, done=0,
-                         created_at=utcnow() if kind == "appeal" else aware(row.created_at))
+                         created_at=utcnow() if kind == "appeal" else row.created_at)
         session.add(item)
         session.flush()
         return item
@@ -205,7 +200,7 @@ class ReviewStore:
         """When each open item entered the queue."""
         with self._session() as session:
             query = select(QueueItem.created_at).where(QueueItem.closed_at.is_(None))
-            return [aware(t) for t in session.scalars(query)]
+            return list(session.scalars(query))
 
     def _excluded(self, session: Session, item: QueueItem, user_id: str) -> bool:
         """Whether this reviewer may not work on ``item``: they reviewed it (blind double review
@@ -330,7 +325,7 @@ class ReviewStore:
             if last.supersedes is not None:
                 raise Conflict(f"your last decision on item {item_id} changed an earlier one: decide again to "
                                "change it")
-            if aware(last.created_at) + window < now:
+            if last.created_at + window < now:
                 raise Conflict(f"your decision on item {item_id} is older than {int(window.total_seconds())} s "
                                "and can no longer be undone; open the item to change it")
             item = session.get(QueueItem, item_id, with_for_update=True)
