@@ -10,8 +10,7 @@ from rich.console import Console
 from icm.cli.extras import needs_extra
 from icm.cli.output import add_row, error, table, text
 from icm.cli.store import DB
-from icm.cli.store import fail as _fail
-from icm.cli.store import open_store as _store
+from icm.cli.store import failures as _failures
 from icm.cli.store import opened as _opened
 from icm.cli.store import settings as _settings
 
@@ -72,10 +71,8 @@ def serve(
         keep_images=keep_images, rate_limit=rate_limit, log_level=log_level,
     )
     configure_logging(settings.log_level)
-    try:
+    with _failures():
         application = create_app(settings)
-    except Exception as exc:
-        raise _fail(exc) from exc
     # uvicorn stops taking connections on SIGTERM/SIGINT and waits for the requests in hand;
     # then the app's shutdown lets the workers finish before the process ends
     uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False,
@@ -89,10 +86,8 @@ def migrate_command(db: str | None = DB) -> None:
         from icm.serve.store import migrate
 
     settings = _settings(db=db)
-    try:
+    with _failures():
         migrate(settings.db)
-    except Exception as exc:
-        raise _fail(exc) from exc
     console.print(text("the store's schema is up to date"))
 
 
@@ -118,11 +113,8 @@ def create_key(
 @keys_app.command("list")
 def list_keys(db: str | None = DB) -> None:
     """Every key: id, name, scopes, when created and revoked (never the key itself)."""
-    store = _store(db)
-    try:
+    with _opened(db) as store:
         rows = store.keys()
-    finally:
-        store.close()
     grid = table("id", "name", "scopes", "created", "revoked")
     for row in rows:
         revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else ""
@@ -136,11 +128,8 @@ def revoke_key(
     db: str | None = DB,
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    store = _store(db)
-    try:
+    with _opened(db) as store:
         found = store.revoke_key(key_id)
-    finally:
-        store.close()
     if not found:
         errors.print(error(f"no key {key_id!r}"))
         raise typer.Exit(2)
@@ -167,13 +156,10 @@ def purge(
     if days is None:
         errors.print(error("give --older-than DAYS or set ICM_RETENTION_DAYS"))
         raise typer.Exit(2)
-    store = _store(db)
-    try:
+    with _opened(db) as store:
         count, orphans = store.purge(utcnow() - timedelta(days=days))
         images = image_store(settings, store)
         removed = sum(images.delete(sha256) for sha256 in orphans) if images is not None else 0
-    finally:
-        store.close()
     console.print(text(f"deleted {count} results and {removed} images older than {days} days"))
 
 
@@ -268,11 +254,8 @@ def list_users(db: str | None = DB) -> None:
         from icm.serve.store.models import utcnow
         from icm.serve.store.review import ReviewStore
 
-    store = _store(db)
-    try:
+    with _opened(db) as store:
         rows = ReviewStore(store).users()
-    finally:
-        store.close()
     grid = table("id", "username", "role", "created", "locked", "disabled")
     for row in rows:
         locked = "yes" if row.locked_until is not None and row.locked_until > utcnow() else ""

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from icm.cli.extras import needs_extra
-from icm.cli.output import error
+from icm.errors import IcmError, InputError
+from icm.validation import describe_validation_error
 
 if TYPE_CHECKING:
     from icm.serve.settings import ServeSettings
@@ -27,12 +27,14 @@ DB_HELP = "SQLAlchemy URL of the service's store (default: ICM_DB, else sqlite:/
 #: the --db option of every command that reads the service's store
 DB: Any = typer.Option(None, "--db", help=DB_HELP, show_default=False)
 
-errors = Console(stderr=True, soft_wrap=True)
+
+class StoreFailed(IcmError):
+    """The store could not be opened or used (an unreachable or unwritable database)."""
 
 
 def settings(**flags: Any) -> ServeSettings:
     """The service's settings: the flags given (None: not given), else ICM_*, else the defaults.
-    A bad value is one error line and exit status 2."""
+    A bad value is an InputError (one error line and exit status 2, from the root command)."""
     from pydantic import ValidationError
 
     with needs_extra("serve", "reading the service's store"):
@@ -41,9 +43,7 @@ def settings(**flags: Any) -> ServeSettings:
     try:
         return ServeSettings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        errors.print(error(f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
-        raise typer.Exit(2) from None
+        raise InputError(describe_validation_error(exc)) from None
 
 
 def database_url(db: str | None) -> str:
@@ -51,12 +51,16 @@ def database_url(db: str | None) -> str:
     return settings(db=db).db
 
 
-def fail(exc: Exception) -> typer.Exit:
-    """One error line for ``exc``; the exit status of an IcmError, else 2."""
-    from icm.errors import IcmError
-
-    errors.print(error(exc))
-    return typer.Exit(exc.exit_code if isinstance(exc, IcmError) else 2)
+@contextmanager
+def failures() -> Iterator[None]:
+    """Work on the store: an exception that is no IcmError (a database that refused, a file that
+    cannot be written) becomes StoreFailed, which the root command words in one line (exit 2)."""
+    try:
+        yield
+    except IcmError:
+        raise
+    except Exception as exc:
+        raise StoreFailed(str(exc) or type(exc).__name__) from exc
 
 
 def open_store(db: str | None) -> Store:
@@ -65,12 +69,10 @@ def open_store(db: str | None) -> Store:
         from icm.serve.store import Store, migrate
 
     resolved = settings(db=db)
-    try:
+    with failures():
         if resolved.migrate_on_start:
             migrate(resolved.db)
         return Store(resolved.db)
-    except Exception as exc:  # an unreachable or unwritable database
-        raise fail(exc) from exc
 
 
 @contextmanager
@@ -78,8 +80,7 @@ def opened(db: str | None) -> Iterator[Store]:
     """The store for one command, closed after it; a failure inside is one error line."""
     store = open_store(db)
     try:
-        yield store
-    except Exception as exc:
-        raise fail(exc) from exc
+        with failures():
+            yield store
     finally:
         store.close()
