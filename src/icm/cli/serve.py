@@ -55,6 +55,8 @@ def serve(
     rate_limit: str = typer.Option(None, "--rate-limit", help="Requests per key, e.g. 600/minute (the "
                                    "default) or 10/second; 'none' for no limit.", show_default=False),
     log_level: str = typer.Option(None, "--log-level", help="debug, info, warning or error.", show_default=False),
+    log_format: str = typer.Option(None, "--log-format", help="json, text or auto (the default: text on a "
+                                   "terminal, JSON lines otherwise).", show_default=False),
 ) -> None:
     """Serve the moderation API. Every flag is also an ICM_* environment variable (ICM_DB, ICM_PORT ...)."""
     if ctx.invoked_subcommand is not None:
@@ -63,14 +65,14 @@ def serve(
         import uvicorn
 
         from icm.serve.app import create_app
-        from icm.serve.middleware import configure_logging
+        from icm.serve.logs import configure_logging
 
     settings = _settings(
         policies=policy or None, backend=backend, backend_options=backend_options, host=host, port=port, db=db,
         workers=workers, queue_size=queue_size, request_timeout=timeout, batch_size=batch_size,
-        keep_images=keep_images, rate_limit=rate_limit, log_level=log_level,
+        keep_images=keep_images, rate_limit=rate_limit, log_level=log_level, log_format=log_format,
     )
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     with _failures():
         application = create_app(settings)
     # uvicorn stops taking connections on SIGTERM/SIGINT and waits for the requests in hand;

@@ -1,10 +1,8 @@
 """One ASGI middleware around every request: a request id, the body-size cap (413 before the body
-is parsed), an access log line in JSON, and the request metrics."""
+is parsed), an access log line (worded by serve.logs), and the request metrics."""
 
 from __future__ import annotations
 
-import contextvars
-import json
 import logging
 import re
 import time
@@ -15,9 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from icm.serve.bounds import is_int
 from icm.serve.errors import PayloadTooLarge
+from icm.serve.logs import REQUEST_ID
 from icm.serve.metrics import Metrics
 
-REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("icm_request_id", default=None)
 _SAFE_ID = re.compile(r"^[\w.:-]{1,64}$")
 access_log = logging.getLogger("icm.serve.access")
 
@@ -122,33 +120,3 @@ class ServiceMiddleware:
             return await receive()
 
         return replay
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line, with the request id of the request being served."""
-
-    _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or REQUEST_ID.get(),
-        }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in self._STANDARD})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(level: str) -> None:
-    """JSON lines on stderr for icm's own loggers and uvicorn's."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    for name in ("icm", "uvicorn", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        logger.handlers = [handler]
-        logger.setLevel(level.upper())
-        logger.propagate = False

@@ -116,6 +116,9 @@ class ServeSettings(BaseSettings):
     review_lockout_minutes: float = Field(15.0, gt=0, description="How long a locked account stays locked.")
 
     log_level: str = "info"
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="Log lines as JSON objects or as plain text; auto: text on a terminal, JSON otherwise."
+    )
 
     @field_validator("policies")
     @classmethod
