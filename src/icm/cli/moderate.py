@@ -112,6 +112,8 @@ def moderate(
     gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0, help="--engine ray: GPUs per actor."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="--engine ray: images per actor batch."),
     parquet: bool = typer.Option(False, "--parquet", help="--engine ray: Parquet shards instead of JSONL."),
+    verbose: bool = typer.Option(False, "--verbose", help="--engine ray: Ray's own log lines too (start-up, "
+                                 "execution plans, its workers' logs); by default only its errors."),
 ) -> None:
     """Judge images against a policy: a decision, per-rule verdicts and a reason for each image.
 
@@ -136,7 +138,7 @@ def moderate(
             raise InputError("--format prints results on stdout; with --engine ray they go to the shards in --out")
 
         ray_options = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
-                             batch_size=batch_size, progress=not quiet and stderr.is_terminal)
+                             batch_size=batch_size, progress=not quiet and stderr.is_terminal, verbose=verbose)
         on_ray(paths, policy, backend, backend_options, explain, out, ray_options, resume=resume,
                overwrite=overwrite, retry_errors=retry_errors, parquet=parquet, fail_on=fail_on, quiet=quiet)
         return

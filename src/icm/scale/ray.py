@@ -21,6 +21,7 @@ Ray is imported only here, and only when a function of this module runs.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -77,6 +78,9 @@ class RayOptions:
     rows_per_shard: int = 1000
     #: Ray Data's progress bars on stderr
     progress: bool = True
+    #: Ray's own log lines on stderr (start-up, execution plans, its workers' logs); without it
+    #: only Ray's errors are shown, and Ray's log files hold the rest
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         if self.actors < 1:
@@ -112,7 +116,9 @@ def connect(options: RayOptions) -> str | None:
 
     if ray.is_initialized():
         return None
-    context = ray.init(address=options.address, log_to_driver=False)
+    level = logging.INFO if options.verbose else logging.ERROR
+    context = ray.init(address=options.address, log_to_driver=options.verbose, logging_level=level)
+    logging.getLogger("ray.data").setLevel(level)
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url and not str(url).startswith("http") else (url or None)
 
