@@ -137,7 +137,8 @@ class Judging:
         """The job's result: a stored judgement of the same image when there is one (unless
         ``fresh``), else judged in a batch within the request timeout (an error result when it
         is not, or the batch failed)."""
-        if self.backend is None:
+        backend = self.backend
+        if backend is None:
             raise NotReady(self.not_ready_reason)
         if not job.fresh:
             row = await run_in_threadpool(
@@ -158,10 +159,11 @@ class Judging:
         done, _ = await asyncio.wait({waiting}, timeout=self.settings.request_timeout)
         if not done:
             waiting.add_done_callback(_ignore_outcome)
-            return Judged(self._error_result(job, ErrorInfo(
+            timeout = ErrorInfo(
                 code=ErrorCode.timeout,
                 message=f"not judged within the request timeout of {self.settings.request_timeout:g} s",
-            )), cached=False)
+            )
+            return Judged(error_result(job.policy, backend, job.name, job.sha256, timeout), cached=False)
         try:
             return Judged(waiting.result(), cached=False)
         except NotReady:
@@ -169,7 +171,7 @@ class Judging:
         except Exception as exc:  # noqa: BLE001 - the batch itself failed: stored as this image's error
             log.error("judging failed", exc_info=exc)
             error = ErrorInfo(code=ErrorCode.backend_error, message=f"{type(exc).__name__}: {exc}")
-            return Judged(self._error_result(job, error), cached=False)
+            return Judged(error_result(job.policy, backend, job.name, job.sha256, error), cached=False)
 
     def _gauge(self) -> None:
         self.metrics.queue_depth.set(self.admission.queued)
@@ -195,11 +197,6 @@ class Judging:
             else:
                 self._moderators.move_to_end(job.batch_key)
             return moderator
-
-    def _error_result(self, job: Job, error: ErrorInfo) -> ModerationResult:
-        """The record of an image the worker gave no result for (never allow: not judged)."""
-        assert self.backend is not None
-        return error_result(job.policy, self.backend, job.name, job.sha256, error)
 
 
 def _reused(result: ModerationResult, name: str) -> ModerationResult:
