@@ -58,21 +58,27 @@ async def access_to(request: Request, viewer: Viewer, raw_id: str) -> Access | R
 
 @dataclass(frozen=True)
 class _Judged:
-    """The stored result of an item, as the model judged it, and the policy it was judged by."""
+    """An item the viewer may see, its stored result as the model judged it, and the policy it
+    was judged by."""
 
+    access: Access
     row: StoredResult
     result: ModerationResult
     policy: Policy | None
 
 
-async def _judged(request: Request, viewer: Viewer, access: Access) -> _Judged | Response:
-    """The item's stored result, or the page that says it was purged."""
+async def _judged(request: Request, viewer: Viewer, raw_id: str) -> _Judged | Response:
+    """The item of a URL with its stored result, or the page that says why not (not the
+    viewer's, no such item, its result purged)."""
+    access = await access_to(request, viewer, raw_id)
+    if not isinstance(access, Access):
+        return access
     service = service_of(request)
     row = await run_in_threadpool(service.store.result, access.item.result_id)
     if row is None:
         return message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
     policy = await policy_of(service, row.policy_id, row.policy_version)
-    return _Judged(row, ModerationResult.model_validate(row.result), policy)
+    return _Judged(access, row, ModerationResult.model_validate(row.result), policy)
 
 
 @router.get("/items/{item_id}")
@@ -80,12 +86,10 @@ async def item_page(item_id: str, request: Request) -> Response:
     viewer = await signed_in(request)
     if not isinstance(viewer, Viewer):
         return viewer
-    access = await access_to(request, viewer, item_id)
-    if not isinstance(access, Access):
-        return access
-    judged = await _judged(request, viewer, access)
+    judged = await _judged(request, viewer, item_id)
     if not isinstance(judged, _Judged):
         return judged
+    access = judged.access
     reviews = reviews_of(request)
     number = access.item.id
     previous = await run_in_threadpool(reviews.previous_item, viewer.user.id, number)
@@ -135,14 +139,11 @@ async def decide(item_id: str, request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     viewer, form = checked
-    access = await access_to(request, viewer, item_id)
-    if not isinstance(access, Access):
-        return access
-    judged = await _judged(request, viewer, access)
+    judged = await _judged(request, viewer, item_id)
     if not isinstance(judged, _Judged):
         return judged
+    access, row, result, policy = judged.access, judged.row, judged.result, judged.policy
     number = access.item.id
-    row, result, policy = judged.row, judged.result, judged.policy
     where = queue_filter(form)
     try:
         chosen = check_decision(form, result, policy)
