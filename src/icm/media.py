@@ -139,9 +139,10 @@ def read_bytes(path: str | Path, limits: MediaLimits = MediaLimits()) -> bytes:
 
 
 def load_image(
-    source: str | Path, data: bytes | None = None, limits: MediaLimits = MediaLimits()
+    source: str | Path, data: bytes | None = None, limits: MediaLimits = MediaLimits(), sha256: str | None = None
 ) -> DecodedImage:
-    """Decode an image file (or its bytes) into oriented RGB frames, or raise MediaError."""
+    """Decode an image file (or its bytes) into oriented RGB frames, or raise MediaError.
+    ``sha256``: the digest of ``data`` when the caller already has it (it is not computed again)."""
     started = time.perf_counter()
     name = str(source)
     if data is None:
@@ -150,7 +151,7 @@ def load_image(
         raise MediaError(ErrorCode.empty_file, "the file is empty (0 bytes)")
     if len(data) > limits.max_bytes:
         raise MediaError(ErrorCode.too_large, f"{len(data):,} bytes; limit {limits.max_bytes:,}")
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256 or hashlib.sha256(data).hexdigest()
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -210,11 +211,17 @@ def load_image(
         frames=frames,
         frame_indices=indices,
     )
-    suffix = Path(name).suffix.lower()
-    if suffix and suffix not in FORMAT_SUFFIXES.get(fmt, (suffix,)):
-        decoded.warnings.append(f"file name says {suffix} but the content is {fmt}")
+    decoded.warnings += name_warnings(name, fmt)
     decoded.decode_ms = round((time.perf_counter() - started) * 1000, 2)
     return decoded
+
+
+def name_warnings(name: str, fmt: str) -> list[str]:
+    """What the name of an image says wrongly about its content (a suffix of another format)."""
+    suffix = Path(name).suffix.lower()
+    if suffix and suffix not in FORMAT_SUFFIXES.get(fmt, (suffix,)):
+        return [f"file name says {suffix} but the content is {fmt}"]
+    return []
 
 
 def _check_decoding_cost(

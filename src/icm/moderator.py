@@ -277,12 +277,12 @@ class Moderator:
         if isinstance(decoded, ErrorInfo):
             # bytes in hand (an upload, an image read from a URI) name the record even when they
             # do not decode, so the rejected image can be found by its sha256
-            sha256 = hashlib.sha256(item.data).hexdigest() if item.data else None
-            return self._error_result(item, decoded, policy_ref, sha256, {})
+            sha256 = item.sha256 or (hashlib.sha256(item.data).hexdigest() if item.data else None)
+            return error_result(self.policy, self.backend, item.key, sha256, decoded)
         assert outcome is not None, "a decoded image always has an outcome"
         if isinstance(outcome, Exception):
             error = ErrorInfo(code=_error_code(outcome), message=f"{type(outcome).__name__}: {outcome}")
-            return self._error_result(item, error, policy_ref, decoded.sha256, decoded.describe())
+            return error_result(self.policy, self.backend, item.key, decoded.sha256, error, decoded.describe())
         verdicts = outcome
         decision = decide(self.policy, verdicts)
         return ModerationResult(
@@ -297,24 +297,21 @@ class Moderator:
             media=decoded.describe(),
         )
 
-    def _error_result(
-        self,
-        item: ImageItem,
-        error: ErrorInfo,
-        policy_ref: PolicyRef,
-        sha256: str | None,
-        media: dict[str, Any],
-    ) -> ModerationResult:
-        return ModerationResult(
-            image=item.key,
-            sha256=sha256,
-            policy=policy_ref,
-            decision=self.policy.uncertainty.error_action,  # never allow: the schema refuses it
-            explanation=error_statement(self.policy, error),
-            backend=self.backend.info(),
-            media=media,
-            error=error,
-        )
+
+def error_result(policy: Policy, backend: Backend, image: str, sha256: str | None, error: ErrorInfo,
+                 media: dict[str, Any] | None = None) -> ModerationResult:
+    """The record of an image that has no judgement: its error, and the policy's error action
+    (never allow: the schema refuses it), explained."""
+    return ModerationResult(
+        image=image,
+        sha256=sha256,
+        policy=PolicyRef(id=policy.id, version=policy.version),
+        decision=policy.uncertainty.error_action,
+        explanation=error_statement(policy, error),
+        backend=backend.info(),
+        media=media or {},
+        error=error,
+    )
 
 
 def decode_item(item: ImageItem, limits: MediaLimits) -> DecodedImage | ErrorInfo:
@@ -324,7 +321,7 @@ def decode_item(item: ImageItem, limits: MediaLimits) -> DecodedImage | ErrorInf
     stamp = file_stamp(item.path) if item.data is None and item.path is not None else None
     try:
         if item.data is not None:
-            return load_image(item.key, data=item.data, limits=limits)
+            return load_image(item.key, data=item.data, limits=limits, sha256=item.sha256)
         return load_image(item.path or item.key, limits=limits)
     except MediaError as exc:
         error = ErrorInfo(code=exc.code, message=exc.message)

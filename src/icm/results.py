@@ -41,6 +41,14 @@ class ErrorCode(StrEnum):
         backend failure, a timeout, an unreadable model answer) may pass on another try."""
         return self in _PERMANENT
 
+    @property
+    def model_failure(self) -> bool:
+        """The backend or its model failed (an error, an unreadable answer, a timeout), not the
+        image: a person may judge the image instead, so such a result can go to review."""
+        return self in _MODEL_FAILURES
+
+
+_MODEL_FAILURES = frozenset({ErrorCode.backend_error, ErrorCode.model_output, ErrorCode.timeout})
 
 _PERMANENT = frozenset({
     ErrorCode.empty_file, ErrorCode.not_an_image, ErrorCode.truncated, ErrorCode.too_large,

@@ -33,6 +33,7 @@ class ImageItem:
     path: Path | None = None
     data: bytes | None = None
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    sha256: str | None = field(default=None, compare=False)  # of ``data``, when the caller has it
 
 
 def iter_sources(paths: Iterable[str | Path], stdin: TextIO | None = None) -> Iterator[ImageItem]:

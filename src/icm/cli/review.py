@@ -16,7 +16,7 @@ from icm.cli.store import DB, database_url
 
 if TYPE_CHECKING:
     from icm.serve.store.images import ImageStore
-    from icm.serve.store.review import ReviewStore
+    from icm.serve.store.reviews import ReviewStore
 
 app = typer.Typer(help="Reviewers' decisions from the service's store: export them as labels.", no_args_is_help=True)
 console = Console()
@@ -37,7 +37,7 @@ def kept_store(db: str | None, keep_images: str, image_dir: Path) -> Iterator[tu
     with needs_extra("serve", "reading the service's store"):
         from icm.serve.store import Store
         from icm.serve.store.images import images_to_read
-        from icm.serve.store.review import ReviewStore
+        from icm.serve.store.reviews import ReviewStore
 
     store = Store(url)
     try:

@@ -185,13 +185,12 @@ def create_user(
     """Create a console account; its password (10 characters or more) is stored as an argon2 hash."""
     with needs_extra("serve", "icm serve users create"):
         from icm.serve.review.accounts import create_user as create
-        from icm.serve.store.review import ReviewStore
+        from icm.serve.store.reviews import ReviewStore
 
     password = _password(password_stdin)
     with _opened(db) as store:
         reviews = ReviewStore(store)
-        user = create(reviews, username, password, role)
-        reviews.audit("cli", "user_created", f"user:{user.id}", None, {"username": user.username, "role": user.role})
+        user = create(reviews, username, password, role, actor="cli")
     console.print(text(f"created {user.role} {user.username} ({user.id})"))
 
 
@@ -204,26 +203,23 @@ def set_user_password(
     """Set a new password: this lifts a lockout and logs the user out of every browser."""
     with needs_extra("serve", "icm serve users password"):
         from icm.serve.review.accounts import set_password
-        from icm.serve.store.review import ReviewStore
+        from icm.serve.store.reviews import ReviewStore
 
     password = _password(password_stdin)
     with _opened(db) as store:
         reviews = ReviewStore(store)
-        ended = set_password(reviews, username, password)
-        reviews.audit("cli", "password_set", f"user:{username}", None, {"sessions_ended": ended})
+        ended = set_password(reviews, username, password, actor="cli")
     console.print(text(f"password of {username} changed; {ended} session(s) ended"))
 
 
 def _set_disabled(username: str, disabled: bool, db: str | None) -> None:
     with needs_extra("serve", f"icm serve users {'disable' if disabled else 'enable'}"):
         from icm.serve.review.accounts import set_disabled
-        from icm.serve.store.review import ReviewStore
+        from icm.serve.store.reviews import ReviewStore
 
     with _opened(db) as store:
         reviews = ReviewStore(store)
-        user, ended = set_disabled(reviews, username, disabled)
-        reviews.audit("cli", "user_disabled" if disabled else "user_enabled", f"user:{user.id}",
-                      {"disabled": user.disabled_at is not None}, {"disabled": disabled, "sessions_ended": ended})
+        _, ended = set_disabled(reviews, username, disabled, actor="cli")
     if disabled:
         console.print(text(f"{username} disabled; {ended} session(s) ended"))
     else:
@@ -254,7 +250,7 @@ def list_users(db: str | None = DB) -> None:
     """Every console account: name, role, when created, whether locked now, when disabled."""
     with needs_extra("serve", "icm serve users list"):
         from icm.serve.store.models import utcnow
-        from icm.serve.store.review import ReviewStore
+        from icm.serve.store.reviews import ReviewStore
 
     with _opened(db) as store:
         rows = ReviewStore(store).users()

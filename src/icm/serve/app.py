@@ -20,18 +20,15 @@ from icm.backends.base import Backend
 from icm.errors import IcmError, InputError, ModelError, ModelOutputError
 from icm.serve import openapi
 from icm.serve.errors import NotReady
-from icm.serve.fetch import UrlFetcher
-from icm.serve.judging import Judging
 from icm.serve.limits import RateLimit
 from icm.serve.metrics import Metrics
 from icm.serve.middleware import ServiceMiddleware
-from icm.serve.policies import PolicyCatalog, split_ref
+from icm.serve.policies import split_ref
 from icm.serve.protocol import ErrorBody, ErrorDetail
 from icm.serve.review import pages as review_pages
 from icm.serve.routes import appeals, decisions, health, moderate, moderations, policies, results
-from icm.serve.service import Service, request_id
+from icm.serve.service import open_service, request_id
 from icm.serve.settings import ServeSettings
-from icm.serve.store.database import Store
 from icm.serve.store.migrate import migrate
 
 log = logging.getLogger("icm.serve")
@@ -52,14 +49,9 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await asyncio.to_thread(migrate, settings.db)
-        store = Store(settings.db, retry_after=settings.retry_after)
-        catalog = PolicyCatalog(store, default=settings.policies[0])
-        seeded = await asyncio.to_thread(catalog.seed, settings.policies)
-        judging = Judging(settings, store, metrics, backend=backend)
-        fetcher = UrlFetcher(settings.url_hosts, settings.url_http_hosts, max_bytes=settings.max_body_bytes,
-                             timeout=settings.url_timeout, workers=settings.url_workers)
-        app.state.service = Service(settings, store, catalog, judging, rate_limit, metrics, fetcher)
-        loading = asyncio.create_task(asyncio.to_thread(judging.load, seeded))
+        service, seeded = await asyncio.to_thread(open_service, settings, metrics, rate_limit, backend)
+        app.state.service = service
+        loading = asyncio.create_task(asyncio.to_thread(service.judging.load, seeded))
         loading.add_done_callback(_report_loading)
         log.info(
             "serving", extra={"policies": settings.policies, "backend": settings.backend, "db": _safe_url(settings.db)}
@@ -68,9 +60,7 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
             yield
         finally:
             log.info("shutting down: finishing the requests in hand")
-            await asyncio.to_thread(judging.close)
-            fetcher.close()
-            store.close()
+            await asyncio.to_thread(service.close)
 
     app = FastAPI(
         title="icm",

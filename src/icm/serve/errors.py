@@ -102,3 +102,9 @@ class JudgeTimeout(_Recorded, ModelTimeout):
 
 class AnswerUnreadable(_Recorded, ModelOutputError):
     """The model's answer could not be read; the error record (with the raw answer) is ``result_id``."""
+
+
+class TextNotSupported(InputError):
+    """A request with text to judge: icm judges images."""
+
+    code = "text_not_supported"

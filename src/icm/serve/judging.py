@@ -1,6 +1,6 @@
 """Judging behind the API: the store's cache, the bounded admission, a worker pool off the event
-loop (requests that arrive together judged as one batch), the request timeout, and one stored
-record for every answered request."""
+loop (requests that arrive together judged as one batch) and the request timeout. What is done
+with a judgement (its stored row, its review, its image) is :mod:`icm.serve.recording`'s."""
 
 from __future__ import annotations
 
@@ -8,34 +8,30 @@ import asyncio
 import hashlib
 import json
 import logging
-import uuid
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
-from icm.backends.base import Backend, Explain, load_backend, load_backend_options
-from icm.decision import error_statement
-from icm.errors import InputError
-from icm.media import MediaLimits
-from icm.moderator import Moderator
+from icm.backends.base import Backend, load_backend, load_backend_options
+from icm.media import MediaLimits, name_warnings
+from icm.moderator import Moderator, error_result
 from icm.policy.schema import Policy
-from icm.results import ErrorCode, ErrorInfo, ModerationResult, PolicyRef, Verdict
+from icm.results import ErrorCode, ErrorInfo, ModerationResult
 from icm.serve.batching import Batcher
-from icm.serve.errors import AnswerUnreadable, ImageRejected, JudgeFailed, JudgeTimeout, NotReady
+from icm.serve.errors import NotReady
 from icm.serve.limits import Admission
 from icm.serve.metrics import Metrics
-from icm.serve.review.queue import choose
 from icm.serve.settings import ServeSettings
 from icm.serve.store.database import Store
-from icm.serve.store.images import image_store
-from icm.serve.store.models import StoredResult, utcnow
-from icm.serve.store.review import ReviewStore
 from icm.sources import ImageItem
 
 log = logging.getLogger("icm.serve")
 
-_MODEL_CODES = {ErrorCode.backend_error, ErrorCode.model_output, ErrorCode.timeout}
+# the Moderators of the (narrowed) policies judged lately, each prepared once
+_MODERATORS = 64
 
 
 @dataclass
@@ -50,6 +46,11 @@ class Job:
     request_id: str | None
     endpoint: str
     fresh: bool = False
+    sha256: str = ""  # of ``data``: computed once, here, for the cache, the decoding and the record
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.data).hexdigest()
 
     @property
     def batch_key(self) -> tuple[str, int, str]:
@@ -57,9 +58,10 @@ class Job:
         return self.policy.id, self.policy.version, self.rules_key
 
 
-@dataclass
-class Judgement:
-    id: str
+@dataclass(frozen=True)
+class Judged:
+    """A job's result, and whether it is a judgement of the same image reused from the store."""
+
     result: ModerationResult
     cached: bool
 
@@ -72,9 +74,7 @@ class Judging:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.reviews = ReviewStore(store)
         self.metrics = metrics
-        self.images = image_store(settings, store)
         self.limits = MediaLimits(
             max_bytes=settings.max_body_bytes,
             max_pixels=settings.max_pixels,
@@ -93,6 +93,8 @@ class Judging:
         self.batch_size = 1
         self.admission = Admission(settings.workers, settings.queue_size, settings.retry_after)
         self.batcher: Batcher[Job, ModerationResult] = Batcher(self._moderate, self.pool, 1, 0.0)
+        self._moderators: OrderedDict[tuple[str, int, str], Moderator] = OrderedDict()
+        self._moderators_lock = threading.Lock()
 
     # -- life ------------------------------------------------------------------------------
 
@@ -131,20 +133,20 @@ class Judging:
 
     # -- judging ---------------------------------------------------------------------------
 
-    async def judge(self, job: Job) -> Judgement:
-        if self.backend is None:
+    async def judge(self, job: Job) -> Judged:
+        """The job's result: a stored judgement of the same image when there is one (unless
+        ``fresh``), else judged in a batch within the request timeout (an error result when it
+        is not, or the batch failed)."""
+        backend = self.backend
+        if backend is None:
             raise NotReady(self.not_ready_reason)
-        sha256 = hashlib.sha256(job.data).hexdigest()
         if not job.fresh:
             row = await run_in_threadpool(
-                self.store.cached, sha256, job.policy.id, job.policy.version, self.backend_key, job.rules_key
+                self.store.cached, job.sha256, job.policy.id, job.policy.version, self.backend_key, job.rules_key
             )
             if row is not None:
                 self.metrics.cache_hits.inc()
-                # the judgement is reused; the answer is this request's own, stored as its own
-                reused = ModerationResult.model_validate(row.result).model_copy(update={"image": job.name})
-                stored = await run_in_threadpool(self._store, job, reused, True)
-                return Judgement(stored.id, reused, cached=True)
+                return Judged(_reused(ModerationResult.model_validate(row.result), job.name), cached=True)
         self.admission.enter()
         self._gauge()
         work = self.batcher.submit(job.batch_key, job)
@@ -157,25 +159,19 @@ class Judging:
         done, _ = await asyncio.wait({waiting}, timeout=self.settings.request_timeout)
         if not done:
             waiting.add_done_callback(_ignore_outcome)
-            result = self._error_result(job, sha256, ErrorInfo(
+            timeout = ErrorInfo(
                 code=ErrorCode.timeout,
                 message=f"not judged within the request timeout of {self.settings.request_timeout:g} s",
-            ))
-        else:
-            try:
-                result = waiting.result()
-            except NotReady:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the batch itself failed: stored as this image's error
-                log.error("judging failed", exc_info=exc)
-                result = self._error_result(
-                    job, sha256, ErrorInfo(code=ErrorCode.backend_error, message=f"{type(exc).__name__}: {exc}")
-                )
-        row = await run_in_threadpool(self._store, job, result)
-        self.metrics.decisions.labels(job.policy.id, result.decision.value).inc()
-        if result.error is not None:
-            raise _error_for(result.error, row.id)
-        return Judgement(row.id, result, cached=False)
+            )
+            return Judged(error_result(job.policy, backend, job.name, job.sha256, timeout), cached=False)
+        try:
+            return Judged(waiting.result(), cached=False)
+        except NotReady:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the batch itself failed: stored as this image's error
+            log.error("judging failed", exc_info=exc)
+            error = ErrorInfo(code=ErrorCode.backend_error, message=f"{type(exc).__name__}: {exc}")
+            return Judged(error_result(job.policy, backend, job.name, job.sha256, error), cached=False)
 
     def _gauge(self) -> None:
         self.metrics.queue_depth.set(self.admission.queued)
@@ -183,98 +179,37 @@ class Judging:
 
     def _moderate(self, jobs: list[Job]) -> list[ModerationResult]:
         """One batch (jobs of one policy) in one backend call, on a worker thread."""
-        assert self.backend is not None
         self.metrics.batch_size.observe(len(jobs))
-        moderator = Moderator(jobs[0].policy, backend=self.backend, limits=self.limits)
-        return moderator.moderate_batch([ImageItem(key=job.name, data=job.data) for job in jobs])
+        moderator = self._moderator(jobs[0])
+        return moderator.moderate_batch([ImageItem(key=job.name, data=job.data, sha256=job.sha256) for job in jobs])
 
-    def _error_result(self, job: Job, sha256: str, error: ErrorInfo) -> ModerationResult:
-        """The record of an image the worker gave no result for (never allow: not judged)."""
+    def _moderator(self, job: Job) -> Moderator:
+        """The Moderator of the job's (narrowed) policy, shared by every worker: the backend
+        prepares a policy once, not every batch."""
         assert self.backend is not None
-        return ModerationResult(
-            image=job.name,
-            sha256=sha256,
-            policy=PolicyRef(id=job.policy.id, version=job.policy.version),
-            decision=job.policy.uncertainty.error_action,
-            explanation=error_statement(job.policy, error),
-            backend=self.backend.info(),
-            error=error,
-        )
+        with self._moderators_lock:
+            moderator = self._moderators.get(job.batch_key)
+            if moderator is None:
+                moderator = Moderator(job.policy, backend=self.backend, limits=self.limits)
+                self._moderators[job.batch_key] = moderator
+                if len(self._moderators) > _MODERATORS:
+                    self._moderators.popitem(last=False)
+            else:
+                self._moderators.move_to_end(job.batch_key)
+            return moderator
 
-    def _store(self, job: Job, result: ModerationResult, reused: bool = False) -> StoredResult:
-        """This request's row; a reused judgement is not queued again (its first row was offered
-        to people when it was judged), but its image is kept like that row's."""
-        queued = None if reused else choose(result, self.settings.review_sample, self.settings.review_double)
-        kept = self._keep_image(job.data, result, queued is not None)
-        row = StoredResult(
-            id="res_" + uuid.uuid4().hex,
-            created_at=utcnow(),
-            sha256=result.sha256,
-            policy_id=job.policy.id,
-            policy_version=job.policy.version,
-            rules=job.rules_key,
-            backend=self.backend_key,
-            key_id=job.key_id,
-            request_id=job.request_id,
-            endpoint=job.endpoint,
-            decision=result.decision.value,
-            error_code=result.error.code.value if result.error is not None else None,
-            image_kept=kept,
-            total_ms=result.timing_ms.get("total"),
-            result=result.model_dump(mode="json"),
-        )
-        stored = self.store.add_result(row)
-        if queued is not None:
-            self.reviews.enqueue(stored, queued.kind, queued.needed)
-        return stored
 
-    def _keep_image(self, data: bytes, result: ModerationResult, queued: bool = False) -> bool:
-        """Keep, named by its sha256, an image a person may need to see: one sent to review, or a
-        judged one whose decision restricts it (an appeal shows it). An upload that could not be
-        judged for what it is (no image, truncated, too large) is never queued: its bytes are not
-        kept."""
-        if self.images is None or result.sha256 is None or not data:
-            return False
-        if not queued and (result.error is not None or result.decision.value == "allow"):
-            return False
-        self.images.put(result.sha256, data)
-        return True
+def _reused(result: ModerationResult, name: str) -> ModerationResult:
+    """A stored judgement as this request's answer: its own image name, and the warnings that
+    name earns (not those of the upload judged first)."""
+    media = {k: v for k, v in result.media.items() if k != "warnings"}
+    warnings = name_warnings(name, str(media.get("format", "")))
+    if warnings:
+        media["warnings"] = warnings
+    return result.model_copy(update={"image": name, "media": media})
 
 
 def _ignore_outcome(future: asyncio.Future[ModerationResult]) -> None:
     """The outcome of work nobody waits for any more (its request timed out) is not an error."""
     if not future.cancelled():
         future.exception()
-
-
-def narrow(policy: Policy, rules: list[str] | None) -> tuple[Policy, str]:
-    """The policy limited to ``rules`` (in the policy's order), and the key the store files it under."""
-    if not rules:
-        return policy, ""
-    known = {rule.id for rule in policy.rules}
-    unknown = [r for r in rules if r not in known]
-    if unknown:
-        raise InputError(f"{policy.id} v{policy.version} has no rule {', '.join(unknown)}; its rules: "
-                         f"{', '.join(sorted(known))}")
-    chosen = [rule for rule in policy.rules if rule.id in set(rules)]
-    return policy.model_copy(update={"rules": chosen}), ",".join(rule.id for rule in chosen)
-
-
-def with_explanations(result: ModerationResult, explain: Explain) -> ModerationResult:
-    """The answer carries the explanations ``explain`` asks for (the store keeps them all)."""
-    if explain is Explain.all:
-        return result
-    keep = Verdict.violates if explain is Explain.violations else None
-    verdicts = [v if v.verdict is keep else v.model_copy(update={"explanation": ""}) for v in result.verdicts]
-    return result.model_copy(update={"verdicts": verdicts})
-
-
-def _error_for(error: ErrorInfo, result_id: str) -> Exception:
-    message = f"{error.code.value}: {error.message}"
-    if error.code is ErrorCode.timeout:
-        return JudgeTimeout(message, result_id)
-    if error.code is ErrorCode.model_output:
-        return AnswerUnreadable(message, result_id)
-    if error.code in _MODEL_CODES:
-        return JudgeFailed(message, result_id)
-    return ImageRejected(error.code.value, error.message, result_id)

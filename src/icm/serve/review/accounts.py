@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from icm.errors import InputError
 from icm.serve.errors import Unauthorized
 from icm.serve.store.models import User, utcnow
-from icm.serve.store.review import ReviewStore
+from icm.serve.store.reviews import ReviewStore
 
 MIN_PASSWORD = 10
 _HASHER = PasswordHasher()
@@ -50,8 +50,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_user(reviews: ReviewStore, username: str, password: str, role: str) -> User:
-    """A new reviewer or admin; the password is kept only as an argon2id hash."""
+# who the audit log names for an account change made by a Python caller
+LIBRARY_ACTOR = "library"
+
+
+def create_user(reviews: ReviewStore, username: str, password: str, role: str, actor: str = LIBRARY_ACTOR) -> User:
+    """A new reviewer or admin, audited as made by ``actor``; the password is kept only as an
+    argon2id hash."""
     username = username.strip()
     if not username or len(username) > 80 or any(c.isspace() for c in username):
         raise InputError("a username is 1 to 80 characters without spaces")
@@ -61,7 +66,7 @@ def create_user(reviews: ReviewStore, username: str, password: str, role: str) -
         raise InputError(f"unknown role {role!r}; known: {', '.join(Role)}") from None
     if len(password) < MIN_PASSWORD:
         raise InputError(f"a password has at least {MIN_PASSWORD} characters")
-    return reviews.add_user(username, checked.value, _HASHER.hash(password))
+    return reviews.add_user(username, checked.value, _HASHER.hash(password), actor=actor)
 
 
 def _named(reviews: ReviewStore, username: str) -> User:
@@ -71,20 +76,23 @@ def _named(reviews: ReviewStore, username: str) -> User:
     return user
 
 
-def set_password(reviews: ReviewStore, username: str, password: str) -> int:
-    """A new password for ``username``; it lifts a lockout and ends every session of the user
-    (a browser logged in with the old password is logged out). Returns how many ended."""
+def set_password(reviews: ReviewStore, username: str, password: str, actor: str = LIBRARY_ACTOR) -> int:
+    """A new password for ``username`` (audited as set by ``actor``); it lifts a lockout and ends
+    every session of the user (a browser logged in with the old password is logged out).
+    Returns how many ended."""
     user = _named(reviews, username)
     if len(password) < MIN_PASSWORD:
         raise InputError(f"a password has at least {MIN_PASSWORD} characters")
-    return reviews.set_password(user.id, _HASHER.hash(password))
+    return reviews.set_password(user.id, _HASHER.hash(password), actor=actor, target=f"user:{username}")
 
 
-def set_disabled(reviews: ReviewStore, username: str, disabled: bool) -> tuple[User, int]:
+def set_disabled(reviews: ReviewStore, username: str, disabled: bool,
+                 actor: str = LIBRARY_ACTOR) -> tuple[User, int]:
     """Disable ``username`` (no login, every session ended, their leases released) or enable it
-    again. Returns the user as it was before and how many sessions ended."""
+    again, audited as done by ``actor``. Returns the user as it was before and how many sessions
+    ended."""
     user = _named(reviews, username)
-    return user, reviews.set_disabled(user.id, disabled)
+    return user, reviews.set_disabled(user.id, disabled, actor=actor)
 
 
 def failed_login_actor(reviews: ReviewStore, username: str) -> str:

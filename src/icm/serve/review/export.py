@@ -15,7 +15,7 @@ from icm.labels import LABELS_FILE, Label, write_labels
 from icm.media import format_suffix
 from icm.serve.store.images import ImageStore
 from icm.serve.store.models import StoredResult
-from icm.serve.store.review import ReviewStore
+from icm.serve.store.reviews import ReviewStore
 
 PREDICTIONS_FILE = "predictions.jsonl"
 

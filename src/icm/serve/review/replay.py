@@ -13,7 +13,7 @@ from icm.policy.schema import Policy
 from icm.results import ModerationResult
 from icm.serve.review.export import final_labels
 from icm.serve.store.images import ImageStore
-from icm.serve.store.review import ReviewStore
+from icm.serve.store.reviews import ReviewStore
 
 
 @dataclass

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from icm.serve.store.models import utcnow
-from icm.serve.store.review import ReviewStore
+from icm.serve.store.reviews import ReviewStore
 
 LABELS = ["violates", "complies"]
 MODEL_VERDICTS = ["violates", "complies", "uncertain"]

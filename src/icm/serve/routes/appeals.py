@@ -39,7 +39,7 @@ async def open_appeal(body: AppealRequest, request: Request, caller: Caller = De
     check_text(body.text, "text")
     if row is None or not (caller.has(Scope.review) or row.key_id == caller.key_id):
         raise NotFound(f"no result {body.result_id!r}")
-    reviews = service.judging.reviews
+    reviews = service.reviews
     appeal = await run_in_threadpool(reviews.add_appeal, row, caller.key_id, body.text)
     await run_in_threadpool(reviews.audit, caller.key_id, "appeal_opened", appeal.id, {"decision": row.decision},
                             {"result": row.id, "text": appeal.text})
@@ -49,7 +49,7 @@ async def open_appeal(body: AppealRequest, request: Request, caller: Caller = De
 @router.get("/v1/appeals/{appeal_id}", response_model=AppealState, summary="An appeal and its outcome",
             responses=errors(400, 404, *KEYED))
 async def get_appeal(appeal_id: str, request: Request, caller: Caller = Depends(authorized())) -> AppealState:
-    appeal = await run_in_threadpool(service_of(request).judging.reviews.appeal, check_text(appeal_id, "the appeal id"))
+    appeal = await run_in_threadpool(service_of(request).reviews.appeal, check_text(appeal_id, "the appeal id"))
     if appeal is None or not (caller.has(Scope.review) or appeal.key_id == caller.key_id):
         raise NotFound(f"no appeal {appeal_id!r}")
     return _state(appeal)

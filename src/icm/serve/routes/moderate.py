@@ -7,17 +7,17 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from icm.backends.base import Explain
 from icm.errors import InputError
 from icm.serve.auth import Caller, Scope
 from icm.serve.errors import UnsupportedMediaType
-from icm.serve.judging import Job, Judgement, narrow, with_explanations
 from icm.serve.openapi import JUDGING, KEYED, component, errors
 from icm.serve.protocol import ModerateRequest, StoredModeration
 from icm.serve.service import Service, authorized, request_id, service_of
+from icm.serve.serving.jobs import Asker, Judgement
+from icm.serve.serving.moderate import moderate as judge
 from icm.validation import describe_validation_error
 
 router = APIRouter(tags=["moderation"])
@@ -65,26 +65,14 @@ async def moderate(request: Request, caller: Caller = Depends(authorized(Scope.m
             "send application/json (with a data URL) or multipart/form-data (an upload), "
             f"not {content_type or 'nothing'}"
         )
-    judgement = await judge_image(service, caller, request, data, name, body.policy, body.rules, body.fresh,
-                                  endpoint="moderate")
-    return moderation_response(judgement, body.explain)
+    judgement = await judge(service, Asker(caller.key_id, request_id(request), "moderate"), body, data, name)
+    return moderation_response(judgement)
 
 
-async def judge_image(
-    service: Service, caller: Caller, request: Request, data: bytes, name: str, policy_ref: str | None,
-    rules: list[str] | None, fresh: bool, endpoint: str,
-) -> Judgement:
-    policy = await run_in_threadpool(service.catalog.resolve, policy_ref)
-    narrowed, rules_key = narrow(policy, rules)
-    job = Job(data=data, name=name, policy=narrowed, rules_key=rules_key, key_id=caller.key_id,
-              request_id=request_id(request), endpoint=endpoint, fresh=fresh)
-    return await service.judging.judge(job)
-
-
-def moderation_response(judgement: Judgement, explain: Explain) -> JSONResponse:
-    result = with_explanations(judgement.result, explain)
-    body = StoredModeration(id=judgement.id, **result.model_dump())
-    return JSONResponse(body.model_dump(mode="json"), headers={"X-ICM-Cache": "hit" if judgement.cached else "miss"})
+def moderation_response(judgement: Judgement) -> JSONResponse:
+    body = StoredModeration(id=judgement.id, **judgement.result.model_dump())
+    headers = {"X-ICM-Cache": "hit" if judgement.cached else "miss"}
+    return JSONResponse(body.model_dump(mode="json"), headers=headers)
 
 
 def parse_json(model: type[ModerateRequest], raw: bytes) -> ModerateRequest:

@@ -1,48 +1,19 @@
 """``POST /v1/moderations``: OpenAI's Moderations API over a policy (``model`` = policy id or
-id@version); the categories are the policy's rule ids, and ``icm`` carries the full result."""
+id@version); the categories are the policy's rule ids, and ``icm`` carries the full result (the
+work is :mod:`icm.serve.serving.moderations`')."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from icm.errors import InputError
-from icm.results import RuleVerdict, Verdict
 from icm.serve.auth import Caller, Scope
-from icm.serve.judging import Judgement
 from icm.serve.openapi import JUDGING, KEYED, errors
-from icm.serve.protocol import (
-    Moderation,
-    ModerationImageInput,
-    ModerationsRequest,
-    ModerationsResponse,
-    StoredModeration,
-)
-from icm.serve.routes.moderate import judge_image
+from icm.serve.protocol import ModerationsRequest, ModerationsResponse
 from icm.serve.service import authorized, request_id, service_of
+from icm.serve.serving.jobs import Asker
+from icm.serve.serving.moderations import moderations as judge_all
 
 router = APIRouter(tags=["openai-compatible"])
-
-
-class TextNotSupported(InputError):
-    code = "text_not_supported"
-
-
-def verdict_score(verdict: RuleVerdict) -> float:
-    """p(violates); a verdict without one scores 1 (violates), 0 (complies) or 0.5 (uncertain)."""
-    if verdict.probability is not None:
-        return verdict.probability
-    return {Verdict.violates: 1.0, Verdict.complies: 0.0}.get(verdict.verdict, 0.5)
-
-
-def _moderation(judgement: Judgement) -> Moderation:
-    result = judgement.result
-    return Moderation(
-        flagged=result.decision.value != "allow",
-        categories={v.rule_id: v.verdict is Verdict.violates for v in result.verdicts},
-        category_scores={v.rule_id: verdict_score(v) for v in result.verdicts},
-        category_applied_input_types={v.rule_id: ["image"] for v in result.verdicts},
-        icm=StoredModeration(id=judgement.id, **result.model_dump()),
-    )
 
 
 @router.post("/v1/moderations", response_model=ModerationsResponse, summary="OpenAI-compatible moderation",
@@ -51,22 +22,6 @@ async def moderations(
     body: ModerationsRequest, request: Request, caller: Caller = Depends(authorized(Scope.moderate))
 ) -> ModerationsResponse:
     """``flagged`` is a decision other than allow; ``categories`` / ``category_scores`` are per rule."""
-    items = [body.input] if isinstance(body.input, str) else list(body.input)
-    if not items:
-        raise InputError("input is empty: send image_url parts")
-    if any(not isinstance(item, ModerationImageInput) for item in items):
-        raise TextNotSupported(
-            "icm judges images: send input=[{\"type\": \"image_url\", \"image_url\": {\"url\": DATA_URL}}], "
-            "without text parts"
-        )
-    service = service_of(request)
-    results = []
-    policy_name = ""
-    for item in items:
-        assert isinstance(item, ModerationImageInput)
-        data, name = await service.image(item.image_url.url)
-        judgement = await judge_image(service, caller, request, data, name, body.model, None, False,
-                                      endpoint="moderations")
-        policy_name = f"{judgement.result.policy.id}@{judgement.result.policy.version}"
-        results.append(_moderation(judgement))
+    asker = Asker(caller.key_id, request_id(request), "moderations")
+    policy_name, results = await judge_all(service_of(request), asker, body)
     return ModerationsResponse(id=f"modr-{request_id(request)}", model=policy_name, results=results)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from icm.cli.app import app
 from icm.serve.review.accounts import create_user
 from icm.serve.store import Store
-from icm.serve.store.review import QueueFilter, ReviewStore
+from icm.serve.store.reviews import QueueFilter, ReviewStore
 
 PASSWORD = "correct horse battery"
 runner = CliRunner()

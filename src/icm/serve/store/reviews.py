@@ -1,5 +1,6 @@
 """The review console's reads and writes: users, browser sessions, the queue and its leases,
-reviews, the append-only audit log and appeals. Same database and engine as :class:`Store`."""
+reviews, the append-only audit log and appeals. Same database and engine as :class:`Store`.
+A change that is audited writes its audit entry in its own transaction."""
 
 from __future__ import annotations
 
@@ -33,6 +34,17 @@ def verdict_tags(result: dict[str, Any]) -> str:
     return "," + ",".join(tags) + ("," if tags else "")
 
 
+def review_record(review: Review) -> dict[str, Any]:
+    """A review as the audit log records it."""
+    return {"review": review.id, "action": review.action, "labels": review.labels,
+            "reason_rule": review.reason_rule, "note": review.note}
+
+
+def _audit(session: Session, actor: str, action: str, target: str | None, before: dict[str, Any] | None,
+           after: dict[str, Any] | None) -> None:
+    session.add(AuditEntry(at=utcnow(), actor=actor, action=action, target=target, before=before, after=after))
+
+
 @dataclass(frozen=True)
 class QueueFilter:
     policy_id: str | None = None
@@ -59,12 +71,16 @@ class ReviewStore:
 
     # -- users -------------------------------------------------------------------------------
 
-    def add_user(self, username: str, role: str, password_hash: str) -> User:
+    def add_user(self, username: str, role: str, password_hash: str, actor: str | None = None) -> User:
+        """A new account; ``actor`` (who made it) audits it in the same transaction."""
         row = User(id="usr_" + uuid.uuid4().hex[:12], username=username, role=role, password_hash=password_hash,
                    failed_logins=0, reveal_by_default=False, created_at=utcnow())
         try:
             with self._session.begin() as session:
                 session.add(row)
+                if actor is not None:
+                    _audit(session, actor, "user_created", f"user:{row.id}", None,
+                           {"username": username, "role": role})
         except IntegrityError:
             raise Conflict(f"a user named {username!r} already exists") from None
         return row
@@ -81,26 +97,38 @@ class ReviewStore:
         with self._session() as session:
             return list(session.scalars(select(User).order_by(User.username)))
 
-    def set_password(self, user_id: str, password_hash: str, *, end_sessions: bool = True) -> int:
+    def set_password(self, user_id: str, password_hash: str, *, end_sessions: bool = True,
+                     actor: str | None = None, target: str | None = None) -> int:
         """A new password hash (which lifts a lockout); ``end_sessions`` logs every browser of the
-        user out in the same transaction (only a rehash of the same password keeps them). Returns
+        user out in the same transaction (only a rehash of the same password keeps them), and
+        ``actor`` audits it there too (``target``: the entry's, ``user:ID`` by default). Returns
         how many sessions ended."""
         with self._session.begin() as session:
             session.execute(update(User).where(User.id == user_id).values(
                 password_hash=password_hash, failed_logins=0, locked_until=None))
-            return self._end_sessions(session, user_id) if end_sessions else 0
+            ended = self._end_sessions(session, user_id) if end_sessions else 0
+            if actor is not None:
+                _audit(session, actor, "password_set", target or f"user:{user_id}", None, {"sessions_ended": ended})
+            return ended
 
-    def set_disabled(self, user_id: str, disabled: bool) -> int:
-        """Disable an account (it can no longer log in, and its sessions end) or enable it again.
-        Returns how many sessions ended."""
+    def set_disabled(self, user_id: str, disabled: bool, actor: str | None = None) -> int:
+        """Disable an account (it can no longer log in, its sessions end, its leases are
+        released) or enable it again; ``actor`` audits it in the same transaction. Returns how
+        many sessions ended."""
         with self._session.begin() as session:
+            user = session.get(User, user_id, with_for_update=True)
+            was = user is not None and user.disabled_at is not None
+            ended = 0
             if not disabled:
                 session.execute(update(User).where(User.id == user_id).values(disabled_at=None))
-                return 0
-            session.execute(update(User).where(User.id == user_id, User.disabled_at.is_(None)).values(
-                disabled_at=utcnow()))
-            ended = self._end_sessions(session, user_id)
-            session.execute(delete(Lease).where(Lease.user_id == user_id))  # their items go back to the queue
+            else:
+                session.execute(update(User).where(User.id == user_id, User.disabled_at.is_(None)).values(
+                    disabled_at=utcnow()))
+                ended = self._end_sessions(session, user_id)
+                session.execute(delete(Lease).where(Lease.user_id == user_id))  # their items go back to the queue
+            if actor is not None:
+                _audit(session, actor, "user_disabled" if disabled else "user_enabled", f"user:{user_id}",
+                       {"disabled": was}, {"disabled": disabled, "sessions_ended": ended})
             return ended
 
     @staticmethod
@@ -152,6 +180,15 @@ class ReviewStore:
             session.execute(update(WebSession).where(WebSession.token_hash == token_hash).values(ended_at=utcnow()))
 
     # -- the queue ---------------------------------------------------------------------------
+
+    def add_result(self, row: StoredResult, kind: str | None = None, needed: int = 1) -> StoredResult:
+        """Store an answered result and, when ``kind`` is given, its queue item, in one transaction."""
+        with self._session.begin() as session:
+            session.add(row)
+            if kind is not None:
+                session.flush()
+                self._enqueue(session, row, kind, needed, None)
+        return row
 
     def enqueue(self, row: StoredResult, kind: str, needed: int = 1, appeal_id: str | None = None) -> QueueItem:
         with self._session.begin() as session:
@@ -282,7 +319,9 @@ class ReviewStore:
     def decide(self, item_id: int, user_id: str, labels: dict[str, str], action: str, reason_rule: str | None,
                note: str, statement: str | None = None) -> tuple[Review, Review | None]:
         """Store a reviewer's decision: the first on their lease (which it ends), or a change of
-        their earlier one. Returns (the review, the review it replaces or None)."""
+        their earlier one, with its audit entries (``decide`` or ``change``, and ``appeal_decided``
+        for the first decision of an appeal) in the same transaction. Returns (the review, the
+        review it replaces or None)."""
         now = utcnow()
         with self._session.begin() as session:
             item = session.get(QueueItem, item_id, with_for_update=True)
@@ -309,13 +348,27 @@ class ReviewStore:
             if item.appeal_id is not None:
                 session.execute(update(Appeal).where(Appeal.id == item.appeal_id).values(
                     review_id=review.id, decision=action, statement=statement, decided_at=now))
+            target = f"item:{item_id}"
+            if earlier is not None:
+                _audit(session, user_id, "change", target, review_record(earlier), review_record(review))
+                return review, earlier
+            judged = session.scalar(select(StoredResult).where(StoredResult.id == item.result_id))
+            stored: dict[str, Any] = judged.result if judged is not None else {}
+            verdicts = stored.get("verdicts", [])
+            decision = judged.decision if judged is not None else item.decision
+            before: dict[str, Any] = {"decision": decision, "verdicts": {v["rule_id"]: v["verdict"] for v in verdicts}}
+            _audit(session, user_id, "decide", target, before, review_record(review))
+            if item.appeal_id is not None:
+                _audit(session, user_id, "appeal_decided", item.appeal_id, {"decision": decision},
+                       {"decision": action, "statement": statement})
             return review, earlier
 
     def undo(self, item_id: int, user_id: str, window: timedelta, lease: timedelta) -> Review:
         """Take back this reviewer's last decision, made on ``item_id`` less than ``window`` ago:
         the review is deleted, the item opens again and is leased back to them (an appeal it
-        decided is open again). Conflict when that decision is not their last one, was a change of
-        an earlier one (decide again instead), or is older than ``window``."""
+        decided is open again), audited in the same transaction. Conflict when that decision is
+        not their last one, was a change of an earlier one (decide again instead), or is older
+        than ``window``."""
         now = utcnow()
         with self._session.begin() as session:
             last = session.scalar(select(Review).where(Review.user_id == user_id)
@@ -338,6 +391,7 @@ class ReviewStore:
             if item.appeal_id is not None:
                 session.execute(update(Appeal).where(Appeal.id == item.appeal_id).values(
                     review_id=None, decision=None, statement=None, decided_at=None))
+            _audit(session, user_id, "undo", f"item:{item_id}", review_record(last), None)
             return last
 
     def reviews(self, result_id: str | None = None, since: datetime | None = None) -> list[Review]:
@@ -379,8 +433,7 @@ class ReviewStore:
               after: dict[str, Any] | None = None) -> None:
         """Append one entry. There is no method that changes or deletes one."""
         with self._session.begin() as session:
-            session.add(AuditEntry(at=utcnow(), actor=actor, action=action, target=target, before=before,
-                                   after=after))
+            _audit(session, actor, action, target, before, after)
 
     def audit_entries(self, after: int = 0, limit: int | None = 200, newest_first: bool = True) -> list[AuditEntry]:
         with self._session() as session:

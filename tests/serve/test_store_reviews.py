@@ -17,12 +17,11 @@ from icm.results import ModerationResult
 from icm.serve.errors import Conflict
 from icm.serve.review.accounts import AccountLocked, LoginFailed, create_user, log_in
 from icm.serve.review.export import export_reviews, final_labels
-from icm.serve.review.queue import choose
 from icm.serve.review.stats import compute_stats
 from icm.serve.store import Store, migrate
 from icm.serve.store.images import DatabaseImages, DiskImages, ImageStore
 from icm.serve.store.models import AuditEntry, StoredResult, utcnow
-from icm.serve.store.review import QueueFilter, ReviewStore
+from icm.serve.store.reviews import QueueFilter, ReviewStore
 
 LEASE = timedelta(minutes=10)
 PASSWORD = "correct horse battery"
@@ -299,24 +298,6 @@ def test_replay_names_every_kept_image_it_could_not_judge_and_why(reviews: Revie
     assert failures[fine.id]["code"] == "backend_error" and "connection refused" in failures[fine.id]["message"]
 
 
-def test_the_queue_takes_review_decisions_and_a_sample_of_the_others() -> None:
-    import random
-
-    def result(decision: str, error: str | None = None) -> ModerationResult:
-        data = _result(decision, {"nudity": "complies"}, "0" * 64)
-        if error:
-            data["error"] = {"code": error, "message": "x"}
-        return ModerationResult.model_validate(data)
-
-    assert choose(result("review"), 0.0, 0.0) is not None
-    assert choose(result("allow"), 0.0, 0.0) is None
-    assert choose(result("block"), 1.0, 0.0) == choose(result("allow"), 1.0, 0.0)
-    assert choose(result("review", "not_an_image"), 1.0, 1.0) is None
-    draws = [choose(result("allow"), 0.3, 0.5, random.Random(seed)) for seed in range(400)]
-    sampled = [d for d in draws if d is not None]
-    assert 80 < len(sampled) < 160 and {d.needed for d in sampled} == {1, 2}
-
-
 def test_export_names_each_image_by_its_format(reviews: ReviewStore, tmp_path: Path) -> None:
     """A camera's MPO is a .jpg (not an unknown .img that icm eval warns about), a BMP a .bmp."""
     (alice,) = _users(reviews, "alice")
@@ -326,3 +307,63 @@ def test_export_names_each_image_by_its_format(reviews: ReviewStore, tmp_path: P
         reviews.decide(item.id, alice, {"nudity": "complies"}, "allow", "nudity", "")
     export_reviews(reviews, DiskImages(tmp_path), tmp_path / "out")
     assert sorted(p.suffix for p in (tmp_path / "out" / "images").iterdir()) == [".bmp", ".jpg"]
+
+
+def test_a_decision_a_change_and_an_undo_write_their_audit_entries(reviews: ReviewStore, tmp_path: Path) -> None:
+    (alice,) = _users(reviews, "alice")
+    row = _stored(reviews.store, tmp_path, "review", {"nudity": "uncertain"})
+    item = reviews.enqueue(row, "review")
+    reviews.take(item.id, alice, LEASE)
+    first, _ = reviews.decide(item.id, alice, {"nudity": "violates"}, "block", "nudity", "")
+    second, _ = reviews.decide(item.id, alice, {"nudity": "complies"}, "allow", "nudity", "second look")
+    entries = [e for e in reviews.audit_entries(newest_first=False) if e.target == f"item:{item.id}"]
+    assert [e.action for e in entries] == ["decide", "change"]
+    assert entries[0].actor == alice
+    assert entries[0].before == {"decision": "review", "verdicts": {"nudity": "uncertain"}}
+    assert entries[0].after == {"review": first.id, "action": "block", "labels": {"nudity": "violates"},
+                                "reason_rule": "nudity", "note": ""}
+    assert entries[1].before is not None and entries[1].before["review"] == first.id
+    assert entries[1].after is not None and entries[1].after["review"] == second.id
+
+    other = reviews.enqueue(_stored(reviews.store, tmp_path, "review", {"nudity": "uncertain"}), "review")
+    reviews.take(other.id, alice, LEASE)
+    decided, _ = reviews.decide(other.id, alice, {"nudity": "complies"}, "allow", "nudity", "")
+    reviews.undo(other.id, alice, timedelta(minutes=1), LEASE)
+    (undone,) = [e for e in reviews.audit_entries() if e.action == "undo"]
+    assert undone.target == f"item:{other.id}" and undone.before is not None
+    assert undone.before["review"] == decided.id and undone.after is None
+
+
+def test_a_decision_and_its_audit_entry_are_one_transaction(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    migrate(url)
+    store = Store(url)
+    try:
+        reviews = ReviewStore(store)
+        (alice,) = _users(reviews, "alice")
+        item = reviews.enqueue(_stored(store, tmp_path, "review", {"nudity": "uncertain"}), "review")
+        reviews.take(item.id, alice, LEASE)
+        with store.engine.begin() as connection:  # the database refuses every audit entry from now on
+            connection.execute(text("CREATE TRIGGER no_audit BEFORE INSERT ON audit "
+                                    "BEGIN SELECT RAISE(ABORT, 'no audit today'); END"))
+        with pytest.raises(Exception, match="no audit today"):
+            reviews.decide(item.id, alice, {"nudity": "violates"}, "block", "nudity", "")
+        assert reviews.reviews() == []  # no decision without its audit entry
+        assert reviews.lease_of(item.id, alice) is not None  # and the lease is still the reviewer's
+    finally:
+        store.close()
+
+
+def test_accounts_made_from_python_are_audited(reviews: ReviewStore) -> None:
+    from icm.serve.review.accounts import set_disabled, set_password
+
+    user = create_user(reviews, "alice", PASSWORD, "admin")
+    set_password(reviews, "alice", "another long password", actor="ops")
+    set_disabled(reviews, "alice", True)
+    entries = reviews.audit_entries(newest_first=False)
+    assert [(e.actor, e.action) for e in entries] == [("library", "user_created"), ("ops", "password_set"),
+                                                      ("library", "user_disabled")]
+    assert entries[0].target == f"user:{user.id}" and entries[0].after == {"username": "alice", "role": "admin"}
+    assert entries[2].before == {"disabled": False} and entries[2].after == {"disabled": True, "sessions_ended": 0}

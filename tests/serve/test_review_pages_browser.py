@@ -19,7 +19,7 @@ from serve.live import LiveServer, png_bytes, settings_for
 from icm.backends.base import Backend
 from icm.serve.review.accounts import create_user
 from icm.serve.store import Store
-from icm.serve.store.review import QueueFilter, ReviewStore
+from icm.serve.store.reviews import QueueFilter, ReviewStore
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "images"
 README_SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from icm.cli.app import app
 from icm.serve.store import Store
-from icm.serve.store.review import QueueFilter, ReviewStore
+from icm.serve.store.reviews import QueueFilter, ReviewStore
 
 runner = CliRunner()
 
