@@ -50,6 +50,8 @@ class Job:
     request_id: str | None
     endpoint: str
     fresh: bool = False
+    source: str | None = None
+    dsa_facts: dict[str, object] | None = None
 
     @property
     def batch_key(self) -> tuple[str, int, str]:
@@ -222,6 +224,8 @@ class Judging:
             image_kept=kept,
             total_ms=result.timing_ms.get("total"),
             result=result.model_dump(mode="json"),
+            source=job.source,
+            dsa_facts=job.dsa_facts,
         )
         stored = self.store.add_result(row)
         if queued is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from icm.backends.base import Explain
+from icm.dsa import SourceType, StatementFacts
 from icm.errors import InputError
 from icm.serve.auth import Caller, Scope
 from icm.serve.errors import UnsupportedMediaType
@@ -31,6 +33,8 @@ _MULTIPART_SCHEMA = {
         "rules": {"type": "array", "items": {"type": "string"}},
         "explain": {"type": "string", "enum": [e.value for e in Explain]},
         "fresh": {"type": "boolean"},
+        "source": {"type": "string", "enum": [s.value for s in SourceType]},
+        "dsa": {"type": "string", "description": "StatementFacts as JSON"},
     },
 }
 
@@ -66,18 +70,23 @@ async def moderate(request: Request, caller: Caller = Depends(authorized(Scope.m
             f"not {content_type or 'nothing'}"
         )
     judgement = await judge_image(service, caller, request, data, name, body.policy, body.rules, body.fresh,
-                                  endpoint="moderate")
+                                  endpoint="moderate", source=body.source, facts=body.dsa)
     return moderation_response(judgement, body.explain)
 
 
 async def judge_image(
     service: Service, caller: Caller, request: Request, data: bytes, name: str, policy_ref: str | None,
-    rules: list[str] | None, fresh: bool, endpoint: str,
+    rules: list[str] | None, fresh: bool, endpoint: str, source: SourceType | None = None,
+    facts: StatementFacts | None = None,
 ) -> Judgement:
     policy = await run_in_threadpool(service.catalog.resolve, policy_ref)
     narrowed, rules_key = narrow(policy, rules)
+    notice = source is not None and source.notice
+    # every request has a stored row of its own (a cache hit too): its source and facts are its own
     job = Job(data=data, name=name, policy=narrowed, rules_key=rules_key, key_id=caller.key_id,
-              request_id=request_id(request), endpoint=endpoint, fresh=fresh)
+              request_id=request_id(request), endpoint=endpoint, fresh=fresh,
+              source=source.value if notice and source is not None else None,
+              dsa_facts=facts.model_dump(mode="json", exclude_none=True) if facts is not None else None)
     return await service.judging.judge(job)
 
 
@@ -105,10 +114,16 @@ async def _multipart(request: Request, service: Service) -> tuple[ModerateReques
     data = await upload.read()
     rules = [r.strip() for value in form.getlist("rules") if isinstance(value, str) for r in value.split(",")]
     fields: dict[str, Any] = {"image": "upload", "rules": [r for r in rules if r] or None}
-    for key in ("policy", "explain", "fresh"):
+    for key in ("policy", "explain", "fresh", "source"):
         value = form.get(key)
         if isinstance(value, str) and value:
             fields[key] = value
+    facts = form.get("dsa")
+    if isinstance(facts, str) and facts:
+        try:
+            fields["dsa"] = json.loads(facts)
+        except ValueError:
+            raise InputError("the form field 'dsa' must be a JSON object (StatementFacts)") from None
     try:
         body = ModerateRequest.model_validate(fields)
     except ValidationError as exc:
