@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -172,15 +172,16 @@ def validate(s: dict[str, Any]) -> dict[str, list[str]]:
 
 
 class StandIn:
-    """The database's state: stored statements by puid, the calls it answered, and a script of
-    answers to give instead (``fail_next``: a status per call, for 429/5xx and interruptions)."""
+    """The database's state: stored statements by puid, the calls it answered, a script of
+    answers (``script``: per call, a status to answer instead, or None to answer normally; for
+    429/5xx and interruptions) and puids whose statements it refuses (``refuse``)."""
 
     def __init__(self, token: str) -> None:
         self.token = token
         self.stored: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[int, list[str]]] = []  # (status, puids sent)
-        self.fail_next: list[int] = []
-        self.on_call: Callable[[int], None] | None = None
+        self.script: list[int | None] = []
+        self.refuse: set[str] = set()
         self.lock = threading.Lock()
 
     def handle(self, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -196,13 +197,14 @@ class StandIn:
                          "errors": {"statements": ["The statements field must have between 1 and 100 items."]}}
         puids = [s.get("puid") for s in statements if isinstance(s, dict)]
         with self.lock:
-            if self.on_call is not None:
-                self.on_call(len(self.calls))
-            if self.fail_next:
-                status = self.fail_next.pop(0)
+            status = self.script.pop(0) if self.script else None
+            if status is not None:
                 self.calls.append((status, puids))
                 return status, {"message": "Server Error" if status >= 500 else "Too Many Attempts."}
             errors = {f"statement_{i}": e for i, s in enumerate(statements) if (e := validate(s))}
+            for i, puid in enumerate(puids):
+                if puid in self.refuse:
+                    errors.setdefault(f"statement_{i}", {})["puid"] = ["Refused by the stand-in for this test."]
             if errors:
                 self.calls.append((422, puids))
                 return 422, {"errors": errors}

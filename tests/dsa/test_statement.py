@@ -7,37 +7,18 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from dsa.cases import result_of
 from dsa.standin import validate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from icm.decision import decide, statement_of_reasons
 from icm.dsa import Case, NoStatement, PersonDecision, SourceType, Statement, StatementFacts, statement_for
 from icm.policy import builtin_policy_names, load_policy
 from icm.policy.schema import Action, Policy
-from icm.results import BackendInfo, ErrorCode, ErrorInfo, ModerationResult, PolicyRef, RuleVerdict, Verdict
+from icm.results import ErrorCode, ErrorInfo, ModerationResult
 
 JUDGED = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-def result_of(policy: Policy, violated: set[str], uncertain: set[str] = frozenset()) -> ModerationResult:  # type: ignore[assignment]
-    verdicts = [
-        RuleVerdict(
-            rule_id=r.id,
-            verdict=(Verdict.violates if r.id in violated
-                     else Verdict.uncertain if r.id in uncertain else Verdict.complies),
-            probability=0.9 if r.id in violated else 0.1,
-            explanation=f"The image shows what rule {r.id} forbids." if r.id in violated else "",
-        )
-        for r in policy.rules
-    ]
-    decision = decide(policy, verdicts)
-    return ModerationResult(
-        image="photos/a.jpg", sha256="0" * 64, policy=PolicyRef(id=policy.id, version=policy.version),
-        decision=decision, verdicts=verdicts, explanation=statement_of_reasons(policy, verdicts, decision),
-        backend=BackendInfo(name="local"),
-    )
 
 
 def valid_statement() -> dict[str, Any]:

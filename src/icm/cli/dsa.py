@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="EU DSA statements of reasons of the service's decisions: export, submit, report.",
                   no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 DB = typer.Option(..., "--db", help="SQLAlchemy URL of the service's store (e.g. sqlite:///icm-serve.db).")
 
