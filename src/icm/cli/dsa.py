@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from icm.cli import output
+from icm.cli.store import DB, opened, settings
 from icm.errors import InputError
 
 if TYPE_CHECKING:
@@ -26,21 +27,15 @@ app = typer.Typer(help="EU DSA statements of reasons of the service's decisions:
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
-DB = typer.Option(..., "--db", help="SQLAlchemy URL of the service's store (e.g. sqlite:///icm-serve.db).")
-
-
 @contextmanager
-def statements_of(db: str) -> Iterator[tuple[Statements, Store]]:
-    """The store's statements, with the service's defaults (ICM_DSA_* variables), closed at the end."""
-    from icm.serve.settings import ServeSettings
-    from icm.serve.statements import Statements
-    from icm.serve.store import Store
+def statements_of(db: str | None) -> Iterator[tuple[Statements, Store]]:
+    """The store's statements, with the service's defaults (ICM_DSA_* variables); the store is
+    opened as every command opens it (icm.cli.store) and closed at the end."""
+    defaults = settings(db=db).statement_defaults()
+    with opened(db) as store:
+        from icm.serve.statements import Statements
 
-    store = Store(db)
-    try:
-        yield Statements(store, ServeSettings(db=db).statement_defaults()), store
-    finally:
-        store.close()
+        yield Statements(store, defaults), store
 
 
 def _day(value: str | None) -> date | None:

@@ -25,6 +25,7 @@ from icm.serve.errors import Conflict, NotFound
 from icm.serve.review.accounts import Login, failed_login_actor, hash_token, log_in, same_token
 from icm.serve.review.appeals import statement_of_reasons
 from icm.serve.review.decision import FINAL_ACTIONS, check_decision, labelled_action, rule_actions
+from icm.serve.review.statement_view import statement_view
 from icm.serve.service import Service, service_of
 from icm.serve.store.models import QueueItem, Review, StoredResult, User, utcnow
 from icm.serve.store.review import QueueFilter, ReviewStore
@@ -403,6 +404,7 @@ async def _item_view(request: Request, viewer: Viewer, access: _Access, row: Sto
         reveal=viewer.user.reveal_by_default, error=error, form=form, action_now=action_now or "",
         default_reason=_default_reason(rules) if access.mine is None else access.mine.reason_rule,
         decided=decided, folded=sum(1 for r in rules if r["folded"]),
+        dsa=await statement_view(service, row.id),
     )
 
 
