@@ -143,6 +143,9 @@ def validate(s: dict[str, Any]) -> dict[str, list[str]]:
                   "end_date_service_restriction", "end_date_visibility_restriction"):
         if s.get(field) is not None and (problem := _date_ok(s[field], None, "2038-01-01")):
             err(field, problem)
+        elif (s.get(field) is not None and isinstance(s.get("application_date"), str)
+              and s[field] < s["application_date"]):  # the API documentation's rule for end dates
+            err(field, "must be a date after or equal to application date.")
 
     if not _present(s, "decision_facts"):
         err("decision_facts", "field is required.")

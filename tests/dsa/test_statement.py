@@ -3,6 +3,7 @@ decisions make statements the database's rules accept, and random results never 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -60,6 +61,8 @@ def test_the_model_accepts_what_the_database_accepts() -> None:
         ({"incompatible_content_explanation": "x" * 2001}, "incompatible_content_explanation"),
         ({"content_type": ["CONTENT_TYPE_OTHER"]}, "content_type_other"),
         ({"decision_visibility": None}, "decision_visibility"),
+        ({"end_date_visibility_restriction": "2026-11-29"}, "end_date_visibility_restriction"),
+        ({"end_date_account_restriction": "2038-01-02"}, "end_date_account_restriction"),
     ],
 )
 def test_the_model_refuses_what_the_database_refuses(change: dict[str, Any], field: str) -> None:
@@ -265,3 +268,23 @@ def test_any_result_makes_a_valid_statement_or_says_why_not(drawn: tuple[Moderat
     expected = ("AUTOMATED_DECISION_FULLY" if case.person is None else
                 "AUTOMATED_DECISION_NOT_AUTOMATED" if case.source.notice else "AUTOMATED_DECISION_PARTIALLY")
     assert payload["automated_decision"] == expected
+
+
+def test_a_statement_never_quotes_the_text_found_in_the_image() -> None:
+    """The database must hold no personal data (Article 24(5)): the explanation names the rule and
+    the criteria the evidence met, never the model's words or the text read in the image."""
+    from icm.results import Evidence
+
+    policy = load_policy("general")
+    result = result_of(policy, {"spam-contact"})
+    verdicts = [v.model_copy(update={
+        "explanation": 'Phone "+1 555-123-4567" and "write to jane.doe@example.com"',
+        "evidence": [Evidence(criterion="contact-details", signal="text:phone", score=1.0, text="+1 555-123-4567")],
+    }) if v.rule_id == "spam-contact" else v for v in result.verdicts]
+    payload = statement_for(result.model_copy(update={"verdicts": verdicts}), policy,
+                            Case(puid="res_1", judged_at=JUDGED)).payload()
+    text = json.dumps(payload)
+    assert "555" not in text and "jane.doe" not in text
+    described = next(c.description for c in policy.rule("spam-contact").criteria if c.id == "contact-details")
+    assert described.rstrip(".") in payload["incompatible_content_explanation"]
+    assert payload["incompatible_content_explanation"].startswith("Rule spam-contact (No spam")

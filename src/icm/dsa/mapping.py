@@ -236,13 +236,17 @@ def _violated_rules(result: ModerationResult, policy: Policy | None,
 
 
 def _explanation(result: ModerationResult, rules: list[tuple[str, Rule | None]]) -> str:
-    by_rule = {v.rule_id: v.explanation for v in result.verdicts}
+    """Why the content is incompatible: each violated rule and the descriptions of its criteria the
+    evidence met. Never the model's own words nor the text read in the image: those may quote
+    personal data (a phone number, a name), which a statement must not carry (Article 24(5))."""
+    evidence = {v.rule_id: v.evidence for v in result.verdicts}
     parts = []
     for rule_id, rule in rules:
-        text = f"Rule {rule_id}" + (f" ({rule.text})" if rule is not None else "")
-        why = by_rule.get(rule_id, "").strip()
-        parts.append(f"{text}: {why}" if why else f"{text} is violated.")
-    return _cut("; ".join(parts), 2000)
+        head = f"Rule {rule_id}" + (f" ({rule.text.strip().rstrip('.')})" if rule is not None else "")
+        described = {c.id: c.description.strip().rstrip(".") for c in rule.criteria} if rule is not None else {}
+        met = [described.get(c, c) for c in dict.fromkeys(e.criterion for e in evidence.get(rule_id, []))]
+        parts.append(f"{head} is violated" + (f": {'; '.join(met)}." if met else "."))
+    return _cut(" ".join(parts), 2000)
 
 
 def _facts(result: ModerationResult, action: Action, person: PersonDecision | None, notice: bool, where: str) -> str:

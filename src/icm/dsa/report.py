@@ -115,7 +115,8 @@ def transparency_report(period: str, made: Iterable[Made], appeals: Iterable[App
             counts.decided += 1
             counts.overturned += appeal.overturned
     return TransparencyReport(
-        period=period, start=start.date(), end=end.date(), decisions=len(valid), invalid=len(chosen) - len(valid),
+        period=period.strip().upper(), start=start.date(), end=end.date(), decisions=len(valid),
+        invalid=len(chosen) - len(valid),
         by_category=dict(sorted(categories.items())), by_restriction=dict(sorted(restrictions.items())),
         by_automation=dict(sorted(Counter(s.automated_decision for s in valid).items())),
         by_source=dict(sorted(sources.items())),

@@ -2,9 +2,11 @@
 
 The rules are the database's own (``app/Http/Requests/StatementStoreRequest.php`` and
 ``app/Services/GroupedSubmissionsService.php``, schema of 1 July 2025): required fields, allowed
-values, the fields one value makes required, lengths and date formats. Where the database silently
-drops a field that does not apply (``exclude_unless``), this model refuses it instead, so a
-statement always says exactly what is sent.
+values, the fields one value makes required, lengths and date formats, and from its API
+documentation (``resources/markdown/api-documentation.md``) that an end date is not before the
+application date. Where the database silently drops a field that does not apply
+(``exclude_unless``), this model refuses it instead, so a statement always says exactly what is
+sent.
 """
 
 from __future__ import annotations
@@ -158,6 +160,11 @@ class Statement(BaseModel):
             problems.append("source_identity does not apply to SOURCE_VOLUNTARY")
         if self.category_specification_other is not None and "KEYWORD_OTHER" not in (self.category_specification or []):
             problems.append("category_specification_other needs KEYWORD_OTHER in category_specification")
+        for name in ("end_date_account_restriction", "end_date_monetary_restriction",
+                     "end_date_service_restriction", "end_date_visibility_restriction"):
+            end = getattr(self, name)
+            if end is not None and end < self.application_date:  # both YYYY-MM-DD: compared as text
+                problems.append(f"{name} ({end}) is before application_date ({self.application_date})")
         if problems:
             raise ValueError("; ".join(problems))
         return self
