@@ -422,7 +422,9 @@ def _queued(server: LiveServer, result_id: str, kind: str | None = None) -> int:
         store.close()
 
 
-def test_the_item_and_appeal_pages_show_the_dsa_statement_in_force(browser: Any, server: LiveServer) -> None:
+def test_the_item_and_appeal_pages_show_the_dsa_statement_in_force(
+    browser: Any, server: LiveServer, screenshots: Path
+) -> None:
     with server.client("moderate") as client, (EXAMPLES / "scam-flyer.png").open("rb") as handle:
         answer = client.post("/v1/moderate", files={"image": ("flyer.png", handle)},
                              data={"policy": "general", "fresh": "true"})
@@ -441,6 +443,8 @@ def test_the_item_and_appeal_pages_show_the_dsa_statement_in_force(browser: Any,
     assert "Fully automated" in text and "Own voluntary initiative" in text
     in_force.locator("details.dsa-json > summary").click()
     assert f'"puid": "{result_id}"' in in_force.locator("pre").inner_text()
+    screenshots.mkdir(parents=True, exist_ok=True)
+    section.screenshot(path=str(screenshots / "review-statement.png"))
     ada.goto(f"{server.url}/review/items/{item_id}")
     _shows_what_matters_first(ada)  # the statement sits below the image: nothing that matters moves
 

@@ -33,6 +33,7 @@ _SHOWN = (
     ("decision_ground", "Ground"), ("incompatible_content_ground", "Contractual ground"),
     ("illegal_content_legal_ground", "Legal ground"), ("category", "Category"),
     ("category_addition", "Additional categories"), ("category_specification", "Keywords"),
+    ("category_specification_other", "Other keyword"),
     ("source_type", "Information source"), ("automated_detection", "Automated detection"),
     ("automated_decision", "Automated decision"), ("content_date", "Content date"),
     ("application_date", "Application date"), ("decision_facts", "Facts and circumstances"),
