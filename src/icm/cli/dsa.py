@@ -57,7 +57,7 @@ def export(
     """Write the statements of reasons of every restricting decision, one JSON object per line, in
     the Transparency Database's submission form:
 
-      icm dsa export --db sqlite:///icm-serve.db --out statements.jsonl --since 2026-07-01
+      icm dsa export --out statements.jsonl --since 2026-07-01
     """
     day = _day(since)
     written = invalid = 0
@@ -94,7 +94,7 @@ def submit(
     (they are listed). Exit 0 when everything valid was accepted, 1 when some were refused or
     invalid, 2 when the database could not be reached.
 
-      ICM_DSA_TOKEN=... icm dsa submit --db sqlite:///icm-serve.db --endpoint URL --token ICM_DSA_TOKEN
+      icm dsa submit --endpoint URL --token ICM_DSA_TOKEN
     """
     from icm.dsa.submit import Client
     from icm.dsa.submit import submit as send
