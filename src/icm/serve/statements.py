@@ -25,14 +25,10 @@ class NoStatementHere(NotFound):
     code = "no_statement"
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _person(review: Review, at: datetime, previous: Action | None = None, appeal: str | None = None) -> PersonDecision:
     violated = tuple(rule for rule, label in review.labels.items() if label == "violates")
     return PersonDecision(action=Action(review.action), violated=violated, reason_rule=review.reason_rule,
-                          at=_aware(at), previous=previous, appeal=appeal)
+                          at=at, previous=previous, appeal=appeal)
 
 
 class Statements:
@@ -59,7 +55,7 @@ class Statements:
         policy = self._policy(row)
         facts = StatementFacts.model_validate(row.dsa_facts or {}).over(self.defaults)
         source = SourceType(row.source or "voluntary")
-        judged = _aware(row.created_at)
+        judged = row.created_at
         uploaded = datetime.combine(facts.uploaded, datetime.min.time(), UTC) if facts.uploaded else judged
         made: list[Made] = []
         person = _person(case.reviews[-1], case.reviews[-1].created_at) if case.reviews else None
@@ -116,8 +112,7 @@ class Statements:
         for appeal, _ in case.appeals:
             decided = appeal.decision is not None and appeal.decided_at is not None
             overturned = decided and Action(str(appeal.decision)) is not current
-            records.append(AppealRecord(_aware(appeal.created_at),
-                                        _aware(appeal.decided_at) if appeal.decided_at else None, overturned))
+            records.append(AppealRecord(appeal.created_at, appeal.decided_at, overturned))
             if decided:
                 current = Action(str(appeal.decision))
         return records

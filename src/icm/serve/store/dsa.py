@@ -80,22 +80,6 @@ class DsaStore:
             )
         return by_id.values()
 
-    def appeals_between(self, start: datetime, end: datetime) -> list[Appeal]:
-        """Appeals received or decided in [start, end)."""
-        with self._session() as session:
-            return list(session.scalars(select(Appeal).where(or_(
-                (Appeal.created_at >= start) & (Appeal.created_at < end),
-                (Appeal.decided_at >= start) & (Appeal.decided_at < end),
-            ))))
-
-    def results_by_id(self, ids: list[str]) -> dict[str, StoredResult]:
-        with self._session() as session:
-            out: dict[str, StoredResult] = {}
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                out.update((r.id, r) for r in session.scalars(select(StoredResult).where(StoredResult.id.in_(chunk))))
-            return out
-
     # -- what a Transparency Database holds ----------------------------------------------------
 
     def submitted(self, endpoint: str) -> set[str]:
