@@ -134,3 +134,26 @@ def test_a_block_decision_has_a_statement_the_database_accepts(serve, db_url, tm
     assert "appeals: 1 received, 1 decided, 1 overturned" in reported.output
     table = (tmp_path / f"dsa-report-{year}-{half}.csv").read_text()
     assert "by_restriction,DECISION_VISIBILITY_CONTENT_REMOVED,2" in table
+
+
+def test_a_person_deciding_a_notice_against_a_result_is_not_automated(serve, db_url, tmp_path: Path) -> None:
+    policy = tmp_path / "always.yaml"
+    policy.write_text(ALWAYS)
+    server = serve(db_url, policies=[str(policy)])
+    with server.client("moderate") as client:
+        blocked = client.post("/v1/moderate", json={"image": data_url(png_bytes(3)), "policy": "always"}).json()
+        first = client.get(f"/v1/results/{blocked['id']}/statement").json()
+        assert first["source_type"] == "SOURCE_VOLUNTARY" and first["automated_detection"] == "Yes"
+        bad = client.post("/v1/appeals", json={"result_id": blocked["id"], "text": "x", "source": "gossip"})
+        assert bad.status_code == 400
+        notice = client.post("/v1/appeals", json={"result_id": blocked["id"], "text": "Reported as illegal.",
+                                                  "source": "trusted_flagger"})
+        assert notice.status_code == 201, notice.text
+    _decide_appeal(server.settings.db, "age_gate", {"always": "violates"})
+    with server.client("moderate") as client:
+        after = client.get(f"/v1/results/{blocked['id']}/statement").json()
+    assert after["puid"] == notice.json()["id"]
+    assert after["source_type"] == "SOURCE_TRUSTED_FLAGGER" and after["automated_detection"] == "No"
+    assert after["automated_decision"] == "AUTOMATED_DECISION_NOT_AUTOMATED"
+    assert after["decision_visibility"] == ["DECISION_VISIBILITY_CONTENT_AGE_RESTRICTED"]
+    assert validate(after) == {}
