@@ -409,3 +409,68 @@ def test_labels_decide_the_action_and_a_contradiction_is_refused(browser: Any, s
     assert review.action == "allow" and review.reason_rule is None
     assert set(review.labels.values()) == {"complies"}
     page.context.close()
+
+
+def _queued(server: LiveServer, result_id: str, kind: str | None = None) -> int:
+    """The open queue item of a stored result (of one kind)."""
+    store = Store(server.settings.db)
+    try:
+        (item,) = [item for item, _ in ReviewStore(store).open_items(QueueFilter(kind=kind), 500)
+                   if item.result_id == result_id]
+        return item.id
+    finally:
+        store.close()
+
+
+def test_the_item_and_appeal_pages_show_the_dsa_statement_in_force(
+    browser: Any, server: LiveServer, screenshots: Path
+) -> None:
+    with server.client("moderate") as client, (EXAMPLES / "scam-flyer.png").open("rb") as handle:
+        answer = client.post("/v1/moderate", files={"image": ("flyer.png", handle)},
+                             data={"policy": "general", "fresh": "true"})
+    assert answer.status_code == 200, answer.text
+    result_id = answer.json()["id"]
+    assert answer.json()["decision"] == "block"
+    item_id = _queued(server, result_id)
+
+    ada = _login(browser, server, "ada")  # an admin may look at any item
+    ada.goto(f"{server.url}/review/items/{item_id}")
+    section = ada.locator("#dsa-statement")
+    in_force = section.locator("details.dsa-one[open]")
+    assert in_force.count() == 1 and in_force.get_attribute("data-puid") == result_id
+    text = in_force.inner_text()
+    assert "Removal of content" in text and "Scams and/or fraud" in text
+    assert "Fully automated" in text and "Own voluntary initiative" in text
+    in_force.locator("details.dsa-json > summary").click()
+    assert f'"puid": "{result_id}"' in in_force.locator("pre").inner_text()
+    screenshots.mkdir(parents=True, exist_ok=True)
+    section.screenshot(path=str(screenshots / "review-statement.png"))
+    ada.goto(f"{server.url}/review/items/{item_id}")
+    _shows_what_matters_first(ada)  # the statement sits below the image: nothing that matters moves
+
+    with server.client("moderate") as client:
+        opened = client.post("/v1/appeals", json={"result_id": result_id, "text": "It is a real offer."})
+    assert opened.status_code == 201, opened.text
+    appeal_item = _queued(server, result_id, "appeal")
+    bob = _login(browser, server, "bob")
+    _open(bob, server, appeal_item)
+    assert "It is a real offer." in bob.locator(".appeal").inner_text()
+    assert bob.locator("#dsa-statement details.dsa-one[open]").get_attribute("data-puid") == result_id
+    bob.locator("#action").select_option("allow")
+    bob.locator("#reason_rule").select_option("spam-contact")
+    with bob.expect_navigation():
+        bob.locator("#submit-decision").click()
+    _moved_on(bob, appeal_item)
+
+    # the appeal overturned the block: no statement in force, the first one shown as replaced
+    ada.goto(f"{server.url}/review/items/{appeal_item}")
+    none = ada.locator("#dsa-none")
+    assert "changed the decision to allow" in none.inner_text()
+    replaced = ada.locator("#dsa-statement details.dsa-one")
+    assert replaced.count() == 1 and replaced.get_attribute("data-puid") == result_id
+    assert replaced.get_attribute("open") is None and "Replaced" in replaced.inner_text()
+    with server.client("moderate") as client:
+        gone = client.get(f"/v1/results/{result_id}/statement")
+    assert gone.status_code == 404 and "allow" in gone.json()["error"]["message"]
+    ada.context.close()
+    bob.context.close()

@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from icm import __version__
-from icm.cli import data, eval, moderate, policy, review, schema, serve, train
+from icm.cli import data, dsa, eval, moderate, policy, review, schema, serve, train
 from icm.cli.help import plain_help
 from icm.errors import IcmError
 
@@ -60,6 +60,7 @@ app.command("calibrate", no_args_is_help=True)(train.calibrate)
 app.add_typer(data.app, name="data")
 app.add_typer(serve.app, name="serve")
 app.add_typer(review.app, name="review")
+app.add_typer(dsa.app, name="dsa")
 
 
 def _version(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""``icm schema``: the JSON Schemas of the two documents everything meets at."""
+"""``icm schema``: the JSON Schemas of the two documents everything meets at, and of a DSA statement."""
 
 from __future__ import annotations
 
@@ -24,3 +24,11 @@ def policy_schema() -> None:
     from icm.policy.schema import Policy
 
     typer.echo(json.dumps(Policy.model_json_schema(), indent=2))
+
+
+@app.command("dsa")
+def dsa_schema() -> None:
+    """JSON Schema of an EU DSA statement of reasons (a line of `icm dsa export`)."""
+    from icm.dsa import Statement
+
+    typer.echo(json.dumps(Statement.model_json_schema(), indent=2))

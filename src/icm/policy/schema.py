@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from icm.policy.dsa import DsaMapping
 from icm.signals import SignalRef
 
 _SLUG = r"^[a-z0-9][a-z0-9._-]*$"
@@ -149,6 +150,9 @@ class Rule(_Strict):
     criteria: Annotated[list[Criterion], _unique_ids("criterion id")] = Field(default_factory=list)
     exceptions: list[str] = Field(default_factory=list)
     match: Literal["any", "all"] = "any"
+    dsa: DsaMapping | None = Field(
+        None, description="How decisions under the rule read in an EU DSA statement of reasons."
+    )
 
     @field_validator("action")
     @classmethod

@@ -46,6 +46,8 @@ class Job:
     request_id: str | None
     endpoint: str
     fresh: bool = False
+    source: str | None = None
+    dsa_facts: dict[str, object] | None = None
     sha256: str = ""  # of ``data``: computed once, here, for the cache, the decoding and the record
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from icm.backends.base import Explain
+from icm.dsa import SourceType, StatementFacts
 from icm.results import ModerationResult
 
 
@@ -46,6 +47,15 @@ class ModerateRequest(_Request):
         Explain.all, description="which rules' explanations the answer carries: all, violations, none"
     )
     fresh: bool = Field(False, description="judge again even if this image was judged before")
+    source: SourceType | None = Field(
+        None, description="where the case came from, for its DSA statement of reasons: voluntary (default: the "
+        "platform's own initiative), article_16 (a notice), trusted_flagger, other_notification; a source other "
+        "than voluntary is judged afresh and stored on its own",
+    )
+    dsa: StatementFacts | None = Field(
+        None, description="facts for the DSA statement of reasons (territorial scope, account type, language, "
+        "upload date, who sent the notice); the service's settings fill in the rest",
+    )
 
 
 class StoredModeration(ModerationResult):
@@ -183,6 +193,10 @@ class AppealRequest(_Request):
     result_id: str = Field(description="the `id` of the stored result appealed against")
     text: str = Field(min_length=1, max_length=4000, description="the uploader's reasons, in their words (white "
                       "space around them is dropped; white space alone is refused)")
+    source: SourceType | None = Field(
+        None, description="a notice against the result (article_16, trusted_flagger, other_notification) rather "
+        "than the uploader's own appeal; a person's decision on it is then not automated in its DSA statement",
+    )
 
     @field_validator("text")
     @classmethod

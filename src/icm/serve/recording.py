@@ -74,6 +74,8 @@ class Recorder:
             image_kept=kept,
             total_ms=result.timing_ms.get("total"),
             result=result.model_dump(mode="json"),
+            source=job.source,
+            dsa_facts=job.dsa_facts,
         )
         if queued is None:
             return self.reviews.add_result(row)

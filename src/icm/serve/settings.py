@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from icm.dsa import StatementFacts
 
 
 class ServeSettings(BaseSettings):
@@ -115,6 +118,18 @@ class ServeSettings(BaseSettings):
     )
     review_lockout_minutes: float = Field(15.0, gt=0, description="How long a locked account stays locked.")
 
+    # -- DSA statements of reasons -------------------------------------------------------------
+    dsa_territorial_scope: list[str] | None = Field(
+        default_factory=lambda: ["EEA"], description="Where restrictions apply, for statements of reasons: "
+        "EU/EEA country codes, or EU or EEA; a request's dsa.territorial_scope overrides it.",
+    )
+    dsa_account_type: Literal["business", "private"] | None = Field(
+        None, description="The uploaders' account type, for statements of reasons (a request may say).",
+    )
+    dsa_content_language: str | None = Field(
+        None, description="ISO 639-1 code of the content's language, for statements of reasons.",
+    )
+
     log_level: str = "info"
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="Log lines as JSON objects or as plain text; auto: text on a terminal, JSON otherwise."
@@ -135,6 +150,20 @@ class ServeSettings(BaseSettings):
         for entry in value:
             parse_origin(entry, default_port=443 if info.field_name == "url_hosts" else None)
         return value
+
+    @field_validator("dsa_territorial_scope")
+    @classmethod
+    def _territories(cls, value: list[str] | None) -> list[str] | None:
+        from icm.dsa.mapping import territories
+
+        return territories(value)
+
+    def statement_defaults(self) -> StatementFacts:
+        """What statements of reasons say where a request did not."""
+        from icm.dsa import StatementFacts
+
+        return StatementFacts(territorial_scope=self.dsa_territorial_scope, account_type=self.dsa_account_type,
+                              content_language=self.dsa_content_language)
 
     @field_validator("rate_limit", mode="before")
     @classmethod

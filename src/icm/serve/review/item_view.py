@@ -18,6 +18,7 @@ from icm.serve.review.decision import FINAL_ACTIONS, labelled_action, rule_actio
 from icm.serve.review.queue_pages import query
 from icm.serve.review.render import render
 from icm.serve.review.session import Viewer, reviews_of
+from icm.serve.review.statement_view import statement_view
 from icm.serve.service import Service, service_of
 from icm.serve.store.models import QueueItem, Review, StoredResult
 from icm.serve.store.reviews import QueueFilter
@@ -65,6 +66,7 @@ async def item_view(request: Request, viewer: Viewer, access: Access, row: Store
         reveal=viewer.user.reveal_by_default, error=error, form=form, action_now=action_now or "",
         default_reason=_default_reason(rules) if access.mine is None else access.mine.reason_rule,
         decided=decided, folded=sum(1 for r in rules if r["folded"]),
+        dsa=await statement_view(service, row.id),
     )
 
 

@@ -40,7 +40,8 @@ async def open_appeal(body: AppealRequest, request: Request, caller: Caller = De
     if row is None or not (caller.has(Scope.review) or row.key_id == caller.key_id):
         raise NotFound(f"no result {body.result_id!r}")
     reviews = service.reviews
-    appeal = await run_in_threadpool(reviews.add_appeal, row, caller.key_id, body.text)
+    source = body.source.value if body.source is not None and body.source.notice else None
+    appeal = await run_in_threadpool(reviews.add_appeal, row, caller.key_id, body.text, source)
     await run_in_threadpool(reviews.audit, caller.key_id, "appeal_opened", appeal.id, {"decision": row.decision},
                             {"result": row.id, "text": appeal.text})
     return _state(appeal)

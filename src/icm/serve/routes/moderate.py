@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from icm.backends.base import Explain
+from icm.dsa import SourceType
 from icm.errors import InputError
 from icm.serve.auth import Caller, Scope
 from icm.serve.errors import UnsupportedMediaType
@@ -31,6 +33,8 @@ _MULTIPART_SCHEMA = {
         "rules": {"type": "array", "items": {"type": "string"}},
         "explain": {"type": "string", "enum": [e.value for e in Explain]},
         "fresh": {"type": "boolean"},
+        "source": {"type": "string", "enum": [s.value for s in SourceType]},
+        "dsa": {"type": "string", "description": "StatementFacts as JSON"},
     },
 }
 
@@ -93,10 +97,16 @@ async def _multipart(request: Request, service: Service) -> tuple[ModerateReques
     data = await upload.read()
     rules = [r.strip() for value in form.getlist("rules") if isinstance(value, str) for r in value.split(",")]
     fields: dict[str, Any] = {"image": "upload", "rules": [r for r in rules if r] or None}
-    for key in ("policy", "explain", "fresh"):
+    for key in ("policy", "explain", "fresh", "source"):
         value = form.get(key)
         if isinstance(value, str) and value:
             fields[key] = value
+    facts = form.get("dsa")
+    if isinstance(facts, str) and facts:
+        try:
+            fields["dsa"] = json.loads(facts)
+        except ValueError:
+            raise InputError("the form field 'dsa' must be a JSON object (StatementFacts)") from None
     try:
         body = ModerateRequest.model_validate(fields)
     except ValidationError as exc:

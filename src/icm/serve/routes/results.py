@@ -1,11 +1,13 @@
-"""``GET /v1/results/{id}`` and ``GET /v1/results`` (filtered, cursor-paged). Keys with the review
-scope read every result; a moderate key reads the results it made."""
+"""``GET /v1/results/{id}``, ``GET /v1/results`` (filtered, cursor-paged) and
+``GET /v1/results/{id}/statement`` (its DSA statement of reasons). Keys with the review scope read
+every result; a moderate key reads the results it made."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from icm.dsa import Statement
 from icm.errors import InputError
 from icm.policy.schema import Action
 from icm.serve.auth import Caller, Scope
@@ -36,6 +38,25 @@ async def get_result(result_id: str, request: Request, caller: Caller = Depends(
     if row is None or not _readable(caller, row):
         raise NotFound(f"no result {result_id!r}")
     return _stored(row)
+
+
+@router.get("/v1/results/{result_id}/statement", response_model=Statement, response_model_exclude_none=True,
+            summary="The result's EU DSA statement of reasons (404 says why there is none)",
+            responses=errors(400, 404, *KEYED))
+async def get_statement(result_id: str, request: Request, caller: Caller = Depends(authorized())) -> Statement:
+    """The statement in force, in the DSA Transparency Database's submission form: the model's
+    decision, a person's, or the one an appeal changed it to. 404 with the reason when the decision
+    restricts nothing (allow), waits for a person (review) or the image was not judged."""
+    from icm.serve.statements import Statements
+
+    service = service_of(request)
+    row = await run_in_threadpool(service.store.result, check_text(result_id, "the result id"))
+    if row is None or not _readable(caller, row):
+        raise NotFound(f"no result {result_id!r}")
+    statements = Statements(service.store, service.settings.statement_defaults(), service.catalog)
+    made = await run_in_threadpool(statements.current, result_id)
+    assert made.statement is not None  # current() answers only a valid statement
+    return made.statement
 
 
 @router.get("/v1/results", response_model=ResultPage, summary="Stored results, oldest first, cursor-paged",

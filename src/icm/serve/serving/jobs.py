@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
+from icm.dsa import SourceType, StatementFacts
 from icm.errors import IcmError, InputError
 from icm.policy.schema import Policy
 from icm.results import ErrorCode, ErrorInfo, ModerationResult
@@ -47,17 +48,23 @@ def narrow(policy: Policy, rules: list[str] | None) -> tuple[Policy, str]:
     return policy.model_copy(update={"rules": chosen}), ",".join(rule.id for rule in chosen)
 
 
-def job(data: bytes, name: str, policy: Policy, rules_key: str, asker: Asker, fresh: bool = False) -> Job:
+def job(data: bytes, name: str, policy: Policy, rules_key: str, asker: Asker, fresh: bool = False,
+        source: SourceType | None = None, facts: StatementFacts | None = None) -> Job:
+    """The job of one image; a notice (``source``) and the request's statement facts are kept on
+    its stored row, for its DSA statement (a cache hit's row has its own)."""
+    notice = source.value if source is not None and source.notice else None
     return Job(data=data, name=name, policy=policy, rules_key=rules_key, key_id=asker.key_id,
-               request_id=asker.request_id, endpoint=asker.endpoint, fresh=fresh)
+               request_id=asker.request_id, endpoint=asker.endpoint, fresh=fresh, source=notice,
+               dsa_facts=facts.model_dump(mode="json", exclude_none=True) if facts is not None else None)
 
 
 async def judge_image(service: Service, asker: Asker, data: bytes, name: str, policy_ref: str | None,
-                      rules: list[str] | None = None, fresh: bool = False) -> Judgement:
+                      rules: list[str] | None = None, fresh: bool = False, source: SourceType | None = None,
+                      facts: StatementFacts | None = None) -> Judgement:
     """One image under the policy ``policy_ref`` names (the default when None), narrowed to ``rules``."""
     policy = await run_in_threadpool(service.catalog.resolve, policy_ref)
     narrowed, rules_key = narrow(policy, rules)
-    return await judge(service, job(data, name, narrowed, rules_key, asker, fresh))
+    return await judge(service, job(data, name, narrowed, rules_key, asker, fresh, source, facts))
 
 
 async def judge(service: Service, work: Job) -> Judgement:

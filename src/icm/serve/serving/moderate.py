@@ -11,7 +11,8 @@ from icm.serve.serving.jobs import Asker, Judgement, judge_image
 
 
 async def moderate(service: Service, asker: Asker, body: ModerateRequest, data: bytes, name: str) -> Judgement:
-    judgement = await judge_image(service, asker, data, name, body.policy, body.rules, body.fresh)
+    judgement = await judge_image(service, asker, data, name, body.policy, body.rules, body.fresh,
+                                  source=body.source, facts=body.dsa)
     return Judgement(judgement.id, with_explanations(judgement.result, body.explain), judgement.cached)
 
 

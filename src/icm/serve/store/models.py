@@ -98,6 +98,12 @@ class StoredResult(Base):
     image_kept: Mapped[bool] = mapped_column(default=False)
     total_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     result: Mapped[dict[str, object]] = mapped_column(JSON)
+    source: Mapped[str | None] = mapped_column(
+        String(40), nullable=True, doc="where the case came from (icm.dsa.SourceType); null: voluntary"
+    )
+    dsa_facts: Mapped[dict[str, object] | None] = mapped_column(
+        JSON, nullable=True, doc="the request's facts for its statement (icm.dsa.StatementFacts)"
+    )
 
     @property
     def image_format(self) -> str:
@@ -244,3 +250,20 @@ class Appeal(Base):
     decision: Mapped[str | None] = mapped_column(String(20), nullable=True)
     statement: Mapped[str | None] = mapped_column(Text, nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    source: Mapped[str | None] = mapped_column(
+        String(40), nullable=True, doc="a notice against the result (icm.dsa.SourceType); null: the uploader's own"
+    )
+
+
+class DsaSubmission(Base):
+    """A statement of reasons the DSA Transparency Database at ``endpoint`` holds: accepted from
+    this store (``created``) or found there already (``existing``). A rerun sends only the rest."""
+
+    __tablename__ = "dsa_submissions"
+
+    endpoint: Mapped[str] = mapped_column(String(500), primary_key=True)
+    puid: Mapped[str] = mapped_column(String(120), primary_key=True)
+    result_id: Mapped[str] = mapped_column(String(40), index=True)
+    outcome: Mapped[str] = mapped_column(String(20), doc="created | existing")
+    uuid: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="the database's id of the statement")
+    submitted_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -445,7 +445,7 @@ class ReviewStore:
 
     # -- appeals -----------------------------------------------------------------------------
 
-    def add_appeal(self, result: StoredResult, key_id: str | None, text: str) -> Appeal:
+    def add_appeal(self, result: StoredResult, key_id: str | None, text: str, source: str | None = None) -> Appeal:
         """Open an appeal and put it in the queue, in one transaction; Conflict when the result
         already has an open appeal."""
         with self._session.begin() as session:
@@ -453,7 +453,7 @@ class ReviewStore:
             if pending is not None:
                 raise Conflict(f"result {result.id} already has an open appeal ({pending.id})")
             appeal = Appeal(id="apl_" + uuid.uuid4().hex, result_id=result.id, key_id=key_id, text=text,
-                            created_at=utcnow())
+                            created_at=utcnow(), source=source)
             session.add(appeal)
             self._enqueue(session, result, "appeal", 1, appeal.id)
             return appeal
