@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from icm.backends.base import Backend, BackendError, Judged, load_backend
+from icm.banks.hashing import hash_image
 from icm.decision import decide, error_statement, statement_of_reasons
 from icm.media import DecodedImage, MediaError, MediaLimits, file_stamp, load_image
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
-from icm.results import ErrorCode, ErrorInfo, ModerationResult, PolicyRef, Verdict
+from icm.results import ErrorCode, ErrorInfo, Hashes, ModerationResult, PolicyRef, Verdict
 from icm.sink import PreviousResults, ResultSink, check_output
 from icm.sources import ImageItem, iter_sources
 
@@ -135,6 +136,8 @@ class Moderator:
         tasks, say): one ``judge_batch`` call for the decodable ones, in order."""
         self._prepare()
         images_ok = [d for d in decoded if not isinstance(d, ErrorInfo)]
+        for image in images_ok:
+            _hash(image)
         started = time.perf_counter()
         outcomes = iter(self._judge_batch(images_ok))
         return [
@@ -255,9 +258,10 @@ class Moderator:
         return self._judge(item, decoded.result())
 
     def _judge(self, item: ImageItem, decoded: DecodedImage | ErrorInfo) -> ModerationResult:
-        started = time.perf_counter()
         if isinstance(decoded, ErrorInfo):
-            return self._result(item, decoded, None, started)
+            return self._result(item, decoded, None, time.perf_counter())
+        _hash(decoded)
+        started = time.perf_counter()
         try:
             outcome: Judged = self.backend.judge(decoded, self.policy)
         except Exception as exc:  # noqa: BLE001 - any backend failure is recorded per item
@@ -282,7 +286,8 @@ class Moderator:
         assert outcome is not None, "a decoded image always has an outcome"
         if isinstance(outcome, Exception):
             error = ErrorInfo(code=_error_code(outcome), message=f"{type(outcome).__name__}: {outcome}")
-            return self._error_result(item, error, policy_ref, decoded.sha256, decoded.describe())
+            return self._error_result(item, error, policy_ref, decoded.sha256, decoded.describe(),
+                                      decoded.hashes)
         verdicts = outcome
         decision = decide(self.policy, verdicts)
         return ModerationResult(
@@ -293,8 +298,9 @@ class Moderator:
             verdicts=verdicts,
             explanation=statement_of_reasons(self.policy, verdicts, decision),
             backend=self.backend.info(),
-            timing_ms=_timing(decoded.decode_ms, started),
+            timing_ms=_timing(decoded, started),
             media=decoded.describe(),
+            hashes=decoded.hashes,
         )
 
     def _error_result(
@@ -304,6 +310,7 @@ class Moderator:
         policy_ref: PolicyRef,
         sha256: str | None,
         media: dict[str, Any],
+        hashes: Hashes | None = None,
     ) -> ModerationResult:
         return ModerationResult(
             image=item.key,
@@ -314,6 +321,7 @@ class Moderator:
             backend=self.backend.info(),
             media=media,
             error=error,
+            hashes=hashes,
         )
 
 
@@ -341,9 +349,18 @@ def _error_code(exc: Exception) -> ErrorCode:
     return ErrorCode.timeout if isinstance(exc, TimeoutError) else ErrorCode.backend_error
 
 
-def _timing(decode_ms: float, judge_started: float) -> dict[str, float]:
+def _hash(image: DecodedImage) -> None:
+    """The image's hashes, computed once from its decoded frames, with how long that took."""
+    if image.hashes is None:
+        started = time.perf_counter()
+        hash_image(image)
+        image.hash_ms = round((time.perf_counter() - started) * 1000, 2)
+
+
+def _timing(image: DecodedImage, judge_started: float) -> dict[str, float]:
     judge_ms = round((time.perf_counter() - judge_started) * 1000, 2)
-    return {"decode": decode_ms, "judge": judge_ms, "total": round(decode_ms + judge_ms, 2)}
+    timing = {"decode": image.decode_ms, "hash": image.hash_ms, "judge": judge_ms}
+    return {**timing, "total": round(sum(timing.values()), 2)}
 
 
 def _as_item(source: ImageSource) -> ImageItem:

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from icm.policy.schema import Action
 
 #: 1.1 added ``error.file`` (optional): a 1.0 line reads as a 1.1 line without it.
-SCHEMA_VERSION = "1.1"
+#: 1.2 added ``hashes`` (optional): a 1.0 or 1.1 line reads as a 1.2 line without them.
+SCHEMA_VERSION = "1.2"
 
 
 class Verdict(StrEnum):
@@ -100,6 +101,25 @@ class ErrorInfo(BaseModel):
     )
 
 
+class Hashes(BaseModel):
+    """What identifies an image's content: its PDQ per judged frame (perceptual: close hashes, a
+    similar picture) and its md5 (exact: the same bytes; the sha256 is the result's own)."""
+
+    pdq: list[str] = Field(
+        default_factory=list, description="PDQ hash (64 hex digits) of each judged frame, in order"
+    )
+    quality: list[int] = Field(
+        default_factory=list,
+        description="PDQ quality (0-100) of each frame; below 50 (flat, blank) a PDQ is unreliable",
+    )
+    md5: str | None = None
+    dihedral: list[list[str]] = Field(
+        default_factory=list, exclude=True,
+        description="per frame, the PDQ of its eight dihedral copies (rotated, mirrored), when a "
+        "bank asked for them; matched, never recorded",
+    )
+
+
 class ModerationResult(BaseModel):
     """The judgement of one image under one policy."""
 
@@ -118,6 +138,9 @@ class ModerationResult(BaseModel):
         default_factory=dict, description="format, size and frame count of the decoded image"
     )
     error: ErrorInfo | None = None
+    hashes: Hashes | None = Field(
+        None, description="the image's PDQ and md5, matched against known-content banks"
+    )
 
     @property
     def violated(self) -> list[RuleVerdict]:
