@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from helpers import sample_image
 from PIL import Image
 from typer.testing import CliRunner
@@ -100,3 +101,14 @@ def test_icm_hash_prints_one_line_per_file_and_fails_for_a_non_image(tmp_path: P
 def test_flat_images_have_low_quality() -> None:
     flat = Image.fromarray(np.full((100, 100, 3), 128, dtype=np.uint8))
     assert hash_image(load_image("flat.png", data=_png(flat))).quality[0] < 50
+@pytest.mark.parametrize("name", ["threshold", "quality"])
+def test_defaults_are_python_threatexchange_s(name: str) -> None:
+    from threatexchange.signal_type.pdq.pdq_utils import PDQ_CONFIDENT_MATCH_THRESHOLD
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
+    from icm.banks import model
+
+    if name == "threshold":
+        assert model.PDQ_DISTANCE == PDQ_CONFIDENT_MATCH_THRESHOLD
+    else:
+        assert model.QUALITY_FLOOR == PdqSignal.QUALITY_THRESHOLD

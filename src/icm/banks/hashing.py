@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from icm.media import DecodedImage, MediaLimits, load_image
+from icm.banks.model import BankConfig, BankEntry, BankError, SignalType
+from icm.media import DecodedImage, MediaError, MediaLimits, load_image
 from icm.results import Hashes
 
 #: Frames with a longer side than this are box-reduced by a whole factor before hashing. PDQ
@@ -72,3 +73,36 @@ def hash_file(path: str | Path, limits: MediaLimits = MediaLimits()) -> dict[str
 def pdq_distance(a: str, b: str) -> int:
     """The Hamming distance of two PDQ hashes (0-256)."""
     return int.bit_count(int(a, 16) ^ int(b, 16))
+
+
+def entries_from_file(
+    config: BankConfig,
+    path: str | Path,
+    *,
+    content_id: str | None = None,
+    labels: list[str] | None = None,
+    added_by: str | None = None,
+    limits: MediaLimits = MediaLimits(),
+) -> list[BankEntry]:
+    """The bank entries of one image file: its PDQ per judged frame (a pdq bank) or its digest;
+    the content id defaults to the file's sha256. BankError when the file is not an image, or
+    when no frame's PDQ reaches the bank's quality floor (such a hash would never match)."""
+    try:
+        image = load_image(path, limits=limits)
+    except MediaError as exc:
+        raise BankError(f"{path}: {exc.message}") from exc
+    ident = content_id or image.sha256
+    common: dict[str, Any] = {"content_id": ident, "labels": labels or [], "added_by": added_by,
+                              "source": str(path)}
+    if config.signal is SignalType.md5:
+        return [BankEntry(hash=image.md5 or "", **common)]
+    if config.signal is SignalType.sha256:
+        return [BankEntry(hash=image.sha256, **common)]
+    hashes = hash_image(image)
+    entries = [BankEntry(hash=pdq, quality=quality, **common)
+               for pdq, quality in dict(zip(hashes.pdq, hashes.quality, strict=True)).items()
+               if quality >= config.quality_floor]
+    if not entries:
+        raise BankError(f"{path}: PDQ quality {max(hashes.quality)} is below bank {config.name}'s "
+                        f"floor {config.quality_floor} (a flat or blank image): it would never match")
+    return entries

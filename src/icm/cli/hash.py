@@ -28,7 +28,7 @@ def hash_files(
             line = hash_file(path)
         except MediaError as exc:
             failed += 1
-            line = {"path": path, "error": {"code": exc.code.value, "message": exc.message}}
+            line = {"path": path, "error": {"code": str(exc.code), "message": exc.message}}
         typer.echo(json.dumps(line))
     if failed:
         raise typer.Exit(1)
