@@ -95,6 +95,8 @@ class DecodedImage:
     warnings: list[str] = field(default_factory=list)
     decode_ms: float = 0.0
     hash_ms: float = 0.0
+    #: milliseconds matching its hashes against known-content banks (None: no banks were given)
+    match_ms: float | None = None
     md5: str | None = None
     #: the recorded hashes (PDQ per frame, md5), once computed for this image
     hashes: Hashes | None = None

@@ -10,8 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from icm.policy.schema import Action
 
 #: 1.1 added ``error.file`` (optional): a 1.0 line reads as a 1.1 line without it.
-#: 1.2 added ``hashes`` (optional): a 1.0 or 1.1 line reads as a 1.2 line without them.
+#: 1.2 added ``hashes`` and ``evidence.distance`` (a known-content match's hash distance), both
+#: optional: a 1.0 or 1.1 line reads as a 1.2 line without them.
 SCHEMA_VERSION = "1.2"
+#: the criterion of the evidence of a known-content bank's match (``signal`` is ``hash:BANK``)
+KNOWN_CONTENT = "known-content"
 
 
 class Verdict(StrEnum):
@@ -57,7 +60,10 @@ class Evidence(BaseModel):
     score: float | None = None
     box: list[int] | None = Field(None, description="[x, y, width, height] in image pixels")
     frame: int | None = Field(None, description="frame index, for animated images")
-    text: str | None = Field(None, description="matched text, for text signals")
+    text: str | None = Field(None, description="matched text, for text signals; the content id, for a "
+                             "known-content match")
+    distance: int | None = Field(None, description="known-content matches: the hash distance (PDQ: 0-256 "
+                                 "bits; 0 for an exact md5/sha256 match)")
 
 
 class RuleVerdict(BaseModel):

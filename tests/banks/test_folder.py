@@ -29,10 +29,11 @@ def test_configuration_rules() -> None:
         {"name": "TWO", "kind": "deny", "rules": ["x", "y"]},  # a deny bank names one rule
         {"name": "MD5", "kind": "deny", "rules": ["x"], "signal": "md5", "distance": 4},
         {"name": "SAFE", "kind": "allow", "rules": ["x"], "dsa_category": "SCOPE"},
-        {"name": "NONE", "kind": "allow", "rules": []},
     ):
         with pytest.raises(ValueError):
             BankConfig.model_validate(bad)
+    # no rules: a bank only looked up (as HMA's banks are), that decides no rule
+    assert BankConfig(name="LOOKUP_ONLY", kind="deny").rules == []
 
 
 def test_folder_appends_reads_since_a_mark_and_removes(tmp_path: Path) -> None:

@@ -88,7 +88,8 @@ class BankConfig(BaseModel):
     name: str
     kind: BankKind
     rules: list[str] = Field(
-        min_length=1, description="deny: the one rule its content violates; allow: the rules it clears"
+        default_factory=list, description="deny: the one rule its content violates; allow: the rules it "
+        "clears; none: a bank that is only looked up (HMA's /m/lookup) and decides no rule"
     )
     signal: SignalType = SignalType.pdq
     distance: int = Field(PDQ_DISTANCE, ge=0, le=256,
@@ -116,7 +117,7 @@ class BankConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> BankConfig:
-        if self.kind is BankKind.deny and len(self.rules) != 1:
+        if self.kind is BankKind.deny and len(self.rules) > 1:
             raise ValueError("a deny bank names the one rule its content violates")
         if self.kind is BankKind.allow and self.dsa_category is not None:
             raise ValueError("only a deny bank has a DSA category")

@@ -5,12 +5,19 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from icm.cli import output
+from icm.cli.store import DB_HELP
+
+if TYPE_CHECKING:
+    from icm.banks.store import BankStore
 
 app = typer.Typer(
     help="Known-content banks: lists of PDQ (perceptual) or md5/sha256 (exact) hashes that decide "
@@ -18,11 +25,36 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-BANKS_HELP = "Bank folder (one sub-folder per bank); created when the first bank is."
+BANKS_HELP = ("Bank folder (one sub-folder per bank; created when the first bank is). Give it or "
+              "--db.")
 
 
-def _banks_option() -> Path:
-    return typer.Option(..., "--banks", envvar="ICM_BANKS", help=BANKS_HELP, show_default=False)
+def _banks_option() -> Path | None:
+    return typer.Option(None, "--banks", envvar="ICM_BANKS", help=BANKS_HELP, show_default=False)
+
+
+def _db_option() -> str | None:
+    return typer.Option(None, "--db", help="The banks of the service's store: " + DB_HELP, show_default=False)
+
+
+@contextmanager
+def bank_store(banks: Path | None, db: str | None) -> Iterator[BankStore]:
+    """Where the command's banks live: the folder (--banks) or the service's store (--db)."""
+    from icm.errors import InputError
+
+    if (banks is None) == (db is None):
+        raise InputError("give the banks' place: --banks DIR (a bank folder) or --db URL (the service's "
+                         "store), one of them")
+    if banks is not None:
+        from icm.banks.folder import BankFolder
+
+        yield BankFolder(banks)
+        return
+    from icm.cli.store import opened
+    from icm.serve.store.banks import SqlBanks
+
+    with opened(db) as store:
+        yield SqlBanks(store)
 
 
 def _by_option() -> str | None:
@@ -51,13 +83,13 @@ def create(
     dsa_category: str | None = typer.Option(None, "--dsa-category", help="deny: the DSA category.",
                                             show_default=False),
     description: str = typer.Option("", "--description", help="What the bank holds."),
-    banks: Path = _banks_option(),
+    banks: Path | None = _banks_option(),
+    db: str | None = _db_option(),
     by: str | None = _by_option(),
 ) -> None:
     """Create a bank."""
     from pydantic import ValidationError
 
-    from icm.banks.folder import BankFolder
     from icm.banks.model import BankConfig, BankError
     from icm.validation import describe_validation_error
 
@@ -72,7 +104,8 @@ def create(
         config = BankConfig.model_validate(fields)
     except ValidationError as exc:
         raise BankError(f"bank {name}: {describe_validation_error(exc, root='bank')}") from exc
-    BankFolder(banks).create(config)
+    with bank_store(banks, db) as store:
+        store.create(config)
     typer.echo(json.dumps(config.model_dump(mode="json")))
 
 
@@ -83,21 +116,23 @@ def add(
     content_id: str | None = typer.Option(None, "--id", help="Content id (one file only; default: the "
                                           "file's sha256).", show_default=False),
     labels: list[str] = typer.Option([], "--label", help="A label (repeat for several)."),
-    banks: Path = _banks_option(),
+    banks: Path | None = _banks_option(),
+    db: str | None = _db_option(),
     by: str | None = _by_option(),
 ) -> None:
     """Hash image files and add them to a bank: one line per entry added (content id, hash)."""
-    from icm.banks.folder import BankFolder
     from icm.banks.hashing import entries_from_file
     from icm.banks.model import BankError
 
     if content_id is not None and len(files) > 1:
         raise BankError("--id names one file's content; give one file, or let each file's sha256 name it")
-    bank = BankFolder(banks).get(name)
-    # every file hashed before any is added: one bad file adds nothing
-    entries = [entry for file in files for entry in entries_from_file(
-        bank.config, file, content_id=content_id, labels=labels, added_by=_user(by))]
-    for entry in bank.add(entries):
+    with bank_store(banks, db) as store:
+        bank = store.get(name)
+        # every file hashed before any is added: one bad file adds nothing
+        entries = [entry for file in files for entry in entries_from_file(
+            bank.config, file, content_id=content_id, labels=labels, added_by=_user(by))]
+        added = bank.add(entries)
+    for entry in added:
         typer.echo(json.dumps({"bank": name, "content_id": entry.content_id, "hash": entry.hash,
                                "quality": entry.quality, "source": entry.source}))
 
@@ -107,15 +142,14 @@ def import_list(
     name: str = typer.Argument(..., help="The bank.", show_default=False),
     hash_list: str = typer.Argument(..., metavar="LIST", help="A hash list file, or - for stdin: one hash "
                                     "per line, optionally ,content_id,labels (CSV).", show_default=False),
-    banks: Path = _banks_option(),
+    banks: Path | None = _banks_option(),
+    db: str | None = _db_option(),
     by: str | None = _by_option(),
 ) -> None:
     """Import a plain hash list (as HMA and python-threatexchange exchange them) into a bank."""
-    from icm.banks.folder import BankFolder
     from icm.banks.lists import parse_list
     from icm.banks.model import BankError
 
-    bank = BankFolder(banks).get(name)
     if hash_list == "-":
         text, source = sys.stdin.read(), "<stdin>"
     else:
@@ -123,43 +157,48 @@ def import_list(
             text, source = Path(hash_list).read_text(), hash_list
         except (OSError, UnicodeDecodeError) as exc:
             raise BankError(f"cannot read {hash_list}: {getattr(exc, 'strerror', None) or exc}") from exc
-    added = bank.add(parse_list(text, bank.config.signal, source=source, added_by=_user(by)))
+    with bank_store(banks, db) as store:
+        bank = store.get(name)
+        added = bank.add(parse_list(text, bank.config.signal, source=source, added_by=_user(by)))
     Console(stderr=True).print(output.text(f"{len(added)} entries added to {name}"))
 
 
 @app.command("export", no_args_is_help=True)
 def export(
     name: str = typer.Argument(..., help="The bank.", show_default=False),
-    banks: Path = _banks_option(),
+    banks: Path | None = _banks_option(),
+    db: str | None = _db_option(),
 ) -> None:
     """Print a bank as a plain hash list: hash,content_id,labels per line."""
-    from icm.banks.folder import BankFolder
     from icm.banks.lists import list_lines
 
-    for line in list_lines(BankFolder(banks).get(name).entries()):
+    with bank_store(banks, db) as store:
+        entries = store.get(name).entries()
+    for line in list_lines(entries):
         typer.echo(line)
 
 
 @app.command("list")
 def list_banks(
-    banks: Path = _banks_option(),
+    banks: Path | None = _banks_option(),
+    db: str | None = _db_option(),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per bank."),
 ) -> None:
     """The banks of a folder: kind, rules, signal, distance and entry count."""
-    from icm.banks.folder import BankFolder
 
-    folder = BankFolder(banks)
     rows = []
-    for name in folder.names():
-        bank = folder.get(name)
-        entries = bank.entries()
-        rows.append(bank.config.model_dump(mode="json") | {
-            "entries": len(entries), "contents": len({e.content_id for e in entries})})
+    with bank_store(banks, db) as store:
+        for name in store.names():
+            bank = store.get(name)
+            entries = bank.entries()
+            rows.append(bank.config.model_dump(mode="json") | {
+                "entries": len(entries), "contents": len({e.content_id for e in entries})})
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row))
         return
-    grid = output.table("bank", "kind", "rules", "signal", "distance", "entries", title=f"banks in {banks}")
+    grid = output.table("bank", "kind", "rules", "signal", "distance", "entries",
+                        title=f"banks in {banks or 'the store'}")
     for row in rows:
         output.add_row(grid, row["name"], row["kind"], ", ".join(row["rules"]), row["signal"],
                        row["distance"], row["entries"])
@@ -170,13 +209,14 @@ def list_banks(
 def remove(
     name: str = typer.Argument(..., help="The bank.", show_default=False),
     content_id: str = typer.Argument(..., help="The content id whose entries go.", show_default=False),
-    banks: Path = _banks_option(),
+    banks: Path | None = _banks_option(),
+    db: str | None = _db_option(),
 ) -> None:
     """Remove a content id's entries from a bank."""
-    from icm.banks.folder import BankFolder
     from icm.banks.model import BankNotFound
 
-    removed = BankFolder(banks).get(name).remove(content_id)
+    with bank_store(banks, db) as store:
+        removed = store.get(name).remove(content_id)
     if not removed:
         raise BankNotFound(f"bank {name} holds no content {content_id}")
     Console(stderr=True).print(output.text(f"{removed} entries of {content_id} removed from {name}"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from icm.backends.base import Backend, Explain, load_backend, load_backend_options
+from icm.banks.matcher import BankMatcher
 from icm.decision import error_statement
 from icm.errors import InputError
 from icm.media import MediaLimits
@@ -27,6 +28,7 @@ from icm.serve.limits import Admission
 from icm.serve.metrics import Metrics
 from icm.serve.review.queue import choose
 from icm.serve.settings import ServeSettings
+from icm.serve.store.banks import SqlBanks
 from icm.serve.store.database import Store
 from icm.serve.store.images import image_store
 from icm.serve.store.models import StoredResult, utcnow
@@ -75,6 +77,8 @@ class Judging:
         self.reviews = ReviewStore(store)
         self.metrics = metrics
         self.images = image_store(settings, store)
+        #: the store's known-content banks, indexed once and shared by every worker and the HMA routes
+        self.banks = BankMatcher(SqlBanks(store), refresh_s=1.0)
         self.limits = MediaLimits(
             max_bytes=settings.max_body_bytes,
             max_pixels=settings.max_pixels,
@@ -185,7 +189,7 @@ class Judging:
         """One batch (jobs of one policy) in one backend call, on a worker thread."""
         assert self.backend is not None
         self.metrics.batch_size.observe(len(jobs))
-        moderator = Moderator(jobs[0].policy, backend=self.backend, limits=self.limits)
+        moderator = Moderator(jobs[0].policy, backend=self.backend, limits=self.limits, banks=self.banks)
         return moderator.moderate_batch([ImageItem(key=job.name, data=job.data) for job in jobs])
 
     def _error_result(self, job: Job, sha256: str, error: ErrorInfo) -> ModerationResult:
