@@ -37,7 +37,10 @@ from icm.validation import describe_validation_error
 
 router = APIRouter(tags=["hma-compatible"])
 
-_LOOKUP = errors(400, 404, *KEYED)
+#: every route: a bad input (400), a key without the scope (403), no such bank (404), and what
+#: every keyed route answers
+_ANSWERS = (400, 403, 404, *KEYED)
+_LOOKUP = errors(*_ANSWERS, 413)
 
 
 class BankCreate(BaseModel):
@@ -206,7 +209,7 @@ async def lookup_post(request: Request, banks: str | None = Query(None),
 # -- curation ----------------------------------------------------------------------------------
 
 
-@router.get("/c/banks", summary="HMA: the banks", responses=errors(*KEYED))
+@router.get("/c/banks", summary="HMA: the banks", responses=errors(*_ANSWERS))
 async def list_banks(request: Request, caller: Caller = Depends(authorized(Scope.review))) -> list[dict[str, Any]]:
     store = banks_of(service_of(request))
 
@@ -220,14 +223,15 @@ async def list_banks(request: Request, caller: Caller = Depends(authorized(Scope
     return await run_in_threadpool(rows)
 
 
-@router.get("/c/bank/{bank_name}", summary="HMA: one bank", responses=errors(404, *KEYED))
+@router.get("/c/bank/{bank_name}", summary="HMA: one bank", responses=errors(*_ANSWERS))
 async def get_bank(bank_name: str, request: Request,
                    caller: Caller = Depends(authorized(Scope.review))) -> dict[str, Any]:
     bank = await run_in_threadpool(banks_of(service_of(request)).get, bank_name)
     return _bank_json(bank.config, (await run_in_threadpool(bank.count))[0])
 
 
-@router.post("/c/banks", status_code=201, summary="HMA: create a bank", responses=errors(400, 409, *KEYED))
+@router.post("/c/banks", status_code=201, summary="HMA: create a bank",
+             responses=errors(*_ANSWERS, 409, 413))
 async def create_bank(body: BankCreate, request: Request,
                       caller: Caller = Depends(authorized(Scope.admin))) -> dict[str, Any]:
     service = service_of(request)
@@ -248,7 +252,7 @@ def _entry_json(entry: BankEntry) -> dict[str, Any]:
         mode="json", exclude={"content_id", "hash"}, exclude_none=True)}
 
 
-@router.get("/c/bank/{bank_name}/content", summary="A bank's content", responses=errors(404, *KEYED))
+@router.get("/c/bank/{bank_name}/content", summary="A bank's content", responses=errors(*_ANSWERS))
 async def list_content(bank_name: str, request: Request,
                        caller: Caller = Depends(authorized(Scope.review))) -> list[dict[str, Any]]:
     bank = await run_in_threadpool(banks_of(service_of(request)).get, bank_name)
@@ -258,7 +262,7 @@ async def list_content(bank_name: str, request: Request,
 
 
 @router.get("/c/bank/{bank_name}/content/{content_id}", summary="HMA: one content of a bank",
-            responses=errors(404, *KEYED))
+            responses=errors(*_ANSWERS))
 async def get_content(bank_name: str, content_id: str, request: Request,
                       caller: Caller = Depends(authorized(Scope.review))) -> dict[str, Any]:
     bank = await run_in_threadpool(banks_of(service_of(request)).get, bank_name)
@@ -274,7 +278,7 @@ async def get_content(bank_name: str, content_id: str, request: Request,
 
 
 @router.post("/c/bank/{bank_name}/content", summary="HMA: add an image to a bank (photo upload or ?url=)",
-             responses=errors(400, 404, *KEYED))
+             responses=errors(*_ANSWERS, 413))
 async def add_content(bank_name: str, request: Request, url: str | None = Query(None),
                       caller: Caller = Depends(authorized(Scope.admin))) -> dict[str, Any]:
     service = service_of(request)
@@ -312,7 +316,8 @@ class SignalsBody(BaseModel):
     note: str | None = None
 
 
-@router.post("/c/bank/{bank_name}/signal", summary="HMA: add a hash to a bank", responses=errors(400, 404, *KEYED))
+@router.post("/c/bank/{bank_name}/signal", summary="HMA: add a hash to a bank",
+             responses=errors(*_ANSWERS, 413))
 async def add_signal(bank_name: str, body: SignalsBody, request: Request,
                      caller: Caller = Depends(authorized(Scope.admin))) -> dict[str, Any]:
     service = service_of(request)
@@ -335,7 +340,7 @@ async def add_signal(bank_name: str, body: SignalsBody, request: Request,
 
 
 @router.delete("/c/bank/{bank_name}/content/{content_id}", summary="HMA: remove content from a bank",
-               responses=errors(404, *KEYED))
+               responses=errors(*_ANSWERS))
 async def remove_content(bank_name: str, content_id: str, request: Request,
                          caller: Caller = Depends(authorized(Scope.admin))) -> dict[str, int]:
     service = service_of(request)
