@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,35 @@ def test_a_dihedral_bank_matches_rotated_and_mirrored_copies(tmp_path: Path) -> 
         result = Moderator(POLICY, backend=NoModel(RuntimeError("no model")), banks=folder).moderate(path)
         assert result.error is None, result.error
         assert [e.signal for e in result.verdicts[0].evidence] == ["hash:TURNED"]
+
+
+def test_icm_moderate_with_banks_decides_the_copies(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from icm.cli.app import app
+
+    runner = CliRunner()
+    banks = tmp_path / "banks"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.model_dump_json())
+    original = tmp_path / "astronaut.png"
+    PHOTOS["astronaut"].save(original)
+    made = runner.invoke(app, ["bank", "create", "KNOWN_BAD", "--kind", "deny", "--rule", "known-bad",
+                               "--banks", str(banks)])
+    assert made.exit_code == 0, made.output
+    added = runner.invoke(app, ["bank", "add", "KNOWN_BAD", str(original), "--id", "case-1", "--banks", str(banks)])
+    assert added.exit_code == 0, added.output
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    _resized(PHOTOS["astronaut"], 0.5).convert("L").save(uploads / "a-copy.jpg", quality=60)
+    PHOTOS["rocket"].save(uploads / "b-other.png")
+    done = runner.invoke(app, ["moderate", str(uploads), "--policy", str(policy), "--banks", str(banks),
+                               "--format", "jsonl", "--quiet"])
+    assert done.exit_code == 0, done.output
+    rows = {Path(r["image"]).name: r for r in map(json.loads, done.output.splitlines())}
+    assert rows["a-copy.jpg"]["decision"] == "block"
+    assert rows["a-copy.jpg"]["verdicts"][0]["evidence"][0]["text"] == "case-1"
+    assert rows["a-copy.jpg"]["timing_ms"]["judge"] == 0.0
+    assert all(e["criterion"] != KNOWN_CONTENT for v in rows["b-other.png"]["verdicts"] for e in v["evidence"])
+    missing = runner.invoke(app, ["moderate", str(uploads), "--banks", str(tmp_path / "nowhere"), "--quiet"])
+    assert missing.exit_code == 2 and "no such bank folder" in missing.output

@@ -84,7 +84,7 @@ def linear_search(hashes: np.ndarray, query: str, distance: int) -> list[tuple[i
     """Every (position, distance) within ``distance`` by comparing with each hash in turn: the
     reference the index is tested and benchmarked against. ``hashes`` as :func:`pdq_array` gives."""
     xor = np.bitwise_xor(hashes, pdq_array([query])[0])
-    distances = np.unpackbits(xor, axis=1).sum(axis=1)
+    distances = np.bitwise_count(np.ascontiguousarray(xor).view(np.uint64)).sum(axis=1, dtype=np.int64)
     positions = np.nonzero(distances <= distance)[0]
     return sorted(((int(p), int(distances[p])) for p in positions), key=lambda pd: (pd[1], pd[0]))
 

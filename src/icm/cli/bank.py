@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from icm.cli import output
-from icm.cli.store import DB_HELP
+from icm.cli.store import DB
 
 if TYPE_CHECKING:
     from icm.banks.store import BankStore
@@ -25,26 +25,25 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-BANKS_HELP = ("Bank folder (one sub-folder per bank; created when the first bank is). Give it or "
-              "--db.")
+BANKS_HELP = ("Bank folder (one sub-folder per bank; created when the first bank is). Without it: "
+              "the banks of the service's store (--db).")
 
 
 def _banks_option() -> Path | None:
     return typer.Option(None, "--banks", envvar="ICM_BANKS", help=BANKS_HELP, show_default=False)
 
 
-def _db_option() -> str | None:
-    return typer.Option(None, "--db", help="The banks of the service's store: " + DB_HELP, show_default=False)
 
 
 @contextmanager
 def bank_store(banks: Path | None, db: str | None) -> Iterator[BankStore]:
-    """Where the command's banks live: the folder (--banks) or the service's store (--db)."""
+    """Where the command's banks live: the folder of --banks, else the service's store, found as
+    every command finds it (--db, else ICM_DB, else sqlite:///icm-serve.db)."""
     from icm.errors import InputError
 
-    if (banks is None) == (db is None):
-        raise InputError("give the banks' place: --banks DIR (a bank folder) or --db URL (the service's "
-                         "store), one of them")
+    if banks is not None and db is not None:
+        raise InputError("give the banks' place once: --banks DIR (a bank folder) or --db URL (the "
+                         "service's store), not both")
     if banks is not None:
         from icm.banks.folder import BankFolder
 
@@ -84,7 +83,7 @@ def create(
                                             show_default=False),
     description: str = typer.Option("", "--description", help="What the bank holds."),
     banks: Path | None = _banks_option(),
-    db: str | None = _db_option(),
+    db: str | None = DB,
     by: str | None = _by_option(),
 ) -> None:
     """Create a bank."""
@@ -117,7 +116,7 @@ def add(
                                           "file's sha256).", show_default=False),
     labels: list[str] = typer.Option([], "--label", help="A label (repeat for several)."),
     banks: Path | None = _banks_option(),
-    db: str | None = _db_option(),
+    db: str | None = DB,
     by: str | None = _by_option(),
 ) -> None:
     """Hash image files and add them to a bank: one line per entry added (content id, hash)."""
@@ -143,7 +142,7 @@ def import_list(
     hash_list: str = typer.Argument(..., metavar="LIST", help="A hash list file, or - for stdin: one hash "
                                     "per line, optionally ,content_id,labels (CSV).", show_default=False),
     banks: Path | None = _banks_option(),
-    db: str | None = _db_option(),
+    db: str | None = DB,
     by: str | None = _by_option(),
 ) -> None:
     """Import a plain hash list (as HMA and python-threatexchange exchange them) into a bank."""
@@ -167,7 +166,7 @@ def import_list(
 def export(
     name: str = typer.Argument(..., help="The bank.", show_default=False),
     banks: Path | None = _banks_option(),
-    db: str | None = _db_option(),
+    db: str | None = DB,
 ) -> None:
     """Print a bank as a plain hash list: hash,content_id,labels per line."""
     from icm.banks.lists import list_lines
@@ -181,7 +180,7 @@ def export(
 @app.command("list")
 def list_banks(
     banks: Path | None = _banks_option(),
-    db: str | None = _db_option(),
+    db: str | None = DB,
     as_json: bool = typer.Option(False, "--json", help="One JSON line per bank."),
 ) -> None:
     """The banks of a folder: kind, rules, signal, distance and entry count."""
@@ -210,7 +209,7 @@ def remove(
     name: str = typer.Argument(..., help="The bank.", show_default=False),
     content_id: str = typer.Argument(..., help="The content id whose entries go.", show_default=False),
     banks: Path | None = _banks_option(),
-    db: str | None = _db_option(),
+    db: str | None = DB,
 ) -> None:
     """Remove a content id's entries from a bank."""
     from icm.banks.model import BankNotFound
