@@ -12,9 +12,9 @@ Figures:
 * **Lookups** at each size: a bank of random PDQ hashes with, for half the queries, an entry
   planted at a distance of 0-31 (the other half miss); one query per call, as the Moderator asks.
   lookups/s, p50 and p99 in ms, **recall** against a linear scan of every entry (the fraction of
-  the entries within 31 that the index found; exact means 1.0), the RSS the index adds per
-  million entries, the time to build it, and python-threatexchange's own ``PDQIndex`` on the same
-  entries for comparison (up to ``--tx-max``).
+  the entries within 31 that the index found; exact means 1.0), the memory the index holds per
+  million entries, the time to build it and to add one more, and, on the same entries, faiss's
+  ``IndexBinaryMultiHash`` and python-threatexchange's own ``PDQIndex`` (up to ``--tx-max``).
 * **Load**: a bank folder of N entries read and indexed by a fresh ``BankMatcher`` (the service's
   and the CLI's cold start), at the sizes up to ``--load-max``.
 * **Distance per alteration** of each sample photograph, and the nearest of PDQ's eight dihedral
@@ -46,13 +46,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # the sample images the tests use
 PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon", "horse",
                "hubble_deep_field", "immunohistochemistry")
 OTHER_SAMPLES = ("page", "retina", "logo", "text", "grass", "gravel", "brick", "colorwheel")
-
-
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _png(image: Image.Image) -> bytes:
@@ -185,13 +178,11 @@ def bench_lookups(size: int, queries: int, recall_queries: int, tx_max: int, see
     order = rng.permutation(len(query_rows))
     query_hashes = [query_rows[i].tobytes().hex() for i in order]
 
-    rss_before = _rss_mib()
     started = time.perf_counter()
     index = PdqIndex(31)
     for start in range(0, size, 100_000):  # grown in parts, as entries come
         index.add(hashes[start:start + 100_000])
     build_s = time.perf_counter() - started
-    rss_index = _rss_mib() - rss_before
 
     index.search(query_hashes[:10])  # warm
     latencies = []
@@ -216,13 +207,35 @@ def bench_lookups(size: int, queries: int, recall_queries: int, tx_max: int, see
         "recall": round(found / expected, 4) if expected else None,
         "recall_checked": f"{min(recall_queries, len(query_hashes))} queries, {expected} entries within 31",
         "build_s": round(build_s, 2),
-        "index_rss_mib": round(rss_index, 1),
-        "rss_mib_per_million": round(rss_index * 1_000_000 / size, 1),
+        "index_mib_per_million": round(index.memory_bytes() / 2**20 * 1_000_000 / size, 1),
     }
+    grow = time.perf_counter()
+    index.add([hashes[0]])
+    out["add_one_ms"] = round((time.perf_counter() - grow) * 1000, 2)
+    out |= _faiss(codes, query_hashes[: min(len(query_hashes), 300)])
     if size <= tx_max:
         out |= _threatexchange(hashes, query_hashes)
     del index
     return out
+
+
+def _faiss(codes: np.ndarray, queries: list[str]) -> dict[str, Any]:
+    """faiss's IndexBinaryMultiHash (16 x 16 bits, one flip: what python-threatexchange's PDQ
+    index wraps) on the same entries, for comparison."""
+    import faiss
+
+    from icm.banks.index import pdq_array
+
+    started = time.perf_counter()
+    index = faiss.IndexBinaryMultiHash(256, 16, 16)
+    index.nflip = 1
+    index.add(codes)
+    build_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for query in queries:
+        index.range_search(pdq_array([query]), 32)
+    elapsed = time.perf_counter() - started
+    return {"faiss_build_s": round(build_s, 2), "faiss_lookups_per_s": round(len(queries) / elapsed)}
 
 
 def _threatexchange(hashes: list[str], queries: list[str]) -> dict[str, Any]:

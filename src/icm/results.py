@@ -153,6 +153,14 @@ class ModerationResult(BaseModel):
         return [v for v in self.verdicts if v.verdict is Verdict.violates]
 
     @property
+    def decided_by_banks(self) -> bool:
+        """Every verdict rests on a known-content bank's match: the banks settled the decision and
+        no model judged the image (its copies are decided by a person's earlier decision)."""
+        return bool(self.verdicts) and all(
+            any(e.criterion == KNOWN_CONTENT for e in v.evidence) for v in self.verdicts
+        )
+
+    @property
     def uncertain(self) -> list[RuleVerdict]:
         return [v for v in self.verdicts if v.verdict is Verdict.uncertain]
 

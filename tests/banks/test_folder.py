@@ -128,3 +128,14 @@ def test_a_bad_list_or_file_adds_nothing(tmp_path: Path) -> None:
                                  str(tmp_path / "flat.png"), "--banks", banks])
     assert result.exit_code == 2 and "flat.png: the file is empty" in result.output
     assert BankFolder(banks).get("KNOWN_BAD").entries() == []
+
+
+def test_a_bank_file_with_a_malformed_line_is_refused_naming_the_line(tmp_path: Path) -> None:
+    folder = BankFolder(tmp_path / "banks")
+    bank = folder.create(BankConfig(name="KNOWN_BAD", kind="deny", rules=["nudity"]))
+    bank.add([BankEntry(content_id="c1", hash=PDQ_A), BankEntry(content_id="c2", hash=PDQ_B)])
+    entries = tmp_path / "banks" / "KNOWN_BAD" / "entries.jsonl"
+    lines = entries.read_text().splitlines()
+    entries.write_text("\n".join([lines[0], '{"content_id": "c3"}', lines[1]]) + "\n")
+    with pytest.raises(BankError, match=r"entries.jsonl: entry 2 after byte 0: .*hash"):
+        folder.get("KNOWN_BAD").entries()

@@ -138,17 +138,18 @@ def _near(rng: np.random.Generator, base: np.ndarray, flips: int) -> np.ndarray:
     return np.packbits(bits)
 
 
-@pytest.mark.parametrize("distance", [0, 8, 31, 47])
+@pytest.mark.parametrize("distance", [0, 8, 31, 47, 70])
 def test_index_finds_exactly_what_a_linear_scan_finds(distance: int) -> None:
     rng = np.random.default_rng(distance)
     bases = rng.integers(0, 256, (400, 32), dtype=np.uint8)
     # around each base, copies at every distance from 0 to 60: the boundary is crossed many times
-    rows = [_near(rng, bases[i % 400], int(rng.integers(0, 61))) for i in range(6000)]
+    rows = [_near(rng, bases[i % 400], int(rng.integers(0, 81))) for i in range(20_000)]
     hashes = [row.tobytes().hex() for row in rows]
     index = PdqIndex(distance)
-    for start in range(0, len(hashes), 1000):  # grown in parts: an add is never a rebuild
+    for start in range(0, len(hashes), 1000):  # grown in parts: the tables once, then a tail
         index.add(hashes[start:start + 1000])
     assert len(index) == len(hashes)
+    assert distance >= 64 or 0 < index._tabled < len(hashes)  # both the tables and the tail answered
     codes = pdq_array(hashes)
     queries = [base.tobytes().hex() for base in bases[:100]]
     found_any = 0

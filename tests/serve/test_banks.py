@@ -179,3 +179,40 @@ def test_hma_endpoints_with_an_hma_style_client(serve, db_url: str, tmp_path: Pa
         assert [c["id"] for c in content] == ["listed-1"]
         assert admin.post("/c/banks", json={"name": "bad name"}).status_code == 400
         assert admin.post("/c/banks", json={"name": "EXAMPLE_KNOWN_BAD"}).status_code == 409
+
+
+def test_a_replayed_stream_of_copies_is_decided_by_the_bank_and_never_queued(serve, db_url: str) -> None:
+    from sqlalchemy import select
+
+    from icm.serve.store.models import QueueItem
+
+    # every answered image would join the queue: only a bank's decision keeps a copy out of it
+    server = serve(db_url, review_sample=1.0)
+    originals = ("astronaut", "chelsea", "coffee", "rocket", "camera", "horse")
+    violating = {"astronaut", "rocket", "horse"}  # what the reviewer decided violates
+    with server.client("moderate") as client, server.client("admin") as admin:
+        first = {name: client.post("/v1/moderate", data={"policy": "fast"}, files={
+            "image": (f"{name}.png", _png(sample_image(name)), "image/png")}).json() for name in originals}
+        assert admin.post("/c/banks", json={"name": "REVIEWED_BAD", "rules": ["nsfw"]}).status_code == 201
+        for name in sorted(violating):
+            added = admin.post("/c/bank/REVIEWED_BAD/content", data={"metadata": json.dumps({"content_id": name})},
+                               files={"photo": (f"{name}.png", _png(sample_image(name)), "image/png")})
+            assert added.status_code == 200, added.text
+        copies = {name: client.post("/v1/moderate", data={"policy": "fast"}, files={
+            "image": (f"{name}-copy.jpg", _jpeg_copy(name, 0.6, 55), "image/jpeg")}).json() for name in originals}
+    for name, body in copies.items():
+        known = [e for v in body["verdicts"] for e in v["evidence"] if e["criterion"] == "known-content"]
+        if name in violating:
+            assert body["decision"] == "block" and [e["text"] for e in known] == [name], body
+            assert body["timing_ms"]["judge"] == 0.0
+        else:
+            assert known == [], body  # no distinct image matches
+    store = Store(db_url)
+    try:
+        with store._session() as session:
+            queued = set(session.scalars(select(QueueItem.result_id)))
+    finally:
+        store.close()
+    assert {first[name]["id"] for name in originals} <= queued
+    assert [name for name in originals if copies[name]["id"] in queued] == sorted(set(originals) - violating,
+                                                                                 key=originals.index)

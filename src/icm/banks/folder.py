@@ -15,13 +15,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from icm.banks.model import BankConfig, BankEntry, BankError, BankExists, BankNotFound, check_hash, check_name
 from icm.banks.store import Mark
 from icm.validation import describe_validation_error
 
 _CONFIG = "bank.json"
+_ENTRY_LIST = TypeAdapter(list[BankEntry])
 _ENTRIES = "entries.jsonl"
 
 
@@ -77,13 +78,18 @@ class FolderBank:
             data = b""
         # a line still being written (no newline yet) is read next time
         complete = data[: data.rfind(b"\n") + 1]
-        for number, line in enumerate(complete.splitlines(), 1):
-            if line.strip():
-                try:
-                    entries.append(BankEntry.model_validate_json(line))
-                except ValidationError as exc:
-                    raise BankError(f"{file}: entry {number} after byte {start}: "
-                                    f"{describe_validation_error(exc)}") from exc
+        lines = [line for line in complete.splitlines() if line.strip()]
+        try:  # the whole file in one validation (pydantic's core), a million entries in seconds
+            entries = _ENTRY_LIST.validate_json(b"[" + b",".join(lines) + b"]")
+        except ValidationError:
+            for number, line in enumerate(complete.splitlines(), 1):  # which line is wrong
+                if line.strip():
+                    try:
+                        entries.append(BankEntry.model_validate_json(line))
+                    except ValidationError as exc:
+                        raise BankError(f"{file}: entry {number} after byte {start}: "
+                                        f"{describe_validation_error(exc)}") from exc
+            raise
         return entries, Mark(generation, start + len(complete)), whole
 
     def add(self, entries: Sequence[BankEntry]) -> list[BankEntry]:

@@ -93,8 +93,10 @@ class BankMatcher:
     @property
     def dihedral(self) -> bool:
         """Whether some bank matches rotated and mirrored copies (the image needs its eight
-        dihedral hashes)."""
-        self.refresh()
+        dihedral hashes). Refreshes only a matcher that has not loaded yet: the match that follows
+        reads what changed."""
+        if self._refreshed == float("-inf"):
+            self.refresh()
         return any(b.config.dihedral for b in self._banks.values())
 
     def __len__(self) -> int:

@@ -24,6 +24,8 @@ def choose(
     """Whether (and how) a freshly judged result enters the review queue."""
     if result.error is not None and result.error.code not in _REVIEWABLE_ERRORS:
         return None
+    if result.decided_by_banks:  # a person's earlier decision, through a bank: not asked again
+        return None
     draw = rng or random.Random()
     if result.decision.value == "review":
         kind = "review"
