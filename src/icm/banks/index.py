@@ -7,7 +7,7 @@ chunks each differing in more would make ``d`` larger), so probing every chunk's
 ``d // 16`` flipped bits of the query finds every entry within ``d``; their full distance is then
 checked. The lookup is exact, not approximate (tests check it against a linear scan). This is the
 scheme of python-threatexchange's PDQ index (faiss's ``IndexBinaryMultiHash``), in numpy: measured
-here it answers many times faster at a million entries (benchmarks/README.md).
+here 2.5 times faster than faiss's at a million entries, slower at 10k (benchmarks/README.md).
 
 The index grows without a rebuild per add: new entries go to a tail that every lookup scans
 linearly (at most 16,384 entries, well under a millisecond), and the tables are rebuilt with the
