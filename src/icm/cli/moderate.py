@@ -136,6 +136,8 @@ def moderate(
     stdout = Console()
     stderr = Console(stderr=True, soft_wrap=True)
     if engine is Engine.ray:
+        if banks is not None:  # the Ray actors do not take banks yet: refused, never silently unmatched
+            raise InputError("--banks works with --engine local only for now")
         from icm.scale.ray import RayOptions
 
         if output_format is not None:
