@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from icm.policy.schema import Action, Policy, strictest
-from icm.results import ErrorInfo, RuleVerdict, Verdict
+from icm.results import KNOWN_CONTENT, ErrorInfo, RuleVerdict, Verdict
 
 _VERBS = {
     Action.allow: "Allowed",
@@ -22,7 +22,20 @@ def decide(policy: Policy, verdicts: list[RuleVerdict]) -> Action:
     return strictest(actions)
 
 
-def statement_of_reasons(policy: Policy, verdicts: list[RuleVerdict], decision: Action) -> str:
+def _banks(verdict: RuleVerdict) -> str:
+    """" (bank X: content C, distance D)" for a verdict a known-content bank decided, else ""."""
+    known = [e for e in verdict.evidence if e.criterion == KNOWN_CONTENT]
+    return "".join(
+        f" by bank {(e.signal or '').removeprefix('hash:')} (content {e.text}, distance {e.distance})"
+        for e in known
+    )
+
+
+def statement_of_reasons(
+    policy: Policy, verdicts: list[RuleVerdict], decision: Action, *, settled: bool = False
+) -> str:
+    """Why the image got its decision. A rule decided by a known-content bank names the bank, the
+    content and the distance; ``settled``: the banks alone decided, and no model judged the rest."""
     head = f"{_VERBS[decision]} under {policy.id} v{policy.version}"
     violated = [v for v in verdicts if v.verdict is Verdict.violates]
     uncertain = [v for v in verdicts if v.verdict is Verdict.uncertain]
@@ -34,16 +47,21 @@ def statement_of_reasons(policy: Policy, verdicts: list[RuleVerdict], decision: 
             criteria = sorted({e.criterion for e in v.evidence})
             why = f" ({', '.join(criteria)})" if criteria else ""
             prob = f", p={v.probability:.2f}" if v.probability is not None else ""
-            items.append(f"{rule.id}{why} [{rule.severity}, {rule.action}{prob}]")
+            items.append(f"{rule.id}{why}{_banks(v)} [{rule.severity}, {rule.action}{prob}]")
         parts.append("violates " + "; ".join(items))
+    cleared = [v for v in verdicts if v.verdict is Verdict.complies and _banks(v)]
+    if cleared:
+        parts.append("known benign for " + "; ".join(f"{v.rule_id}{_banks(v)}" for v in cleared))
+    if settled:
+        parts.append("known content decided it: no model judged the other rules")
     if uncertain:
         parts.append(
             "could not assess "
             + ", ".join(v.rule_id for v in uncertain)
             + f" (uncertainty means {policy.uncertainty.action})"
         )
-    if not parts:
-        parts.append(f"complies with all {len(verdicts)} rules")
+    if not violated and not uncertain:
+        parts.insert(0, f"complies with all {len(verdicts)} rules")
     return f"{head}: " + "; ".join(parts) + "."
 
 

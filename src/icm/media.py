@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from icm.errors import InputError
-from icm.results import ErrorCode, FileStamp
+from icm.results import ErrorCode, FileStamp, Hashes
 
 # Raster formats only: Pillow can also hand some vector formats to external programs.
 _RASTER = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM", "TGA", "AVIF")
@@ -94,6 +94,12 @@ class DecodedImage:
     frame_indices: list[int]
     warnings: list[str] = field(default_factory=list)
     decode_ms: float = 0.0
+    hash_ms: float = 0.0
+    #: milliseconds matching its hashes against known-content banks (None: no banks were given)
+    match_ms: float | None = None
+    md5: str | None = None
+    #: the recorded hashes (PDQ per frame, md5), once computed for this image
+    hashes: Hashes | None = None
 
     @property
     def animated(self) -> bool:
@@ -210,6 +216,7 @@ def load_image(
         n_frames=n_frames,
         frames=frames,
         frame_indices=indices,
+        md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
     )
     decoded.warnings += name_warnings(name, fmt)
     decoded.decode_ms = round((time.perf_counter() - started) * 1000, 2)

@@ -7,20 +7,26 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from icm.backends.base import Backend, BackendError, Judged, load_backend
+from icm.banks.hashing import hash_image
+from icm.banks.matcher import BankMatcher
+from icm.banks.store import BankStore
+from icm.banks.verdicts import bank_verdicts, merge, settles
 from icm.decision import decide, error_statement, statement_of_reasons
 from icm.media import DecodedImage, MediaError, MediaLimits, file_stamp, load_image
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
-from icm.results import ErrorCode, ErrorInfo, ModerationResult, PolicyRef, Verdict
+from icm.results import ErrorCode, ErrorInfo, Hashes, ModerationResult, PolicyRef, RuleVerdict, Verdict
 from icm.sink import PreviousResults, ResultSink, check_output
 from icm.sources import ImageItem, iter_sources
 
 ImageSource = str | Path | ImageItem
+#: known-content banks: a bank folder's path, a store of banks, or a matcher over one (shared)
+BankSource = BankMatcher | BankStore | str | Path
 
 
 @dataclass
@@ -102,16 +108,23 @@ class Moderator:
         *,
         workers: int | None = None,
         limits: MediaLimits | None = None,
+        banks: BankSource | None = None,
         **backend_options: Any,
     ) -> None:
         """``workers``: images judged at once (default: as many as the backend asks for in its
-        ``parallel_images``, e.g. the local engine one per core; 1 otherwise)."""
+        ``parallel_images``, e.g. the local engine one per core; 1 otherwise).
+
+        ``banks``: known-content banks, matched before the backend is called: a deny match decides
+        the rule it names (and, when that settles the decision, no model runs), an allow match the
+        rules it clears. A folder path (see ``icm bank``), a :class:`~icm.banks.store.BankStore`,
+        or a :class:`~icm.banks.matcher.BankMatcher` (shared by several Moderators)."""
         if workers is not None and workers < 1:
             raise ValueError("workers must be at least 1")
         self.policy = load_policy(policy)
         self.backend = load_backend(backend, **backend_options)
         self.workers = workers or max(1, int(getattr(self.backend, "parallel_images", 1)))
         self.limits = limits or MediaLimits()
+        self.banks = as_matcher(banks)
         self._prepared = False
 
     # -- one image ---------------------------------------------------------------------------
@@ -135,12 +148,20 @@ class Moderator:
         tasks, say): one ``judge_batch`` call for the decodable ones, in order."""
         self._prepare()
         images_ok = [d for d in decoded if not isinstance(d, ErrorInfo)]
+        known = {id(image): self._known(image) for image in images_ok}
+        # an image whose decision the banks settle never reaches the backend
+        to_judge = [image for image in images_ok if not known[id(image)][1]]
         started = time.perf_counter()
-        outcomes = iter(self._judge_batch(images_ok))
-        return [
-            self._result(item, d, None if isinstance(d, ErrorInfo) else next(outcomes), started)
-            for item, d in zip(items, decoded, strict=True)
-        ]
+        outcomes = iter(self._judge_batch(to_judge))
+        results = []
+        for item, d in zip(items, decoded, strict=True):
+            if isinstance(d, ErrorInfo):
+                results.append(self._result(item, d, None, started))
+                continue
+            decided, settled = known[id(d)]
+            outcome: Judged = [] if settled else next(outcomes)
+            results.append(self._result(item, d, outcome, started, decided, settled))
+        return results
 
     def _judge_batch(self, images: Sequence[DecodedImage]) -> list[Judged]:
         """The backend's ``judge_batch``, held to its protocol as ``_judge`` holds ``judge``: one
@@ -255,14 +276,31 @@ class Moderator:
         return self._judge(item, decoded.result())
 
     def _judge(self, item: ImageItem, decoded: DecodedImage | ErrorInfo) -> ModerationResult:
-        started = time.perf_counter()
         if isinstance(decoded, ErrorInfo):
-            return self._result(item, decoded, None, started)
+            return self._result(item, decoded, None, time.perf_counter())
+        decided, settled = self._known(decoded)
+        started = time.perf_counter()
+        if settled:
+            return self._result(item, decoded, [], started, decided, settled)
         try:
             outcome: Judged = self.backend.judge(decoded, self.policy)
         except Exception as exc:  # noqa: BLE001 - any backend failure is recorded per item
             outcome = exc
-        return self._result(item, decoded, outcome, started)
+        return self._result(item, decoded, outcome, started, decided)
+
+    def _known(self, image: DecodedImage) -> tuple[dict[str, RuleVerdict], bool]:
+        """The image hashed and matched against the banks: the verdicts the banks decide, and
+        whether they settle the image's decision (then no model runs)."""
+        _hash(image, dihedral=self.banks is not None and self.banks.dihedral)
+        if self.banks is None:
+            return {}, False
+        started = time.perf_counter()
+        matches = self.banks.match(image.hashes or Hashes(), image.sha256)
+        if image.animated:  # the evidence names the frame of the animation, not of the judged list
+            matches = [replace(m, frame=image.frame_indices[m.frame]) for m in matches]
+        decided = bank_verdicts(self.policy, matches)
+        image.match_ms = round((time.perf_counter() - started) * 1000, 2)
+        return decided, settles(self.policy, decided)
 
     def _result(
         self,
@@ -270,9 +308,12 @@ class Moderator:
         decoded: DecodedImage | ErrorInfo,
         outcome: Judged | None,
         started: float,
+        decided: dict[str, RuleVerdict] | None = None,
+        settled: bool = False,
     ) -> ModerationResult:
         """The result of one image: its decode error, its backend failure, or its judgement
-        (``outcome`` is None only when it did not decode)."""
+        (``outcome`` is None only when it did not decode), with the verdicts the banks decided in
+        place of the backend's (``settled``: the banks alone decided it; no model ran)."""
         policy_ref = PolicyRef(id=self.policy.id, version=self.policy.version)
         if isinstance(decoded, ErrorInfo):
             # bytes in hand (an upload, an image read from a URI) name the record even when they
@@ -282,8 +323,9 @@ class Moderator:
         assert outcome is not None, "a decoded image always has an outcome"
         if isinstance(outcome, Exception):
             error = ErrorInfo(code=_error_code(outcome), message=f"{type(outcome).__name__}: {outcome}")
-            return error_result(self.policy, self.backend, item.key, decoded.sha256, error, decoded.describe())
-        verdicts = outcome
+            return error_result(self.policy, self.backend, item.key, decoded.sha256, error, decoded.describe(),
+                                decoded.hashes)
+        verdicts = merge(outcome, decided or {})
         decision = decide(self.policy, verdicts)
         return ModerationResult(
             image=item.key,
@@ -291,15 +333,16 @@ class Moderator:
             policy=policy_ref,
             decision=decision,
             verdicts=verdicts,
-            explanation=statement_of_reasons(self.policy, verdicts, decision),
+            explanation=statement_of_reasons(self.policy, verdicts, decision, settled=settled),
             backend=self.backend.info(),
-            timing_ms=_timing(decoded.decode_ms, started),
+            timing_ms=_timing(decoded, None if settled else started),
             media=decoded.describe(),
+            hashes=decoded.hashes,
         )
 
 
 def error_result(policy: Policy, backend: Backend, image: str, sha256: str | None, error: ErrorInfo,
-                 media: dict[str, Any] | None = None) -> ModerationResult:
+                 media: dict[str, Any] | None = None, hashes: Hashes | None = None) -> ModerationResult:
     """The record of an image that has no judgement: its error, and the policy's error action
     (never allow: the schema refuses it), explained."""
     return ModerationResult(
@@ -311,6 +354,7 @@ def error_result(policy: Policy, backend: Backend, image: str, sha256: str | Non
         backend=backend.info(),
         media=media or {},
         error=error,
+        hashes=hashes,
     )
 
 
@@ -338,9 +382,34 @@ def _error_code(exc: Exception) -> ErrorCode:
     return ErrorCode.timeout if isinstance(exc, TimeoutError) else ErrorCode.backend_error
 
 
-def _timing(decode_ms: float, judge_started: float) -> dict[str, float]:
-    judge_ms = round((time.perf_counter() - judge_started) * 1000, 2)
-    return {"decode": decode_ms, "judge": judge_ms, "total": round(decode_ms + judge_ms, 2)}
+def as_matcher(banks: BankSource | None) -> BankMatcher | None:
+    """A matcher over the banks given to a Moderator (a folder path is opened as a bank folder)."""
+    if banks is None or isinstance(banks, BankMatcher):
+        return banks
+    if isinstance(banks, str | Path):
+        from icm.banks.folder import BankFolder
+
+        return BankMatcher(BankFolder(banks))
+    return BankMatcher(banks)
+
+
+def _hash(image: DecodedImage, dihedral: bool = False) -> None:
+    """The image's hashes, computed once from its decoded frames, with how long that took."""
+    if image.hashes is None or (dihedral and not image.hashes.dihedral):
+        started = time.perf_counter()
+        hash_image(image, dihedral=dihedral)
+        image.hash_ms = round((time.perf_counter() - started) * 1000, 2)
+
+
+def _timing(image: DecodedImage, judge_started: float | None) -> dict[str, float]:
+    """Milliseconds per step. ``match`` is there when banks were matched; ``judge`` is 0 when
+    they settled the decision and no model ran (``judge_started`` None)."""
+    judge_ms = 0.0 if judge_started is None else round((time.perf_counter() - judge_started) * 1000, 2)
+    timing = {"decode": image.decode_ms, "hash": image.hash_ms}
+    if image.match_ms is not None:
+        timing["match"] = image.match_ms
+    timing["judge"] = judge_ms
+    return {**timing, "total": round(sum(timing.values()), 2)}
 
 
 def _as_item(source: ImageSource) -> ImageItem:

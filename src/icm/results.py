@@ -10,7 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from icm.policy.schema import Action
 
 #: 1.1 added ``error.file`` (optional): a 1.0 line reads as a 1.1 line without it.
-SCHEMA_VERSION = "1.1"
+#: 1.2 added ``hashes`` and ``evidence.distance`` (a known-content match's hash distance), both
+#: optional: a 1.0 or 1.1 line reads as a 1.2 line without them.
+SCHEMA_VERSION = "1.2"
+#: the criterion of the evidence of a known-content bank's match (``signal`` is ``hash:BANK``)
+KNOWN_CONTENT = "known-content"
 
 
 class Verdict(StrEnum):
@@ -64,7 +68,10 @@ class Evidence(BaseModel):
     score: float | None = None
     box: list[int] | None = Field(None, description="[x, y, width, height] in image pixels")
     frame: int | None = Field(None, description="frame index, for animated images")
-    text: str | None = Field(None, description="matched text, for text signals")
+    text: str | None = Field(None, description="matched text, for text signals; the content id, for a "
+                             "known-content match")
+    distance: int | None = Field(None, description="known-content matches: the hash distance (PDQ: 0-256 "
+                                 "bits; 0 for an exact md5/sha256 match)")
 
 
 class RuleVerdict(BaseModel):
@@ -108,6 +115,25 @@ class ErrorInfo(BaseModel):
     )
 
 
+class Hashes(BaseModel):
+    """What identifies an image's content: its PDQ per judged frame (perceptual: close hashes, a
+    similar picture) and its md5 (exact: the same bytes; the sha256 is the result's own)."""
+
+    pdq: list[str] = Field(
+        default_factory=list, description="PDQ hash (64 hex digits) of each judged frame, in order"
+    )
+    quality: list[int] = Field(
+        default_factory=list,
+        description="PDQ quality (0-100) of each frame; below 50 (flat, blank) a PDQ is unreliable",
+    )
+    md5: str | None = None
+    dihedral: list[list[str]] = Field(
+        default_factory=list, exclude=True,
+        description="per frame, the PDQ of its eight dihedral copies (rotated, mirrored), when a "
+        "bank asked for them; matched, never recorded",
+    )
+
+
 class ModerationResult(BaseModel):
     """The judgement of one image under one policy."""
 
@@ -126,10 +152,21 @@ class ModerationResult(BaseModel):
         default_factory=dict, description="format, size and frame count of the decoded image"
     )
     error: ErrorInfo | None = None
+    hashes: Hashes | None = Field(
+        None, description="the image's PDQ and md5, matched against known-content banks"
+    )
 
     @property
     def violated(self) -> list[RuleVerdict]:
         return [v for v in self.verdicts if v.verdict is Verdict.violates]
+
+    @property
+    def decided_by_banks(self) -> bool:
+        """Every verdict rests on a known-content bank's match: the banks settled the decision and
+        no model judged the image (its copies are decided by a person's earlier decision)."""
+        return bool(self.verdicts) and all(
+            any(e.criterion == KNOWN_CONTENT for e in v.evidence) for v in self.verdicts
+        )
 
     @property
     def uncertain(self) -> list[RuleVerdict]:

@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from icm import __version__
-from icm.cli import data, dsa, eval, moderate, policy, review, schema, serve, train
+from icm.cli import bank, data, dsa, eval, hash, moderate, policy, review, schema, serve, train
 from icm.cli.help import plain_help
 from icm.errors import IcmError
 
@@ -52,6 +52,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("moderate", no_args_is_help=True)(moderate.moderate)
+app.command("hash", no_args_is_help=True)(hash.hash_files)
+app.add_typer(bank.app, name="bank")
 app.add_typer(policy.app, name="policy")
 app.add_typer(schema.app, name="schema")
 app.add_typer(eval.app, name="eval")

@@ -22,6 +22,7 @@ from icm.policy.schema import Action
 from icm.results import Verdict
 
 if TYPE_CHECKING:
+    from icm.banks.folder import BankFolder
     from icm.moderator import RunSummary
     from icm.results import ModerationResult
     from icm.scale.ray import RayOptions
@@ -98,6 +99,11 @@ def moderate(
         None, "--fail-on", help="Exit 3 if any decision is this action or stricter (for CI gates)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    banks: Path | None = typer.Option(
+        None, "--banks", envvar="ICM_BANKS",
+        help="Bank folder (see `icm bank`): images matching known content are decided by the bank "
+        "before any model runs.", show_default=False,
+    ),
     engine: Engine = typer.Option(
         Engine.local, "--engine",
         help="local: this process; ray: Ray Data (decoding in tasks, judging in an actor pool); "
@@ -132,6 +138,8 @@ def moderate(
     stdout = Console()
     stderr = Console(stderr=True, soft_wrap=True)
     if engine is Engine.ray:
+        if banks is not None:  # the Ray actors do not take banks yet: refused, never silently unmatched
+            raise InputError("--banks works with --engine local only for now")
         from icm.scale.ray import RayOptions
 
         if output_format is not None:
@@ -161,7 +169,8 @@ def moderate(
         stderr.print(output.error(f"no images found in {', '.join(paths)}"))
         raise typer.Exit(2)
     try:
-        moderator = Moderator(policy, backend, workers=workers, **backend_keywords(backend_options, explain))
+        moderator = Moderator(policy, backend, workers=workers, banks=_bank_folder(banks),
+                              **backend_keywords(backend_options, explain))
     except ValueError as exc:  # an option of the wrong type for the backend
         stderr.print(output.error(exc))
         raise typer.Exit(2) from exc
@@ -321,3 +330,14 @@ def summary_table(summary: RunSummary) -> Table:
     )
     output.add_row(table, "images/s", f"{summary.images_per_second:.2f}")
     return table
+
+
+def _bank_folder(banks: Path | None) -> BankFolder | None:
+    """The bank folder of --banks (a folder that does not exist is a usage error, not no banks)."""
+    if banks is None:
+        return None
+    from icm.banks.folder import BankFolder
+
+    if not banks.is_dir():
+        raise InputError(f"--banks {banks}: no such bank folder (create one with `icm bank create`)")
+    return BankFolder(banks)

@@ -26,7 +26,7 @@ from icm.serve.middleware import ServiceMiddleware
 from icm.serve.policies import split_ref
 from icm.serve.protocol import ErrorBody, ErrorDetail
 from icm.serve.review import pages as review_pages
-from icm.serve.routes import appeals, decisions, health, moderate, moderations, policies, results
+from icm.serve.routes import appeals, decisions, health, hma, moderate, moderations, policies, results
 from icm.serve.service import open_service, request_id
 from icm.serve.settings import ServeSettings
 from icm.serve.store.migrate import migrate
@@ -73,7 +73,7 @@ def create_app(settings: ServeSettings | None = None, *, backend: Backend | None
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
     for router in (moderate.router, results.router, policies.router, moderations.router, decisions.router,
-                   appeals.router, health.router):
+                   appeals.router, health.router, hma.router):
         app.include_router(router)
     review_pages.install(app)
     openapi.install(app)

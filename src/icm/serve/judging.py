@@ -16,15 +16,17 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from icm.backends.base import Backend, load_backend, load_backend_options
+from icm.banks.matcher import BankMatcher
 from icm.media import MediaLimits, name_warnings
 from icm.moderator import Moderator, error_result
 from icm.policy.schema import Policy
-from icm.results import ErrorCode, ErrorInfo, ModerationResult
+from icm.results import KNOWN_CONTENT, ErrorCode, ErrorInfo, ModerationResult
 from icm.serve.batching import Batcher
 from icm.serve.errors import NotReady
 from icm.serve.limits import Admission
 from icm.serve.metrics import Metrics
 from icm.serve.settings import ServeSettings
+from icm.serve.store.banks import SqlBanks
 from icm.serve.store.database import Store
 from icm.sources import ImageItem
 
@@ -77,6 +79,8 @@ class Judging:
         self.settings = settings
         self.store = store
         self.metrics = metrics
+        #: the store's known-content banks, indexed once and shared by every worker and the HMA routes
+        self.banks = BankMatcher(SqlBanks(store), refresh_s=1.0)
         self.limits = MediaLimits(
             max_bytes=settings.max_body_bytes,
             max_pixels=settings.max_pixels,
@@ -147,8 +151,10 @@ class Judging:
                 self.store.cached, job.sha256, job.policy.id, job.policy.version, self.backend_key, job.rules_key
             )
             if row is not None:
-                self.metrics.cache_hits.inc()
-                return Judged(_reused(ModerationResult.model_validate(row.result), job.name), cached=True)
+                stored = ModerationResult.model_validate(row.result)
+                if await run_in_threadpool(self._banks_still_agree, stored):
+                    self.metrics.cache_hits.inc()
+                    return Judged(_reused(stored, job.name), cached=True)
         self.admission.enter()
         self._gauge()
         work = self.batcher.submit(job.batch_key, job)
@@ -175,6 +181,14 @@ class Judging:
             error = ErrorInfo(code=ErrorCode.backend_error, message=f"{type(exc).__name__}: {exc}")
             return Judged(error_result(job.policy, backend, job.name, job.sha256, error), cached=False)
 
+    def _banks_still_agree(self, stored: ModerationResult) -> bool:
+        """Whether a stored judgement still stands beside the banks as they are now: one that no
+        bank entry matches and that no bank decided (a bank changed since: an entry added for a
+        copy, or removed by an appeal, so the image is judged again, banks first)."""
+        if any(e.criterion == KNOWN_CONTENT for v in stored.verdicts for e in v.evidence):
+            return False
+        return stored.hashes is None or not self.banks.match(stored.hashes, stored.sha256)
+
     def _gauge(self) -> None:
         self.metrics.queue_depth.set(self.admission.queued)
         self.metrics.in_flight.set(self.admission.in_flight)
@@ -192,7 +206,7 @@ class Judging:
         with self._moderators_lock:
             moderator = self._moderators.get(job.batch_key)
             if moderator is None:
-                moderator = Moderator(job.policy, backend=self.backend, limits=self.limits)
+                moderator = Moderator(job.policy, backend=self.backend, limits=self.limits, banks=self.banks)
                 self._moderators[job.batch_key] = moderator
                 if len(self._moderators) > _MODERATORS:
                     self._moderators.popitem(last=False)

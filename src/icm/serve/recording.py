@@ -31,6 +31,8 @@ def choose(
     because of the model is worth a look; one whose upload is no image is not."""
     if result.error is not None and not result.error.code.model_failure:
         return None
+    if result.decided_by_banks:  # a person's earlier decision, through a bank: not asked again
+        return None
     draw = rng or random.Random()
     if result.decision.value == "review":
         kind = "review"

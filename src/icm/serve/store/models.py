@@ -267,3 +267,51 @@ class DsaSubmission(Base):
     outcome: Mapped[str] = mapped_column(String(20), doc="created | existing")
     uuid: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="the database's id of the statement")
     submitted_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+# -- known-content banks ----------------------------------------------------------------------
+
+
+class BankRow(Base):
+    """A known-content bank (icm.banks.model.BankConfig). ``generation`` grows when entries are
+    removed: a matcher that read an older one reads the bank again."""
+
+    __tablename__ = "banks"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), doc="deny | allow")
+    rules: Mapped[list[str]] = mapped_column(JSON)
+    signal: Mapped[str] = mapped_column(String(10), doc="pdq | md5 | sha256")
+    distance: Mapped[int] = mapped_column(Integer)
+    quality_floor: Mapped[int] = mapped_column(Integer)
+    dihedral: Mapped[bool] = mapped_column(default=False)
+    dsa_category: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BankEntryRow(Base):
+    """One entry of a bank (icm.banks.model.BankEntry); ``seq`` orders them, so a matcher reads
+    only the entries added since it last looked."""
+
+    __tablename__ = "bank_entries"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    bank: Mapped[str] = mapped_column(String(80), ForeignKey("banks.name", ondelete="CASCADE"))
+    content_id: Mapped[str] = mapped_column(String(200))
+    hash: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    added_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dsa_category: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+
+    __table_args__ = (
+        Index("ix_bank_entries_bank_seq", "bank", "seq"),
+        Index("ix_bank_entries_content", "bank", "content_id"),
+    )
