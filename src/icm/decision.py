@@ -1,4 +1,4 @@
-"""From rule verdicts to the image's decision and its statement of reasons."""
+"""From rule verdicts to the image's decision and its explanation."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ def decide(policy: Policy, verdicts: list[RuleVerdict]) -> Action:
     return strictest(actions)
 
 
-def statement_of_reasons(policy: Policy, verdicts: list[RuleVerdict], decision: Action) -> str:
+def explain_decision(policy: Policy, verdicts: list[RuleVerdict], decision: Action) -> str:
+    """The result's explanation: the decision, the violated rules with their criteria, severity,
+    action and probability, and the rules that could not be assessed (not the DSA statement of
+    reasons that the review console writes for a reviewed decision)."""
     head = f"{_VERBS[decision]} under {policy.id} v{policy.version}"
     violated = [v for v in verdicts if v.verdict is Verdict.violates]
     uncertain = [v for v in verdicts if v.verdict is Verdict.uncertain]

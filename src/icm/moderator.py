@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from icm.backends.base import Backend, BackendError, Judged, load_backend
-from icm.decision import decide, error_statement, statement_of_reasons
+from icm.decision import decide, error_statement, explain_decision
 from icm.media import DecodedImage, MediaError, MediaLimits, file_stamp, load_image
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
@@ -218,7 +218,7 @@ class Moderator:
             policy=policy_ref,
             decision=decision,
             verdicts=verdicts,
-            explanation=statement_of_reasons(self.policy, verdicts, decision),
+            explanation=explain_decision(self.policy, verdicts, decision),
             backend=self.backend.info(),
             timing_ms=_timing(decoded.decode_ms, started),
             media=decoded.describe(),
