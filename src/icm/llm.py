@@ -217,6 +217,7 @@ def ask_validated(
 
 
 def parse_output_mode(value: OutputMode | str) -> OutputMode:
+    """An output mode from its name (a client's ``output_mode`` option); an unknown one is an LLMError."""
     try:
         return OutputMode(value)
     except ValueError:
