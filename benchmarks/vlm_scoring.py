@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tiny model builder the tests use
 
 from backends.tiny_vlm import save_tiny_llava  # noqa: E402
 
-from icm.backends.transformers import Questions, TransformersBackend  # noqa: E402
+from icm.backends.packing import Questions  # noqa: E402
+from icm.backends.transformers import TransformersBackend  # noqa: E402
 from icm.media import DecodedImage, load_image  # noqa: E402
 from icm.policy.load import load_policy  # noqa: E402
 from icm.policy.schema import Policy  # noqa: E402

@@ -37,18 +37,6 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
-
-@pytest.fixture(autouse=True)
-def _fresh_output_modes() -> None:
-    """Each test starts with no memory of which servers rejected which output modes, or which
-    offer the Decisions API (loopback ports are reused between tests)."""
-    from icm.backends.openai_compat import forget_decisions
-    from icm.llm import forget_output_modes
-
-    forget_output_modes()
-    forget_decisions()
-
-
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from backends.tiny_vlm import save_tiny_llava

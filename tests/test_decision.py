@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from icm.decision import decide, error_statement, statement_of_reasons
+from icm.decision import decide, error_statement, explain_decision
 from icm.policy.load import parse_policy
 from icm.policy.schema import Action
 from icm.results import ErrorCode, ErrorInfo, Evidence, RuleVerdict, Verdict
@@ -48,7 +48,7 @@ def test_statement_names_violated_rules_with_criteria_severity_action_and_probab
         RuleVerdict(rule_id="gore", verdict=Verdict.violates),
         RuleVerdict(rule_id="spam", verdict=Verdict.uncertain),
     ]
-    text = statement_of_reasons(POLICY, verdicts, decide(POLICY, verdicts))
+    text = explain_decision(POLICY, verdicts, decide(POLICY, verdicts))
     assert text == (
         "Blocked under forum v2: violates nudity (breasts, buttocks) [high, block, p=0.91]; "
         "gore [medium, blur]; could not assess spam (uncertainty means age_gate)."
@@ -57,7 +57,7 @@ def test_statement_names_violated_rules_with_criteria_severity_action_and_probab
 
 def test_statement_of_an_image_that_complies() -> None:
     verdicts = _verdicts(nudity="complies", gore="complies", spam="complies")
-    assert statement_of_reasons(POLICY, verdicts, Action.allow) == (
+    assert explain_decision(POLICY, verdicts, Action.allow) == (
         "Allowed under forum v2: complies with all 3 rules.")
 
 

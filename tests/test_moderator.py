@@ -327,3 +327,38 @@ def test_a_second_writer_on_the_same_file_is_refused(moderator: Moderator, folde
 
     moderator.run([folder / "a-coffee.jpg"], out=out, on_result=second_run)
     assert seen and [Path(r["image"]).name for r in _lines(out)] == ["a-coffee.jpg"]
+
+
+def test_a_uri_is_judged_by_the_local_engine_as_its_file(moderator: Moderator, folder: Path) -> None:
+    """``icm moderate s3://...`` works without Ray: a URI (here file://, pyarrow's local filesystem)
+    is listed and read through the same sources as a Ray run."""
+    local = {Path(r.image).name: r for r in moderator.stream([folder])}
+    by_uri = {Path(r.image).name: r for r in moderator.stream([f"file://{folder}"])}
+    assert by_uri.keys() == local.keys()
+    for name, result in by_uri.items():
+        assert result.image == f"file://{local[name].image}"
+        assert (result.decision, result.sha256) == (local[name].decision, local[name].sha256)
+    missing = moderator.moderate(f"file://{folder}/gone.jpg")
+    assert missing.error is not None and missing.error.code.value == "not_found"
+
+
+class CountsPrepare(Exploding):
+    def __init__(self) -> None:
+        super().__init__(RuntimeError("unused"))
+        self.prepared = 0
+
+    def prepare(self, policy):  # type: ignore[no-untyped-def]
+        self.prepared += 1
+
+
+def test_the_backend_is_prepared_once(folder: Path) -> None:
+    from icm.moderator import decode_item
+    from icm.sources import ImageItem
+
+    backend = CountsPrepare()
+    moderator = Moderator(PHONE_POLICY, backend=backend)
+    moderator.prepare()
+    item = ImageItem(key="a", path=folder / "a-coffee.jpg")
+    moderator.judge_decoded([item], [decode_item(item, moderator.limits)])
+    list(moderator.stream([folder]))
+    assert backend.prepared == 1

@@ -82,3 +82,72 @@ def test_sources_are_expanded_lazily(tree: Path) -> None:
     assert next(items).key == str(tree / "b.png")  # the bad manifest is not read yet
     with pytest.raises(SourceError, match="bad.jsonl:1"):
         next(items)
+
+
+# -- URIs (pyarrow's local filesystem through file://) -----------------------------------------
+
+
+def test_a_uri_folder_lists_like_the_folder(tree: Path) -> None:
+    from icm.sources import iter_sources
+
+    local = [i.key for i in iter_sources([tree])]
+    listed = list(iter_sources([f"file://{tree}"]))
+    assert [i.key for i in listed] == [f"file://{key}" for key in local]  # sorted, hidden names left out
+    assert all(i.uri == i.key and i.path is None and i.location == i.uri for i in listed)
+
+
+def test_uri_manifests_resolve_relative_paths_on_their_own_filesystem(tmp_path: Path) -> None:
+    (tmp_path / "m.jsonl").write_text(json.dumps({"image": "x/a.jpg", "id": 7}) + "\n"
+                                      + json.dumps({"image": "s3://other/b.png"}) + "\n")
+    (tmp_path / "m.csv").write_text("image,label\nc.png,ok\n")
+    items = list(iter_sources([f"file://{tmp_path}/m.jsonl", f"file://{tmp_path}/m.csv"]))
+    assert [(i.key, i.uri) for i in items] == [
+        ("x/a.jpg", f"file://{tmp_path}/x/a.jpg"), ("s3://other/b.png", "s3://other/b.png"),
+        ("c.png", f"file://{tmp_path}/c.png")]
+    assert items[0].meta == {"id": 7} and items[2].meta == {"label": "ok"}
+    (tmp_path / "bad.jsonl").write_text('{"path": "a.jpg"}\n')
+    with pytest.raises(SourceError, match=r"bad.jsonl:1: each line needs an 'image'"):
+        list(iter_sources([f"file://{tmp_path}/bad.jsonl"]))
+    with pytest.raises(SourceError, match="no such folder or file"):
+        list(iter_sources([f"file://{tmp_path}/missing/"]))
+
+
+def test_a_parquet_listing_is_a_manifest(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"image": ["a.jpg", "/abs/b.png"]}), tmp_path / "list.parquet")
+    items = list(iter_sources([tmp_path / "list.parquet"]))
+    assert [(i.key, i.path) for i in items] == [("a.jpg", tmp_path / "a.jpg"), ("/abs/b.png", Path("/abs/b.png"))]
+
+
+def test_fetch_reads_a_uri_within_the_size_limit_or_gives_its_error(tmp_path: Path) -> None:
+    from icm.media import MediaLimits
+    from icm.results import ErrorInfo
+    from icm.sources import fetch
+
+    (tmp_path / "a.png").write_bytes(b"0123456789")
+    got = fetch(ImageItem(key="k", uri=f"file://{tmp_path}/a.png"), MediaLimits())
+    assert isinstance(got, ImageItem) and got.data == b"0123456789" and got.key == "k"
+    small = MediaLimits(max_bytes=5)
+    too_large = fetch(ImageItem(key="k", uri=f"file://{tmp_path}/a.png"), small)
+    assert isinstance(too_large, ErrorInfo) and too_large.code.value == "too_large"
+    missing = fetch(ImageItem(key="k", uri=f"file://{tmp_path}/b.png"), MediaLimits())
+    assert isinstance(missing, ErrorInfo) and missing.code.value == "not_found"
+    web = fetch(ImageItem(key="k", uri="https://example.com/a.png"), MediaLimits())
+    assert isinstance(web, ErrorInfo) and web.code.value == "unreadable"
+    local = ImageItem(key="p", path=tmp_path / "a.png")
+    assert fetch(local, MediaLimits()) is local  # a local path is read by the decoder itself
+
+
+def test_gather_walks_now_and_leaves_stdin_a_stream(tree: Path, tmp_path: Path) -> None:
+    from icm.sources import NoImagesError, gather
+
+    walked = gather([tree])
+    assert [i.key for i in walked] == [i.key for i in iter_sources([tree])]  # type: ignore[union-attr]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoImagesError, match="no images found in"):
+        gather([tmp_path / "empty"])
+    assert gather(["-", tree])[0] == "-"  # stdin stays a stream, read when judged
+    with pytest.raises(SourceError, match="no such folder"):
+        gather(["-", tmp_path / "missing"])  # while the folder beside it is walked now

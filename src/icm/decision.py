@@ -1,4 +1,4 @@
-"""From rule verdicts to the image's decision and its statement of reasons."""
+"""From rule verdicts to the image's decision and its explanation."""
 
 from __future__ import annotations
 
@@ -31,11 +31,14 @@ def _banks(verdict: RuleVerdict) -> str:
     )
 
 
-def statement_of_reasons(
+def explain_decision(
     policy: Policy, verdicts: list[RuleVerdict], decision: Action, *, settled: bool = False
 ) -> str:
-    """Why the image got its decision. A rule decided by a known-content bank names the bank, the
-    content and the distance; ``settled``: the banks alone decided, and no model judged the rest."""
+    """The result's explanation: the decision, the violated rules with their criteria, severity,
+    action and probability, and the rules that could not be assessed (not the DSA statement of
+    reasons that the review console writes for a reviewed decision). A rule decided by a
+    known-content bank names the bank, the content and the distance; ``settled``: the banks alone
+    decided, and no model judged the rest."""
     head = f"{_VERBS[decision]} under {policy.id} v{policy.version}"
     violated = [v for v in verdicts if v.verdict is Verdict.violates]
     uncertain = [v for v in verdicts if v.verdict is Verdict.uncertain]

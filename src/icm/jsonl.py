@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,23 @@ def read_jsonl(
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from exc
     with handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise error(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
-                if not isinstance(row, dict):
-                    raise error(f"{path}:{number}: expected a JSON object")
-                yield number, row
-        except UnicodeDecodeError as exc:
-            raise error(f"{path}: not UTF-8 text: {exc.reason}") from exc
+        yield from iter_jsonl(handle, str(path), error=error)
+
+
+def iter_jsonl(
+    lines: Iterable[str], where: str, *, error: type[IcmError] = JsonlError
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """:func:`read_jsonl` over lines already open (``where`` names them in errors)."""
+    try:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{where}:{number}: not valid JSON: {exc.msg}") from exc
+            if not isinstance(row, dict):
+                raise error(f"{where}:{number}: expected a JSON object")
+            yield number, row
+    except UnicodeDecodeError as exc:
+        raise error(f"{where}: not UTF-8 text: {exc.reason}") from exc

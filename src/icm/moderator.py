@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,81 +17,18 @@ from icm.banks.hashing import hash_image
 from icm.banks.matcher import BankMatcher
 from icm.banks.store import BankStore
 from icm.banks.verdicts import bank_verdicts, merge, settles
-from icm.decision import decide, error_statement, statement_of_reasons
+from icm.decision import decide, error_statement, explain_decision
 from icm.media import DecodedImage, MediaError, MediaLimits, file_stamp, load_image
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
-from icm.results import ErrorCode, ErrorInfo, Hashes, ModerationResult, PolicyRef, RuleVerdict, Verdict
-from icm.sink import PreviousResults, ResultSink, check_output
-from icm.sources import ImageItem, iter_sources
+from icm.results import ErrorCode, ErrorInfo, Hashes, ModerationResult, PolicyRef, RuleVerdict
+from icm.sink import OutputRules, ResultSink
+from icm.sources import ImageItem, fetch, iter_sources
+from icm.summary import RunSummary
 
 ImageSource = str | Path | ImageItem
 #: known-content banks: a bank folder's path, a store of banks, or a matcher over one (shared)
 BankSource = BankMatcher | BankStore | str | Path
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts by decision, violations and uncertainty per rule, errors, speed.
-
-    ``errors`` counts every image of the run that has no judgement, by code: those that failed
-    now, and (``unchanged_errors`` of them) those a resumed run left alone because their file
-    failed to decode before and has not changed since.
-    """
-
-    judged: int = 0
-    skipped: int = 0
-    unchanged_errors: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    decisions: Counter[str] = field(default_factory=Counter)
-    violations: Counter[str] = field(default_factory=Counter)
-    uncertain: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> int:
-        return sum(self.errors.values())
-
-    @property
-    def images_per_second(self) -> float:
-        done = self.judged + self.failed - self.unchanged_errors
-        return done / self.seconds if self.seconds > 0 else 0.0
-
-    def add(self, result: ModerationResult) -> None:
-        self.decisions[result.decision.value] += 1
-        if result.error is not None:
-            self.errors[result.error.code.value] += 1
-            return
-        self.judged += 1
-        for verdict in result.verdicts:
-            if verdict.verdict is Verdict.violates:
-                self.violations[verdict.rule_id] += 1
-            elif verdict.verdict is Verdict.uncertain:
-                self.uncertain[verdict.rule_id] += 1
-
-    def merge(self, other: RunSummary) -> None:
-        """Add the counts of another part of the same run (a Ray write task's share)."""
-        self.judged += other.judged
-        self.skipped += other.skipped
-        self.unchanged_errors += other.unchanged_errors
-        self.errors.update(other.errors)
-        self.decisions.update(other.decisions)
-        self.violations.update(other.violations)
-        self.uncertain.update(other.uncertain)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "judged": self.judged,
-            "skipped": self.skipped,
-            "unchanged_errors": self.unchanged_errors,
-            "failed": self.failed,
-            "errors": dict(self.errors),
-            "decisions": dict(self.decisions),
-            "violations": dict(self.violations),
-            "uncertain": dict(self.uncertain),
-            "seconds": round(self.seconds, 3),
-            "images_per_second": round(self.images_per_second, 3),
-        }
 
 
 class Moderator:
@@ -132,7 +70,7 @@ class Moderator:
     def moderate(self, image: ImageSource | bytes, name: str = "<bytes>") -> ModerationResult:
         """Judge one image (a path, an ImageItem, or raw bytes)."""
         item = ImageItem(key=name, data=image) if isinstance(image, bytes) else _as_item(image)
-        self._prepare()
+        self.prepare()
         return self._judge(item, self._decode(item))
 
     def moderate_batch(self, images: Sequence[ImageSource]) -> list[ModerationResult]:
@@ -146,7 +84,7 @@ class Moderator:
     ) -> list[ModerationResult]:
         """:meth:`moderate_batch` for images decoded elsewhere by :func:`decode_item` (in Ray Data
         tasks, say): one ``judge_batch`` call for the decodable ones, in order."""
-        self._prepare()
+        self.prepare()
         images_ok = [d for d in decoded if not isinstance(d, ErrorInfo)]
         known = {id(image): self._known(image) for image in images_ok}
         # an image whose decision the banks settle never reaches the backend
@@ -183,7 +121,7 @@ class Moderator:
         self, sources: Iterable[ImageSource], skip: Callable[[ImageItem], bool] | None = None
     ) -> Iterator[ModerationResult]:
         """Results in input order; decoding runs ahead of judging so the two overlap."""
-        self._prepare()
+        self.prepare()
         window = max(2, 2 * self.workers + 2)
         pending: deque[Future[ModerationResult]] = deque()
         with (
@@ -222,31 +160,20 @@ class Moderator:
         are judged again and appended. ``retry_errors`` judges every image with an error again.
         A retry that fails exactly as recorded adds no line.
         """
+        rules = OutputRules(resume=resume, overwrite=overwrite, retry_errors=retry_errors,
+                            has_out=out is not None)
         if isinstance(sources, list | tuple) and "-" not in sources:
             # Walked before ``out`` is opened: a missing folder leaves no file. Paths on stdin stay
             # a stream (judged as they come), so a list naming "-" is walked as it is judged.
             sources = list(_expand(sources))
-        check_output(out, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
         summary = RunSummary()
         start = time.perf_counter()
         policy = PolicyRef(id=self.policy.id, version=self.policy.version)
-        sink = ResultSink(out, policy, resume=resume, overwrite=overwrite) if out is not None else None
-        previous = sink.previous if sink is not None else PreviousResults()
-
-        def skip(item: ImageItem) -> bool:
-            if item.key in previous.judged:
-                summary.skipped += 1
-                return True
-            standing = None if retry_errors else previous.standing_error(item)
-            if standing is not None:
-                summary.unchanged_errors += 1
-                summary.errors[standing.code.value] += 1
-                return True
-            return False
+        sink = ResultSink(out, policy, rules) if out is not None else None
 
         try:
-            for result in self.stream(sources, skip=skip):
-                if sink is not None and not previous.repeats(result):
+            for result in self.stream(sources, skip=partial(rules.skip, summary=summary)):
+                if sink is not None and rules.writes(result):
                     sink.write(result)
                 summary.add(result)
                 if on_result is not None:
@@ -262,7 +189,8 @@ class Moderator:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Prepare the backend for the policy, once (the first judgement does it otherwise)."""
         if not self._prepared:
             self.backend.prepare(self.policy)
             self._prepared = True
@@ -333,7 +261,7 @@ class Moderator:
             policy=policy_ref,
             decision=decision,
             verdicts=verdicts,
-            explanation=statement_of_reasons(self.policy, verdicts, decision, settled=settled),
+            explanation=explain_decision(self.policy, verdicts, decision, settled=settled),
             backend=self.backend.info(),
             timing_ms=_timing(decoded, None if settled else started),
             media=decoded.describe(),
@@ -363,6 +291,10 @@ def decode_item(item: ImageItem, limits: MediaLimits) -> DecodedImage | ErrorInf
     # Looked at before reading: a file rewritten while it is read then differs from its
     # stamp, and --resume tries it again.
     stamp = file_stamp(item.path) if item.data is None and item.path is not None else None
+    fetched = fetch(item, limits)  # a URI's bytes, read here
+    if isinstance(fetched, ErrorInfo):
+        return fetched
+    item = fetched
     try:
         if item.data is not None:
             return load_image(item.key, data=item.data, limits=limits, sha256=item.sha256)
@@ -413,7 +345,7 @@ def _timing(image: DecodedImage, judge_started: float | None) -> dict[str, float
 
 
 def _as_item(source: ImageSource) -> ImageItem:
-    return source if isinstance(source, ImageItem) else ImageItem(key=str(source), path=Path(source))
+    return source if isinstance(source, ImageItem) else ImageItem.at(str(source), str(source))
 
 
 def _expand(sources: Iterable[ImageSource]) -> Iterator[ImageItem]:

@@ -1,5 +1,6 @@
-"""The JSONL result file: one writer, never overwritten by accident, appended one flushed line
-per image, and read back for --resume."""
+"""Where results go: the rules of an output (:class:`OutputRules`: flags, refusing an output
+that holds results, skip and retry on --resume), the same for both engines, and the JSONL result
+file of a local run: one writer, appended one flushed line per image, read back for --resume."""
 
 from __future__ import annotations
 
@@ -15,55 +16,107 @@ from icm.lock import output_lock
 from icm.media import file_stamp
 from icm.results import ErrorInfo, ModerationResult, PolicyRef
 from icm.sources import ImageItem
+from icm.summary import RunSummary
 
 
 class OutputExistsError(InputError):
     """The results file already holds results, and neither resume nor overwrite was asked for."""
 
 
-def check_output(
-    path: Path | None, *, resume: bool, overwrite: bool, retry_errors: bool = False
-) -> None:
-    """The one rule for where results go, for the CLI and the Python API alike: a file that
-    already holds results is continued (``resume``) or replaced (``overwrite``), never silently
-    truncated; an empty or absent file is simply written."""
-    if retry_errors and not resume:
-        raise InputError("--retry-errors judges again the errors in the --out file; add --resume")
-    if resume and overwrite:
-        raise InputError("--resume continues the --out file and --overwrite replaces it: choose one")
-    if path is None:
-        if resume:
+class OutputRules:
+    """The rules of a run's output, one set for the local engine and Ray: which flags go together,
+    when an output that already holds results is refused, and with ``resume`` which images are
+    skipped and which results are not written again.
+
+    An output that holds results is continued (``resume``) or replaced (``overwrite``), never
+    silently truncated; an empty or absent one is simply written. With ``resume``, images judged
+    under the same policy version are skipped, and so are images whose file failed to decode and
+    has not changed since (their error stands) unless ``retry_errors``; a retry that fails
+    exactly as recorded is not written again.
+    """
+
+    def __init__(self, *, resume: bool = False, overwrite: bool = False, retry_errors: bool = False,
+                 has_out: bool = True) -> None:
+        if retry_errors and not resume:
+            raise InputError("--retry-errors judges again the errors in the --out file; add --resume")
+        if resume and overwrite:
+            raise InputError("--resume continues the --out file and --overwrite replaces it: choose one")
+        if resume and not has_out:
             raise InputError("--resume continues an --out file; add --out FILE.")
-        return
-    if not (resume or overwrite) and path.is_file() and path.stat().st_size > 0:
-        raise OutputExistsError(
-            f"{path} exists and holds results; add --resume to continue it or --overwrite to "
-            "replace it (resume=True or overwrite=True from Python)"
-        )
+        self.resume = resume
+        self.overwrite = overwrite
+        self.retry_errors = retry_errors
+        self.previous = PreviousResults()
+
+    def refuse_existing(self, holding: str) -> None:
+        """Raise :class:`OutputExistsError` for an output that holds results (``holding`` says
+        which), unless this run continues or replaces it."""
+        if not (self.resume or self.overwrite):
+            raise OutputExistsError(
+                f"{holding}; add --resume to continue it or --overwrite to replace it "
+                "(resume=True or overwrite=True from Python)"
+            )
+
+    def load(self, files: Iterable[tuple[str, Iterable[str]]], policy: PolicyRef) -> None:
+        """Read what the output already holds under ``policy`` (its files' lines, in order):
+        with ``resume`` only; see :func:`read_previous`."""
+        if not self.resume:
+            return
+        for where, lines in files:
+            add_previous_lines(self.previous, lines, where, policy.id, policy.version)
+
+    def skip(self, item: ImageItem, summary: RunSummary) -> bool:
+        """Whether ``item`` is left alone (counted in ``summary``): judged already, or an error
+        that would only repeat."""
+        if item.key in self.previous.judged:
+            summary.skipped += 1
+            return True
+        standing = None if self.retry_errors else self.previous.standing_error(item)
+        if standing is not None:
+            summary.unchanged_errors += 1
+            summary.errors[standing.code.value] += 1
+            return True
+        return False
+
+    def writes(self, result: ModerationResult) -> bool:
+        """Whether ``result`` goes into the output (a repeat of a recorded error does not)."""
+        return not self.previous.repeats(result)
+
+    def retried(self, items: Iterable[ImageItem]) -> OutputRules:
+        """These rules with only the recorded errors of ``items`` (the images judged again): what
+        a worker needs to tell a repeat, without the whole history."""
+        narrowed = OutputRules(resume=self.resume, retry_errors=self.retry_errors)
+        keys = {item.key for item in items}
+        narrowed.previous.errors = {k: v for k, v in self.previous.errors.items() if k in keys}
+        return narrowed
 
 
 class ResultSink:
     """Appends ModerationResults to a JSONL file, one flushed line each, and holds the file's
     one-writer lock (:mod:`icm.lock`) until it is closed.
 
-    With ``resume``, ``previous`` holds what the file already says under ``policy`` (read under
-    the lock, before anything is written). A run killed mid-write leaves at most one partial last
-    line; resuming cuts it off, so the file stays valid JSONL.
+    The file is looked at once, under the lock: one that holds results is refused unless the
+    ``rules`` continue or replace it, and with ``resume`` the rules learn what it already says
+    under ``policy`` (before anything is written). A run killed mid-write leaves at most one
+    partial last line; resuming cuts it off, so the file stays valid JSONL.
     """
 
-    def __init__(
-        self, path: Path, policy: PolicyRef, *, resume: bool = False, overwrite: bool = False
-    ) -> None:
+    def __init__(self, path: Path, policy: PolicyRef, rules: OutputRules | None = None, *,
+                 resume: bool = False, overwrite: bool = False) -> None:
+        """``resume`` and ``overwrite``: the rules, when no ``rules`` are given."""
         self.path = path
+        rules = rules or OutputRules(resume=resume, overwrite=overwrite)
         self._stack = ExitStack()
         try:
             self._stack.enter_context(output_lock(path))
-            check_output(path, resume=resume, overwrite=overwrite)  # again, now that no one else writes
-            self.previous = (read_previous(path, policy.id, policy.version) if resume
-                             else PreviousResults())
-            if resume and path.exists():
+            if path.is_file() and path.stat().st_size > 0:
+                rules.refuse_existing(f"{path} exists and holds results")
+            if rules.resume and path.exists():
+                with path.open(encoding="utf-8", errors="replace") as lines:
+                    rules.load([(str(path), lines)], policy)
                 _drop_partial_last_line(path)
-            handle = path.open("a" if resume else "w", encoding="utf-8")
+            self.previous = rules.previous
+            handle = path.open("a" if rules.resume else "w", encoding="utf-8")
         except BaseException:
             self._stack.close()
             raise

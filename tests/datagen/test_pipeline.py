@@ -11,12 +11,13 @@ import pytest
 from helpers import llama_server, render_text, sample_image
 from typer.testing import CliRunner
 
+from icm.backends.chat.llama_cpp import LlamaCppModel
 from icm.cli.app import app
 from icm.datagen.dataset import read_samples
 from icm.datagen.pipeline import GenerateConfig, Pipeline, PipelineError
 from icm.errors import IcmError
 from icm.explanation import ImageExplanation
-from icm.llm import Generation, LlamaCppModel
+from icm.llm import Generation
 from icm.policy import load_policy
 
 COUNTS = {"yes_no": 2, "what": 1, "how": 1, "multiple_choice": 1}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from icm.decision import decide, statement_of_reasons
+from icm.decision import decide, explain_decision
 from icm.policy.schema import Policy
 from icm.results import BackendInfo, ModerationResult, PolicyRef, RuleVerdict, Verdict
 
@@ -21,6 +21,6 @@ def result_of(policy: Policy, violated: set[str], uncertain: set[str] = frozense
     decision = decide(policy, verdicts)
     return ModerationResult(
         image="photos/a.jpg", sha256="0" * 64, policy=PolicyRef(id=policy.id, version=policy.version),
-        decision=decision, verdicts=verdicts, explanation=statement_of_reasons(policy, verdicts, decision),
+        decision=decision, verdicts=verdicts, explanation=explain_decision(policy, verdicts, decision),
         backend=BackendInfo(name="local"),
     )

@@ -11,6 +11,7 @@ import pytest
 from helpers import ChatServer, chat_completion
 from typer.testing import CliRunner
 
+from icm.backends.chat.openai import OpenAIChat
 from icm.cli.app import app
 from icm.evaluate.judge import JudgeSpecError, ModelJudge, load_judge
 from icm.evaluate.meq import (
@@ -24,7 +25,7 @@ from icm.evaluate.meq import (
     summarise_judgements,
 )
 from icm.evaluate.records import EvalInputError
-from icm.llm import OpenAIChat, OutputMode
+from icm.llm import OutputMode
 from icm.prompts import render
 
 runner = CliRunner()
@@ -213,10 +214,10 @@ def test_a_judge_that_never_answers_well_is_recorded_not_scored(server: _Server)
     server.reply("no idea")
     server.reply("still no idea")
     server.reply(GOOD)
-    from icm.evaluate.meq import Judgement
+    from icm.evaluate.meq import MEQJudgement
 
     judged = run_judge(ModelJudge(OpenAIChat(f"judge-model@{server.url}")),
-                       [Judgement("a", "r1", "c1"), Judgement("b", "r2", "c2")])
+                       [MEQJudgement("a", "r1", "c1"), MEQJudgement("b", "r2", "c2")])
     assert judged[0].scores is None and "unreadable answer" in (judged[0].error or "")
     assert judged[0].raw is not None and "still no idea" in judged[0].raw
     assert judged[1].scores is not None and judged[1].scores.accuracy == 85
@@ -255,11 +256,11 @@ def test_cli_judge_needs_input() -> None:
 
 
 def test_judgements_record_the_prompt_template_they_were_asked_with(server: _Server, tmp_path: Path) -> None:
-    from icm.evaluate.meq import Judgement
+    from icm.evaluate.meq import MEQJudgement
     from icm.prompts import render
 
     server.reply(GOOD)
-    judged = run_judge(ModelJudge(OpenAIChat(f"judge-model@{server.url}")), [Judgement("a", " r1 ", "c1")])
+    judged = run_judge(ModelJudge(OpenAIChat(f"judge-model@{server.url}")), [MEQJudgement("a", " r1 ", "c1")])
     assert judged[0].prompt == "judge.v1" and judged[0].as_dict()["prompt"] == "judge.v1"
     # The prompt sent is icm.prompts' rendering of that template, not a copy of it.
     sent = server.requests[0]["body"]["messages"][0]["content"]
@@ -274,7 +275,7 @@ def test_run_judge_in_parallel_keeps_the_order() -> None:
     import threading
     import time
 
-    from icm.evaluate.meq import Judgement, JudgeScores
+    from icm.evaluate.meq import JudgeScores, MEQJudgement
 
     class SlowJudge:
         name = "slow"
@@ -296,7 +297,7 @@ def test_run_judge_in_parallel_keeps_the_order() -> None:
             return JudgeScores(accuracy=score, preciseness=score, comprehensiveness=score, fluency=score)
 
     judge = SlowJudge()
-    pairs = [Judgement(f"img{i}", "ref", str(i * 10)) for i in range(8)]
+    pairs = [MEQJudgement(f"img{i}", "ref", str(i * 10)) for i in range(8)]
     judged = run_judge(judge, pairs, concurrency=4)
     assert [j.image for j in judged] == [p.image for p in pairs]
     assert [j.scores.accuracy for j in judged if j.scores] == [i * 10 for i in range(8)]
@@ -333,12 +334,12 @@ def test_a_judge_request_that_fails_is_one_clear_error(server: _Server, tmp_path
 def test_real_llama_cpp_judge_falls_back_from_json_schema(llama_server: str) -> None:
     """llama-cpp-python's server answers json_schema with HTTP 500: the judge is asked again
     without a format, its answer read or recorded as unreadable, never a failed run."""
-    from icm.evaluate.meq import Judgement
+    from icm.evaluate.meq import MEQJudgement
 
     # a long request timeout: llama.cpp on a few shared CPU cores can be slow
     judge = load_judge(f"openai:smollm2@{llama_server}", max_retries=0, max_tokens=16, timeout=600)
     assert isinstance(judge.model, OpenAIChat)
-    judged = run_judge(judge, [Judgement("a", "A woman on a bed.", "A woman lying on a bed.")])
+    judged = run_judge(judge, [MEQJudgement("a", "A woman on a bed.", "A woman lying on a bed.")])
     assert judge.model.mode() is OutputMode.none  # json_schema refused, not asked again
     item = judged[0]
     assert item.raw  # the judge's answer(s), kept either way

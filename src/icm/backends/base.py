@@ -10,12 +10,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import yaml
-
 from icm.errors import ModelError, ModelTimeout
 from icm.llm import Chat, ChatModel, LLMError
 from icm.policy.schema import Policy
 from icm.results import BackendInfo, RuleVerdict
+from icm.validation import read_yaml_mapping
 
 if TYPE_CHECKING:  # numpy and Pillow stay out of `icm --help`
     from icm.media import DecodedImage
@@ -37,9 +36,10 @@ class ModelKind(StrEnum):
 REGISTRY: dict[str, dict[ModelKind, str]] = {
     "local": {ModelKind.backend: "icm.backends.local.engine:LocalBackend"},
     "transformers": {ModelKind.backend: "icm.backends.transformers:TransformersBackend"},
-    "openai": {ModelKind.backend: "icm.backends.openai_compat:OpenAIBackend", ModelKind.chat: "icm.llm:OpenAIChat"},
+    "openai": {ModelKind.backend: "icm.backends.openai_compat:OpenAIBackend",
+               ModelKind.chat: "icm.backends.chat.openai:OpenAIChat"},
     "vllm": {ModelKind.backend: "icm.backends.vllm_engine:VLLMBackend"},
-    "llama-cpp": {ModelKind.chat: "icm.llm:LlamaCppModel"},
+    "llama-cpp": {ModelKind.chat: "icm.backends.chat.llama_cpp:LlamaCppModel"},
 }
 #: the extra that installs what each name needs
 EXTRAS: dict[str, str] = {"local": "local", "transformers": "hf", "openai": "openai", "vllm": "vllm",
@@ -120,7 +120,8 @@ class GenerativeBackend(Backend, Protocol):
         ...
 
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``name:argument`` -> (name, argument); ``name`` -> (name, None)."""
     name, _, argument = spec.partition(":")
     return name.strip(), (argument.strip() or None)
 
@@ -129,7 +130,7 @@ def check_spec(spec: str, kind: ModelKind | str) -> str:
     """The ``module:Class`` a spec names for this kind, or the error of an unknown name. Nothing is
     imported: a run whose models load elsewhere (Ray workers) checks its specs with this first."""
     kind = ModelKind(kind)
-    name, _ = parse_spec(spec)
+    name, _ = split_spec(spec)
     target = REGISTRY.get(name, {}).get(kind)
     if target is None:
         known = sorted(n for n, kinds in REGISTRY.items() if kind in kinds)
@@ -144,7 +145,7 @@ def load_model(spec: str, kind: ModelKind | str, **options: Any) -> Any:
     ...) into a model of the given kind, with its keywords checked before anything loads."""
     kind = ModelKind(kind)
     failed: type[ModelError] = BackendError if kind is ModelKind.backend else LLMError
-    name, argument = parse_spec(spec)
+    name, argument = split_spec(spec)
     module_name, _, class_name = check_spec(spec, kind).partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -180,12 +181,5 @@ def load_chat_model(spec: str, **options: Any) -> ChatModel:
 def load_backend_options(path: Path) -> dict[str, Any]:
     """Backend keywords from a YAML mapping (``images: false``, ``timeout: 30`` ...), checked later
     against the backend's constructor by :func:`load_backend`."""
-    try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BackendError(f"{path}: cannot read backend options: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise BackendError(f"{path}: backend options are a YAML mapping of keyword: value")
-    return data
+    return read_yaml_mapping(path, "backend options", BackendError,
+                             shape="backend options are a YAML mapping of keyword: value")

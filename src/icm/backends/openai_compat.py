@@ -23,29 +23,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from icm.backends.base import BackendError, BackendTimeout
+from icm.backends.chat.openai import OpenAIChat, ServerMemory, split_model_url
 from icm.backends.model import ModelBackend, data_urls, uncertain, verdict_from_probability
 from icm.backends.options import OpenAIOptions
 from icm.backends.scoring import parse_yes_no, probability_from_top_logprobs
 from icm.errors import ModelTimeout
-from icm.llm import (
-    Chat,
-    FunctionChat,
-    Generation,
-    JsonSchema,
-    LLMError,
-    OpenAIChat,
-    ServerMemory,
-    Turn,
-    chat_messages,
-    split_model_url,
-)
+from icm.llm import Chat, FunctionChat, Generation, JsonSchema, LLMError, Turn, chat_messages
 from icm.media import DecodedImage
 from icm.policy.schema import Policy
 from icm.results import BackendInfo, RuleVerdict, Verdict
 
 
 @dataclass
-class _Answer:
+class _VerdictAnswer:
     """One verdict request's outcome: the answer text and first-token top logprobs, or an error."""
 
     text: str = ""
@@ -59,15 +49,6 @@ class _Answer:
 NO_DECISIONS = frozenset({404, 405, 501})
 
 
-#: (base URL, model) -> whether that server offers ``/v1/decisions``, learnt from the first request
-_DECISIONS: ServerMemory[bool] = ServerMemory()
-
-
-def forget_decisions() -> None:
-    """Forget which servers offer the Decisions API (a server that was upgraded, tests)."""
-    _DECISIONS.clear()
-
-
 class RuleQuestions(list[str]):
     """One image's per-rule chat questions, and the text a decisions request shows with the image."""
 
@@ -76,8 +57,8 @@ class RuleQuestions(list[str]):
         self.context = context
 
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """``MODEL@BASE_URL`` -> (model, base_url)."""
+def model_and_url(spec: str) -> tuple[str, str | None]:
+    """``MODEL@BASE_URL`` -> (model, base_url); a spec without a model is a :class:`BackendError`."""
     try:
         return split_model_url(spec)
     except LLMError as exc:
@@ -97,9 +78,11 @@ class OpenAIBackend(ModelBackend):
     options_model = OpenAIOptions
     options: OpenAIOptions
 
-    def __init__(self, spec: str, **options: Any) -> None:
+    def __init__(self, spec: str, *, memory: ServerMemory[bool] | None = None, **options: Any) -> None:
+        """``memory``: what is known of servers (whether they offer the Decisions API, which output
+        modes they reject), shared with the backends and chat clients given the same one."""
         super().__init__(**options)
-        self.model, self.base_url = parse_spec(spec)
+        self.model, self.base_url = model_and_url(spec)
         self.supports_images = self.options.images
         try:
             self.chat = OpenAIChat(
@@ -110,11 +93,13 @@ class OpenAIBackend(ModelBackend):
                 timeout=self.options.timeout,
                 max_retries=self.options.max_retries,
                 api_key_env=self.options.api_key_env,
+                memory=memory,
             )
         except LLMError as exc:  # e.g. the openai extra is not installed
             raise BackendError(str(exc)) from exc
         self._pool = ThreadPoolExecutor(self.options.max_concurrency, thread_name_prefix="icm-openai")
-        self._server = (str(self.chat.client.base_url), self.model)
+        #: (base URL, model) -> whether that server offers ``/v1/decisions``, learnt from the first request
+        self._decisions_key = ("decisions", str(self.chat.client.base_url), self.model)
 
     def info(self) -> BackendInfo:
         decisions = self._decisions()
@@ -131,7 +116,7 @@ class OpenAIBackend(ModelBackend):
         """Whether verdicts come from the Decisions API (None: not known yet, asked next time)."""
         if self.options.scoring != "auto":
             return self.options.scoring == "decisions"
-        return _DECISIONS.get(self._server)
+        return self.chat.memory.get(self._decisions_key)
 
     def _questions(self, policy: Policy, facts: list[str]) -> RuleQuestions:
         return RuleQuestions(self.prompts.verdict_prompts(policy, facts), self.prompts.decision_input(policy, facts))
@@ -148,7 +133,7 @@ class OpenAIBackend(ModelBackend):
                 if self.options.scoring == "decisions" or status not in NO_DECISIONS:
                     failed = BackendTimeout if isinstance(exc, ModelTimeout) else BackendError
                     raise failed(f"the decisions request to {self.model} failed: {exc}") from exc
-                _DECISIONS.learn(self._server, False)  # no such endpoint here: per-rule chat from now on
+                self.chat.memory.learn(self._decisions_key, False)  # no such endpoint here: per-rule chat from now on
         return self._chat_score(seen, prompts, policy)
 
     def _decide(self, seen: list[str], context: str, policy: Policy) -> list[RuleVerdict]:
@@ -163,7 +148,7 @@ class OpenAIBackend(ModelBackend):
             self.chat.decide, [{"role": "user", "content": content}], questions
         ).result()
         if self.options.scoring == "auto":
-            _DECISIONS.learn(self._server, True)
+            self.chat.memory.learn(self._decisions_key, True)
         answers = list(decision.answers or [])
         if len(answers) != len(policy.rules):
             raise BackendError(
@@ -206,7 +191,7 @@ class OpenAIBackend(ModelBackend):
 
         return FunctionChat(answer)
 
-    def _verdict(self, rule_id: str, answer: _Answer) -> RuleVerdict:
+    def _verdict(self, rule_id: str, answer: _VerdictAnswer) -> RuleVerdict:
         if answer.error is not None:
             return uncertain(rule_id, f"The model could not be asked: {answer.error}.", answer.error)
         if answer.refused:
@@ -230,7 +215,7 @@ class OpenAIBackend(ModelBackend):
             raw=answer.text,
         )
 
-    def _ask_verdict(self, messages: list[dict[str, Any]]) -> _Answer:
+    def _ask_verdict(self, messages: list[dict[str, Any]]) -> _VerdictAnswer:
         options: dict[str, Any] = {}
         if self.options.logprobs:
             options = {"logprobs": True, "top_logprobs": self.options.top_logprobs}
@@ -242,21 +227,21 @@ class OpenAIBackend(ModelBackend):
                 **options,
             )
         except LLMError as exc:
-            return _Answer(error=str(exc), timed_out=isinstance(exc, ModelTimeout))
+            return _VerdictAnswer(error=str(exc), timed_out=isinstance(exc, ModelTimeout))
         if not response.choices:
-            return _Answer(error="the server returned no choices")
+            return _VerdictAnswer(error="the server returned no choices")
         choice = response.choices[0]
         message = choice.message
         refusal = getattr(message, "refusal", None)
         if refusal or choice.finish_reason == "content_filter":
-            return _Answer(text=refusal or message.content or "", refused=True)
+            return _VerdictAnswer(text=refusal or message.content or "", refused=True)
         top: dict[str, float] | None = None
         content = choice.logprobs.content if choice.logprobs is not None else None
         if content:
             top = {}
             for alternative in content[0].top_logprobs or []:
                 top[alternative.token] = max(alternative.logprob, top.get(alternative.token, -1e9))
-        return _Answer(text=message.content or "", top_logprobs=top)
+        return _VerdictAnswer(text=message.content or "", top_logprobs=top)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

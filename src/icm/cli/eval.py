@@ -296,11 +296,11 @@ def meq(
 
     icm eval meq --judge openai:MODEL@http://host:8000/v1 --judgements DIR
     """
-    from icm.evaluate.meq import Judgement, evaluate_meq, load_judgements, load_pairs, run_judge
+    from icm.evaluate.meq import MEQJudgement, evaluate_meq, load_judgements, load_pairs, run_judge
     from icm.evaluate.textmetrics import MissingExtraError
 
     try:
-        items: list[Judgement]
+        items: list[MEQJudgement]
         if judge is not None:
             from icm.evaluate.judge import load_judge
 

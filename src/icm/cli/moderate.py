@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from icm.moderator import RunSummary
     from icm.results import ModerationResult
     from icm.scale.ray import RayOptions
-    from icm.sources import ImageItem
 
 EXIT_HELP = """
 Exit status: 0 every image was judged; 1 some images could not be judged (each has an error
@@ -132,11 +131,10 @@ def moderate(
       icm moderate examples/images --out results.jsonl --resume
     """
     from icm.moderator import Moderator
-    from icm.sink import check_output
-    from icm.sources import iter_sources
+    from icm.sources import gather
 
-    stdout = Console()
     stderr = Console(stderr=True, soft_wrap=True)
+    keywords = backend_keywords(backend_options, explain)
     if engine is Engine.ray:
         if banks is not None:  # the Ray actors do not take banks yet: refused, never silently unmatched
             raise InputError("--banks works with --engine local only for now")
@@ -144,49 +142,24 @@ def moderate(
 
         if output_format is not None:
             raise InputError("--format prints results on stdout; with --engine ray they go to the shards in --out")
-
         ray_options = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
-                             batch_size=batch_size, progress=not quiet and stderr.is_terminal, verbose=verbose)
-        on_ray(paths, policy, backend, backend_options, explain, out, ray_options, resume=resume,
-               overwrite=overwrite, retry_errors=retry_errors, parquet=parquet, fail_on=fail_on, quiet=quiet)
+                                 batch_size=batch_size, progress=not quiet and stderr.is_terminal, verbose=verbose)
+        on_ray(paths, policy, backend, keywords, out, ray_options, resume=resume, overwrite=overwrite,
+               retry_errors=retry_errors, parquet=parquet, fail_on=fail_on, quiet=quiet)
         return
     if parquet:
         raise InputError("--parquet writes Parquet shards with --engine ray; a local run writes JSONL")
-    out_file = Path(out) if out is not None else None
-    fmt = output_format or (
-        OutputFormat.table if sys.stdout.isatty() or out is not None else OutputFormat.jsonl
-    )
-    check_output(out_file, resume=resume, overwrite=overwrite, retry_errors=retry_errors)
-    # Folders and manifests are walked once, here, before --out is touched: a missing folder is a
-    # usage error that leaves no file behind. The list feeds both the progress bar and the run;
-    # paths on stdin stay a stream.
-    streaming = "-" in paths
-    items: list[ImageItem | str] = []
-    for path in paths:
-        items += ["-"] if path == "-" else iter_sources([path])
-    if not streaming and not items:
-        # A folder or manifest that holds no image is almost always a wrong path; stdin may be empty.
-        stderr.print(output.error(f"no images found in {', '.join(paths)}"))
-        raise typer.Exit(2)
+    fmt = output_format or (OutputFormat.table if sys.stdout.isatty() or out is not None else OutputFormat.jsonl)
+    # Walked once, before --out is touched (a missing folder leaves no file); stdin stays a stream.
+    items = gather(paths)
     try:
-        moderator = Moderator(policy, backend, workers=workers, banks=_bank_folder(banks),
-                              **backend_keywords(backend_options, explain))
+        moderator = Moderator(policy, backend, workers=workers, banks=_bank_folder(banks), **keywords)
     except ValueError as exc:  # an option of the wrong type for the backend
-        stderr.print(output.error(exc))
-        raise typer.Exit(2) from exc
+        raise InputError(str(exc)) from exc
 
     results: list[ModerationResult] = []
-    show_progress = not quiet and stderr.is_terminal
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        disable=not show_progress,
-        transient=True,
-    )
-    task = progress.add_task(f"moderating under {moderator.policy.id}", total=None if streaming else len(items))
+    progress = _progress(stderr, enabled=not quiet and stderr.is_terminal)
+    task = progress.add_task(f"moderating under {moderator.policy.id}", total=None if "-" in items else len(items))
 
     written = 0
 
@@ -201,11 +174,10 @@ def moderate(
 
     try:
         with progress:
-            summary = moderator.run(items, out=out_file, resume=resume, overwrite=overwrite,
-                                    retry_errors=retry_errors, on_result=on_result)
+            summary = moderator.run(items, out=Path(out) if out is not None else None, resume=resume,
+                                    overwrite=overwrite, retry_errors=retry_errors, on_result=on_result)
     except OSError as exc:  # --out is a folder, or not writable
-        stderr.print(output.error(f"cannot write {exc.filename or out}: {exc.strerror or exc}"))
-        raise typer.Exit(2) from exc
+        raise InputError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from exc
     except KeyboardInterrupt:
         kept = f"; the results written so far are in {out}: add --resume to go on" if out else ""
         stderr.print(Text(f"interrupted after {written} images{kept}"))
@@ -216,12 +188,19 @@ def moderate(
     if fmt is OutputFormat.json:
         print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
     elif fmt is OutputFormat.table:
-        stdout.print(results_table(results))
+        Console().print(results_table(results))
     if not quiet:
         stderr.print(summary_table(summary))
         if out is not None:
             stderr.print(Text(f"results: {out}"))
     exit_for(summary, fail_on)
+
+
+def _progress(console: Console, *, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, disable=not enabled, transient=True,
+    )
 
 
 moderate.__doc__ = inspect.cleandoc(moderate.__doc__ or "") + "\n\n" + EXIT_HELP.strip()
@@ -231,8 +210,7 @@ def on_ray(
     paths: list[str],
     policy: str,
     backend: str,
-    backend_options: Path | None,
-    explain: Explain | None,
+    keywords: dict[str, Any],
     out: str | None,
     options: RayOptions,
     *,
@@ -249,7 +227,7 @@ def on_ray(
     if out is None:
         raise InputError("--engine ray writes result shards: add --out FOLDER (or a URI such as s3://bucket/results)")
     stderr = Console(stderr=True, soft_wrap=True)
-    moderator = RayModerator(policy, backend, options, **backend_keywords(backend_options, explain))
+    moderator = RayModerator(policy, backend, options, **keywords)
     try:
         run = moderator.run(paths, out, resume=resume, overwrite=overwrite, retry_errors=retry_errors,
                             parquet=parquet)

@@ -122,13 +122,13 @@ def calibrate(
 
     Example: icm calibrate --policy general --labels examples/labels.jsonl --out general.calibrated.yaml
     """
-    from icm.backends.base import parse_spec
+    from icm.backends.base import split_spec
     from icm.policy.load import load_policy
     from icm.train.calibrate import calibrate as fit
     from icm.train.calibrate import policy_yaml, read_labels
 
     stderr = Console(stderr=True, soft_wrap=True)
-    if parse_spec(backend) != ("local", None):
+    if split_spec(backend) != ("local", None):
         stderr.print(output.error(
             f"calibrate fits the local engine's thresholds; got --backend {backend}. "
             "Model backends are tuned by `icm train`."

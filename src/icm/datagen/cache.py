@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from icm.datagen.records import Rejection
-from icm.sources import is_uri
+from icm.storage import Folder, is_uri
 
 Record = TypeVar("Record", bound=BaseModel)
 
@@ -33,30 +32,13 @@ def cache_key(**parts: Any) -> str:
 
 class StageCache:
     def __init__(self, root: str | Path, stage: str) -> None:
-        self._remote: Any = None
-        if is_uri(root):
-            from pyarrow import fs
-
-            self._remote, base = fs.FileSystem.from_uri(str(root))
-            self.location = f"{base.rstrip('/')}/{stage}"
-            self._remote.create_dir(self.location, recursive=True)
-            return
-        self.directory = Path(root) / stage
-        self.directory.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, key: str) -> Path:
-        return self.directory / f"{key}.json"
-
-    def _read(self, key: str) -> str:
-        if self._remote is None:
-            return self._path(key).read_text("utf-8")
-        with self._remote.open_input_stream(f"{self.location}/{key}.json") as stream:
-            return bytes(stream.read()).decode("utf-8")
+        self.folder = Folder(f"{str(root).rstrip('/')}/{stage}" if is_uri(root) else Path(root) / stage)
+        self.folder.make()
 
     def get(self, key: str, record: type[Record]) -> Record | Rejection | None:
         """The cached record (or rejection) for ``key``; None when there is none to trust."""
         try:
-            value = json.loads(self._read(key))
+            value = json.loads(self.folder.read(f"{key}.json").decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return None  # absent, or a half-written file from a killed run: recompute
         if not isinstance(value, dict):
@@ -67,12 +49,4 @@ class StageCache:
             return None  # written by a version whose record had another shape: recompute
 
     def put(self, key: str, value: BaseModel) -> None:
-        if self._remote is not None:
-            # One object written whole: an object store never shows half of it.
-            with self._remote.open_output_stream(f"{self.location}/{key}.json") as stream:
-                stream.write(value.model_dump_json().encode("utf-8"))
-            return
-        path = self._path(key)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(value.model_dump_json(), "utf-8")
-        os.replace(temporary, path)  # atomic: a reader never sees half a file
+        self.folder.write(f"{key}.json", value.model_dump_json().encode("utf-8"))

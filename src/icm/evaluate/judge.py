@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from icm.backends.base import REGISTRY, ModelKind, load_chat_model, parse_spec
+from icm.backends.base import REGISTRY, ModelKind, load_chat_model, split_spec
 from icm.errors import InputError
 from icm.evaluate.meq import JudgeAnswerError, JudgeScores, judge_prompt_id, parse_judge_answer, render_judge_prompt
 from icm.llm import ChatModel, UnreadableAnswer, ask_validated
@@ -44,7 +44,7 @@ class ModelJudge:
 def load_judge(spec: str, *, rule: str | None = None, **options: Any) -> ModelJudge:
     """A judge from a chat-model spec; ``options`` go to the model (``output_mode``, ``max_tokens``,
     ``temperature`` ..., by default greedy and 400 tokens)."""
-    name, _ = parse_spec(spec)
+    name, _ = split_spec(spec)
     if ModelKind.chat not in REGISTRY.get(name, {}):
         raise JudgeSpecError(
             f"unknown judge {spec!r}: use openai:MODEL@http://host:port/v1 (any OpenAI-compatible "

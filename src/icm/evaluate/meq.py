@@ -115,7 +115,9 @@ def _after_table(text: str) -> str:
 
 
 @dataclass
-class Judgement:
+class MEQJudgement:
+    """One image's reference and candidate explanation, and (once judged) the judge's scores."""
+
     image: str
     reference: str
     candidate: str
@@ -141,7 +143,7 @@ class Judgement:
 _SECTIONS = ("Human content:", "Algorithm content:", "ChatGPT evaluation:")
 
 
-def parse_release_judgement(text: str, where: str) -> Judgement:
+def parse_release_judgement(text: str, where: str) -> MEQJudgement:
     """One release ``meq_judge`` file: image name, ``Human content:`` (reference), ``Algorithm
     content:`` (the model's explanation) and ``ChatGPT evaluation:`` (a score table)."""
     positions = []
@@ -161,10 +163,10 @@ def parse_release_judgement(text: str, where: str) -> Judgement:
     except JudgeAnswerError as exc:
         line = text[: positions[2]].count("\n") + 1
         raise EvalInputError(f"{where}:{line}: cannot read the judge's scores: {exc}") from exc
-    return Judgement(image or Path(where).stem, reference, candidate, scores, answer, "release")
+    return MEQJudgement(image or Path(where).stem, reference, candidate, scores, answer, "release")
 
 
-def load_judgements(path: str | Path) -> list[Judgement]:
+def load_judgements(path: str | Path) -> list[MEQJudgement]:
     """Judgements from a release folder of ``*.txt`` files, or from our JSONL output."""
     path = Path(path)
     if path.is_dir():
@@ -180,7 +182,7 @@ def load_judgements(path: str | Path) -> list[Judgement]:
         except ValidationError as exc:
             raise EvalInputError(f"{where}: bad scores: {describe_validation_error(exc, 'scores')}") from exc
         judgements.append(
-            Judgement(str(row.get("image", "")), str(row.get("reference", "")),
+            MEQJudgement(str(row.get("image", "")), str(row.get("reference", "")),
                       str(row.get("candidate", "")), scores, row.get("raw"), row.get("judge"),
                       row.get("error"), row.get("prompt"))
         )
@@ -189,35 +191,35 @@ def load_judgements(path: str | Path) -> list[Judgement]:
     return judgements
 
 
-def load_pairs(path: str | Path) -> list[Judgement]:
+def load_pairs(path: str | Path) -> list[MEQJudgement]:
     """Explanations to judge: JSONL ``{"image", "reference", "candidate"}`` or a release folder."""
     path = Path(path)
     if path.is_dir():
-        return [Judgement(j.image, j.reference, j.candidate) for j in load_judgements(path)]
+        return [MEQJudgement(j.image, j.reference, j.candidate) for j in load_judgements(path)]
     pairs = []
     for number, row in read_jsonl(path, error=EvalInputError):
         where = f"{path}:{number}"
         missing = [k for k in ("reference", "candidate") if not str(row.get(k) or "").strip()]
         if missing:
             raise EvalInputError(f"{where}: missing {', '.join(missing)}")
-        pairs.append(Judgement(str(row.get("image") or row.get("id") or f"#{number}"),
+        pairs.append(MEQJudgement(str(row.get("image") or row.get("id") or f"#{number}"),
                                str(row["reference"]), str(row["candidate"])))
     if not pairs:
         raise EvalInputError(f"{path}: no explanations to judge")
     return pairs
 
 
-def run_judge(judge: Judge, pairs: Iterable[Judgement], concurrency: int = 1) -> list[Judgement]:
+def run_judge(judge: Judge, pairs: Iterable[MEQJudgement], concurrency: int = 1) -> list[MEQJudgement]:
     """Judge every pair, ``concurrency`` at a time, in order; a failed judgement is kept with its
     error (not dropped, not scored)."""
 
-    def one(pair: Judgement) -> Judgement:
+    def one(pair: MEQJudgement) -> MEQJudgement:
         try:
             scores = judge.judge(pair.reference, pair.candidate)
-            return Judgement(pair.image, pair.reference, pair.candidate, scores, scores.raw, judge.name,
+            return MEQJudgement(pair.image, pair.reference, pair.candidate, scores, scores.raw, judge.name,
                              prompt=judge.prompt)
         except JudgeAnswerError as exc:
-            return Judgement(pair.image, pair.reference, pair.candidate, None, exc.raw, judge.name,
+            return MEQJudgement(pair.image, pair.reference, pair.candidate, None, exc.raw, judge.name,
                              f"unreadable answer: {exc}", judge.prompt)
 
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="icm-judge") as pool:
@@ -249,7 +251,7 @@ class MEQSummary:
         }
 
 
-def summarise_judgements(judgements: list[Judgement]) -> MEQSummary:
+def summarise_judgements(judgements: list[MEQJudgement]) -> MEQSummary:
     """Mean of each criterion over the judged items; failures are counted, not averaged in."""
     scored = [j.scores for j in judgements if j.scores is not None]
     means: dict[str, float | None] = {
@@ -272,7 +274,7 @@ def summarise_judgements(judgements: list[Judgement]) -> MEQSummary:
 
 
 def evaluate_meq(
-    judgements: list[Judgement], *, lexical: bool = True, embeddings: bool = True
+    judgements: list[MEQJudgement], *, lexical: bool = True, embeddings: bool = True
 ) -> MEQSummary:
     """Judge-score means plus, beside them, the offline reference metrics of each explanation
     (ROUGE-L, BLEU, embedding similarity, repetition); ``lexical=False`` and

@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
 from icm.errors import InputError
 from icm.policy.schema import Criterion, Policy, Rule
+from icm.validation import read_yaml
 
 #: ICM-Instruct release categories -> the criterion ids the built-in icm-r1..r4 policies use.
 ICM_CATEGORIES: dict[str, list[str]] = {
@@ -60,10 +59,7 @@ def category_from_filename(name: str) -> str | None:
 def load_label_map(path: Path | None) -> dict[str, list[str]]:
     if path is None:
         return dict(ICM_CATEGORIES)
-    try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise LabelError(f"{path}: cannot read the label map: {exc}") from exc
+    data = read_yaml(path, "the label map", LabelError)
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, list) and all(isinstance(c, str) for c in v) for k, v in data.items()
     ):

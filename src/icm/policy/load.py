@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from icm.errors import InputError
 from icm.policy.schema import Policy
-from icm.validation import validation_problems
+from icm.validation import parse_yaml, validation_problems
 
 _BUILTIN_PACKAGE = "icm.policy.builtin"
 
@@ -47,19 +47,13 @@ def load_policy(source: str | Path | Policy) -> Policy:
 def parse_policy(text: str, origin: str = "<policy>") -> Policy:
     """Parse and validate policy YAML; every problem is reported at once, in file order, with its
     line number and field (a YAML syntax error stops parsing: it is reported alone)."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError(f"{where}: not valid YAML: {problem}") from exc
+    data = parse_yaml(text, origin, PolicyError)
     if not isinstance(data, dict):
         raise PolicyError(f"{origin}: a policy is a YAML mapping with id, version and rules")
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)  # valid YAML: parsed above
         problems = []
         for problem in validation_problems(exc):
             line = _line_of(node, list(problem.loc))

@@ -4,10 +4,12 @@
 
     listing (driver)  ->  decode (Ray tasks)  ->  judge (an actor pool)  ->  result shards (write tasks)
 
-The driver lists the inputs (folders, manifests and Parquet listings; local paths or any pyarrow
-filesystem URI such as ``s3://`` or ``gs://``): paths only, the images are read in the decode
-tasks. Each judging actor loads the policy and the backend once and judges with the very
-:class:`~icm.moderator.Moderator` a local run uses, so the results are the same. The results go to
+The driver lists the inputs with :func:`icm.sources.iter_sources`, as a local run does (folders,
+manifests and Parquet listings; local paths or any pyarrow filesystem URI such as ``s3://``):
+paths only, the images are read in the decode tasks. What an existing output means, and what
+``--resume`` skips, are the :class:`icm.sink.OutputRules` of a local run. Each judging actor
+loads the policy and the backend once and judges with the very :class:`~icm.moderator.Moderator`
+a local run uses, so the results are the same. The results go to
 a folder (local or a URI) as JSONL shards, one :class:`~icm.results.ModerationResult` per line, or
 as Parquet shards. A shard is written whole by one write task, after its images were judged; an
 actor that dies is replaced by Ray and its batch judged again, so each image is written once.
@@ -28,25 +30,26 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from icm import storage
 from icm.backends.base import Backend, BackendError
 from icm.errors import InputError
 from icm.lock import output_lock
-from icm.media import IMAGE_SUFFIXES, MediaLimits
-from icm.moderator import Moderator, RunSummary, decode_item
+from icm.media import MediaLimits
+from icm.moderator import Moderator, decode_item
 from icm.policy.load import load_policy
 from icm.policy.schema import Policy
-from icm.results import ErrorCode, ErrorInfo, ModerationResult
-from icm.sink import OutputExistsError, PreviousResults, add_previous_lines
-from icm.sources import ImageItem, SourceError, is_uri, iter_sources
+from icm.results import ModerationResult, PolicyRef
+from icm.sink import OutputRules
+from icm.sources import ImageItem, iter_sources
+from icm.summary import RunSummary
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from pyarrow import fs as pafs
 
 #: a backend spec (``local``, ``vllm:MODEL`` ...), or a function that builds the backend: each actor
 #: loads its own (a loaded model does not travel between processes)
@@ -56,9 +59,6 @@ Result = TypeVar("Result")
 
 #: the file suffixes of result shards
 SHARD_SUFFIXES = (".jsonl", ".parquet")
-#: listings read through pyarrow (local or at a URI); .jsonl and .csv manifests on a local disk go
-#: through :func:`icm.sources.iter_sources`, exactly as in a local run
-LISTING_SUFFIXES = frozenset({".jsonl", ".csv", ".parquet"})
 
 
 @dataclass(frozen=True)
@@ -123,123 +123,24 @@ def connect(options: RayOptions) -> str | None:
     return f"http://{url}" if url and not str(url).startswith("http") else (url or None)
 
 
-# -- inputs ------------------------------------------------------------------------------------
+# -- inputs ---------------------------------------------------------------------------------
 
 
 def list_images(sources: Iterable[str | Path]) -> list[dict[str, str]]:
-    """Rows ``{"image": key, "location": path or URI}``, one per image, in a stable order.
-
-    Local folders and .jsonl/.csv manifests are expanded by :func:`icm.sources.iter_sources`,
-    so keys are those of a local run; a URI folder is listed through pyarrow's filesystems, and
-    a URI manifest (or any .parquet listing) is read with pyarrow: an ``image`` column, relative
-    paths taken from the listing's folder.
-    """
-    rows: list[dict[str, str]] = []
-    for source in sources:
-        text = str(source)
-        if is_uri(text) or (text.lower().endswith(".parquet") and Path(text).is_file()):
-            rows += _list_with_pyarrow(text)
-            continue
-        for item in iter_sources([text]):
-            rows.append({"image": item.key, "location": str(item.path or item.key)})
-    return rows
+    """Rows ``{"image": key, "location": path or URI}``, one per image of ``sources`` as
+    :func:`icm.sources.iter_sources` lists them (the keys of a local run): what Ray Data carries."""
+    return [_row(item) for item in iter_sources(sources)]
 
 
-def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
-    from pyarrow import fs
-
-    try:
-        if is_uri(location):
-            return fs.FileSystem.from_uri(location)
-        return fs.LocalFileSystem(), str(Path(location).absolute())
-    except Exception as exc:  # an unknown scheme, missing credentials ...
-        raise SourceError(f"cannot open {location}: {exc}") from exc
-
-
-def _as_location(original: str, path: str) -> str:
-    """A filesystem path written back in the form the user gave (a URI stays a URI)."""
-    if is_uri(original):
-        return f"{original.split('://', 1)[0]}://{path}"
-    return path
-
-
-def _list_with_pyarrow(source: str) -> list[dict[str, str]]:
-    from pyarrow import fs
-
-    filesystem, root = _filesystem(source)
-    info = filesystem.get_file_info(root)
-    suffix = PurePosixPath(root).suffix.lower()
-    if info.type == fs.FileType.Directory:
-        found = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
-        rows = []
-        for entry in sorted(found, key=lambda e: e.path):
-            relative = PurePosixPath(entry.path).relative_to(root.rstrip("/") or "/")
-            if entry.type != fs.FileType.File or any(p.startswith(".") for p in relative.parts):
-                continue
-            if relative.suffix.lower() in IMAGE_SUFFIXES:
-                location = _as_location(source, entry.path)
-                rows.append({"image": location, "location": location})
-        return rows
-    if info.type == fs.FileType.File and suffix in LISTING_SUFFIXES:
-        base = PurePosixPath(root).parent
-        rows = []
-        for image in _listing_column(filesystem, root, suffix, source):
-            path = image if is_uri(image) or image.startswith("/") else str(base / image)
-            rows.append({"image": image, "location": path if is_uri(path) else _as_location(source, path)})
-        return rows
-    if info.type == fs.FileType.NotFound and suffix not in IMAGE_SUFFIXES:
-        raise SourceError(f"no such folder or file: {source}")
-    return [{"image": source, "location": source}]
-
-
-def _listing_column(filesystem: pafs.FileSystem, path: str, suffix: str, source: str) -> list[str]:
-    import pyarrow.csv
-    import pyarrow.json
-    import pyarrow.parquet
-
-    try:
-        if suffix == ".parquet":
-            table = pyarrow.parquet.read_table(path, filesystem=filesystem, columns=["image"])
-        else:
-            with filesystem.open_input_stream(path) as stream:
-                reader = pyarrow.json.read_json if suffix == ".jsonl" else pyarrow.csv.read_csv
-                table = reader(stream)
-    except Exception as exc:  # pyarrow's errors for a missing column or an unreadable file
-        raise SourceError(f"{source}: cannot read an 'image' column ({exc})") from exc
-    if "image" not in table.column_names:
-        raise SourceError(f"{source}: a listing needs an 'image' column")
-    images = [str(v).strip() for v in table.column("image").to_pylist() if v is not None]
-    if any(not v for v in images):
-        raise SourceError(f"{source}: empty 'image' value")
-    return images
-
-
-def _item(key: str, location: str, limits: MediaLimits) -> ImageItem | ErrorInfo:
-    """The image to decode: a local path as it is, a URI's bytes read here (in the decode task)."""
-    if not is_uri(location):
-        return ImageItem(key=key, path=Path(location))
-    from pyarrow import fs
-
-    try:
-        filesystem, path = fs.FileSystem.from_uri(location)
-        info = filesystem.get_file_info(path)
-        if info.type == fs.FileType.NotFound:
-            return ErrorInfo(code=ErrorCode.not_found, message=f"no such file: {location}")
-        if info.size is not None and info.size > limits.max_bytes:
-            return ErrorInfo(code=ErrorCode.too_large,
-                             message=f"file is {info.size:,} bytes; the limit is {limits.max_bytes:,}")
-        with filesystem.open_input_file(path) as handle:
-            return ImageItem(key=key, data=handle.read())
-    except (OSError, ValueError) as exc:  # ValueError: pyarrow's ArrowInvalid, a scheme it has no filesystem for
-        return ErrorInfo(code=ErrorCode.unreadable, message=f"cannot read {location}: {exc}")
+def _row(item: ImageItem) -> dict[str, str]:
+    return {"image": item.key, "location": item.location}
 
 
 def _decode_batch(batch: dict[str, np.ndarray], limits: MediaLimits) -> dict[str, np.ndarray]:
     """A Ray task: each image of the batch decoded (or its error), pickled for the judging actor."""
     decoded = []
     for key, location in zip(batch["image"], batch["location"], strict=True):
-        item = _item(str(key), str(location), limits)
-        value = item if isinstance(item, ErrorInfo) else decode_item(item, limits)
+        value = decode_item(ImageItem.at(str(key), str(location)), limits)  # a URI is read here
         decoded.append(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
     return {"image": batch["image"], "location": batch["location"], "decoded": _objects(decoded)}
 
@@ -255,19 +156,19 @@ class _Judge:
     ``judge_batch`` call per batch: one model batch where the backend can)."""
 
     def __init__(self, policy: Policy, backend: BackendSpec, backend_options: dict[str, Any],
-                 limits: MediaLimits, recorded: dict[str, ErrorInfo]) -> None:
+                 limits: MediaLimits, rules: OutputRules) -> None:
         loaded = backend if isinstance(backend, str) else backend()
         self.moderator = Moderator(policy, loaded, limits=limits, **backend_options)
-        self.moderator.backend.prepare(self.moderator.policy)
-        self.recorded = recorded  # the errors --out already holds for the images being retried
+        self.moderator.prepare()  # here, so that a backend that does not load stops the run at once
+        self.rules = rules  # with the errors --out already holds for the images being retried
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = [ImageItem(key=str(key), path=None if is_uri(str(location)) else Path(str(location)))
+        items = [ImageItem.at(str(key), str(location))
                  for key, location in zip(batch["image"], batch["location"], strict=True)]
         results = self.moderator.judge_decoded(items, [pickle.loads(blob) for blob in batch["decoded"]])
         lines = [result.to_json() for result in results]
         # A retry that failed exactly as recorded is counted but not written again.
-        repeats = [result.error is not None and self.recorded.get(result.image) == result.error for result in results]
+        repeats = [not self.rules.writes(result) for result in results]
         return {"image": batch["image"], "result": _objects(lines), "repeat": np.array(repeats, dtype=bool)}
 
 
@@ -278,7 +179,7 @@ def _shards(out: str) -> list[str]:
     """The result shards already in ``out`` (none when it does not exist)."""
     from pyarrow import fs
 
-    filesystem, root = _filesystem(out)
+    filesystem, root = storage.filesystem(out)
     info = filesystem.get_file_info(root)
     if info.type == fs.FileType.NotFound:
         return []
@@ -293,7 +194,7 @@ def read_result_lines(out: str | Path) -> Iterator[tuple[str, list[str]]]:
     row's ``result`` JSON as a line."""
     import pyarrow.parquet
 
-    filesystem, _ = _filesystem(str(out))
+    filesystem, _ = storage.filesystem(str(out))
     for shard in _shards(str(out)):
         if shard.endswith(".parquet"):
             table = pyarrow.parquet.read_table(shard, filesystem=filesystem, columns=["result"])
@@ -423,63 +324,35 @@ class RayModerator:
         continued (``resume``: images judged under this policy version, and unchanged files that
         failed to decode, are skipped) or emptied first (``overwrite``), never mixed silently."""
         require_ray()
-        if retry_errors and not resume:
-            raise InputError("--retry-errors judges again the errors in --out; add --resume")
-        if resume and overwrite:
-            raise InputError("--resume continues --out and --overwrite replaces it: choose one")
+        rules = OutputRules(resume=resume, overwrite=overwrite, retry_errors=retry_errors)
         out = str(out)
-        rows = list_images(sources)  # before anything is written: a missing folder leaves nothing
-        if is_uri(out):
-            return self._run(rows, out, resume, overwrite, retry_errors, parquet)
+        items = list(iter_sources(sources))  # before anything is written: a missing folder leaves nothing
+        if storage.is_uri(out):
+            return self._run(items, out, rules, parquet)
         with output_lock(out):
-            return self._run(rows, out, resume, overwrite, retry_errors, parquet)
+            return self._run(items, out, rules, parquet)
 
-    def _run(self, rows: list[dict[str, str]], out: str, resume: bool, overwrite: bool,
-             retry_errors: bool, parquet: bool) -> RayRun:
+    def _run(self, items: list[ImageItem], out: str, rules: OutputRules, parquet: bool) -> RayRun:
         started = time.perf_counter()
         shards = _shards(out)
-        if shards and not (resume or overwrite):
-            raise OutputExistsError(
-                f"{out} holds result shards; add --resume to continue it or --overwrite to replace them"
-            )
-        if overwrite:
-            filesystem, _ = _filesystem(out)
+        if shards:
+            rules.refuse_existing(f"{out} holds result shards")
+        if rules.overwrite:
+            filesystem, _ = storage.filesystem(out)
             for shard in shards:
                 filesystem.delete_file(shard)
         summary = RunSummary()
-        recorded: dict[str, ErrorInfo] = {}
-        if resume:
-            previous = self._previous(out)
-            rows = [row for row in rows if not self._skip(row, previous, summary, retry_errors)]
-            recorded = {row["image"]: previous.errors[row["image"]] for row in rows if row["image"] in previous.errors}
-        dashboard = connect(self.options) if rows else None
-        if rows:
-            sink = self._pipeline(rows, out, parquet, recorded)
+        rules.load(read_result_lines(out), PolicyRef(id=self.policy.id, version=self.policy.version))
+        items = [item for item in items if not rules.skip(item, summary)]
+        dashboard = connect(self.options) if items else None
+        if items:
+            sink = self._pipeline([_row(item) for item in items], out, parquet, rules.retried(items))
             summary.merge(sink.summary)
         summary.seconds = time.perf_counter() - started
         return RayRun(summary=summary, dashboard=dashboard, shards=_shards(out))
 
-    def _previous(self, out: str) -> PreviousResults:
-        previous = PreviousResults()
-        for shard, lines in read_result_lines(out):
-            add_previous_lines(previous, lines, shard, self.policy.id, self.policy.version)
-        return previous
-
-    @staticmethod
-    def _skip(row: dict[str, str], previous: PreviousResults, summary: RunSummary, retry_errors: bool) -> bool:
-        if row["image"] in previous.judged:
-            summary.skipped += 1
-            return True
-        local = None if is_uri(row["location"]) else Path(row["location"])
-        standing = None if retry_errors else previous.standing_error(ImageItem(key=row["image"], path=local))
-        if standing is not None:
-            summary.unchanged_errors += 1
-            summary.errors[standing.code.value] += 1
-            return True
-        return False
-
     def _pipeline(self, rows: list[dict[str, str]], out: str, parquet: bool,
-                  recorded: dict[str, ErrorInfo]) -> Any:
+                  rules: OutputRules) -> Any:
         import ray.data
 
         options = self.options
@@ -490,7 +363,7 @@ class RayModerator:
             .map_batches(partial(_decode_batch, limits=self.limits), batch_size=batch)
             .map_batches(
                 _Judge,
-                fn_constructor_args=(self.policy, self.backend, self.backend_options, self.limits, recorded),
+                fn_constructor_args=(self.policy, self.backend, self.backend_options, self.limits, rules),
                 compute=ray.data.ActorPoolStrategy(size=options.actors),
                 batch_size=batch,
                 num_cpus=options.cpus_per_actor,

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from icm.errors import InputError
-from icm.validation import validation_problems
+from icm.validation import read_yaml_mapping, validate_as
 
 #: Learning rates of the paper, by method.
 DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}
@@ -139,28 +139,13 @@ class TrainConfig(_Strict):
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         """A copy with the given fields replaced; ``None`` values (flags not given) are ignored."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        try:
-            return TrainConfig.model_validate({**self.model_dump(), **given})
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, "options")) from exc
+        return validate_as(TrainConfig, {**self.model_dump(), **given}, "options", "training config", ConfigError,
+                           root="config")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainConfig:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the training config: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a training config is a YAML mapping")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, str(path))) from exc
-
-
-def _describe(exc: ValidationError, origin: str) -> str:
-    problems = [problem.text("config") for problem in validation_problems(exc)]
-    return f"{origin}: invalid training config:\n  " + "\n  ".join(problems)
+        data = read_yaml_mapping(path, "the training config", ConfigError, shape="a training config is a YAML mapping")
+        return validate_as(cls, data, str(path), "training config", ConfigError, root="config")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from icm.backends.local.assess import Observations, find_phone_number, judge_policy, judge_rule, where
-from icm.decision import decide, statement_of_reasons
+from icm.decision import decide, explain_decision
 from icm.policy import load_policy
 from icm.policy.load import parse_policy
 from icm.results import Verdict
@@ -208,7 +208,7 @@ def test_statement_of_reasons_names_rules_and_uncertainty() -> None:
     policy = load_policy("icm-r1")
     verdicts = judge_policy(policy, obs(BELLY))
     decision = decide(policy, verdicts)
-    text = statement_of_reasons(policy, verdicts, decision)
+    text = explain_decision(policy, verdicts, decision)
     assert text.startswith("Blocked under icm-r1 v1: violates exposed-skin (shoulders-belly)")
     assert "could not assess" in text and "suggestive-behaviour" in text
 

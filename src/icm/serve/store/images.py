@@ -4,14 +4,13 @@ share), per ``ICM_KEEP_IMAGES``."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Protocol
 
 from icm.errors import InputError
 from icm.serve.settings import ServeSettings
 from icm.serve.store.database import Store
+from icm.storage import Folder
 
 
 class ImageStore(Protocol):
@@ -30,31 +29,27 @@ class DiskImages:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._files = Folder(folder)
+
+    @staticmethod
+    def _name(sha256: str) -> str:
+        return f"{sha256[:2]}/{sha256}"
 
     def path(self, sha256: str) -> Path:
-        return self.folder / sha256[:2] / sha256
+        return self._files.path(self._name(sha256))
 
     def put(self, sha256: str, data: bytes) -> None:
-        path = self.path(sha256)
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{uuid.uuid4().hex}.part")
-        partial.write_bytes(data)
-        os.replace(partial, path)  # a reader never sees half an image
+        if not self._files.exists(self._name(sha256)):
+            self._files.write(self._name(sha256), data)  # a reader never sees half an image
 
     def get(self, sha256: str) -> bytes | None:
         try:
-            return self.path(sha256).read_bytes()
+            return self._files.read(self._name(sha256))
         except FileNotFoundError:
             return None
 
     def delete(self, sha256: str) -> bool:
-        try:
-            self.path(sha256).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+        return self._files.delete(self._name(sha256))
 
 
 class DatabaseImages:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from icm import Moderator
 from icm.backends.base import BackendError
-from icm.backends.openai_compat import OpenAIBackend, parse_spec
+from icm.backends.openai_compat import OpenAIBackend, model_and_url
 from icm.llm import OutputMode
 from icm.media import data_url, load_image
 from icm.policy.load import load_policy
@@ -102,7 +102,7 @@ def test_real_server_json_schema_rejection_falls_back_and_is_remembered(
         assert verdict.raw  # the model's answer is kept for audit
     assert backend.chat.mode() is OutputMode.none
     again = OpenAIBackend(f"smollm2@{llama_server}", images=False, with_signals=True, explain="all",
-                          max_tokens=16, max_retries=0, timeout=SLOW)
+                          max_tokens=16, max_retries=0, timeout=SLOW, memory=backend.chat.memory)
     assert again.chat.mode() is OutputMode.none  # remembered per server and model, not per client
 
 
@@ -295,12 +295,12 @@ def test_concurrency_is_bounded(scripted: tuple[str, Script], astronaut: Path) -
 
 
 def test_spec_parsing() -> None:
-    assert parse_spec("Qwen/Qwen2-VL-2B@http://127.0.0.1:8000/v1") == (
+    assert model_and_url("Qwen/Qwen2-VL-2B@http://127.0.0.1:8000/v1") == (
         "Qwen/Qwen2-VL-2B", "http://127.0.0.1:8000/v1"
     )
-    assert parse_spec("gpt-4o") == ("gpt-4o", None)
+    assert model_and_url("gpt-4o") == ("gpt-4o", None)
     with pytest.raises(BackendError):
-        parse_spec("@http://x")
+        model_and_url("@http://x")
 
 
 # --- decisions mode ------------------------------------------------------------------------------
@@ -367,7 +367,7 @@ def test_a_server_without_decisions_gets_per_rule_chat_and_is_remembered(
     assert len(script.decisions) == 1  # asked once: 404
     assert len(script.requests) == len(POLICY.rules)
     assert all(v.probability is not None and v.verdict is Verdict.complies for v in first)
-    again = OpenAIBackend(f"vlm@{url}", explain="none")  # a new client for the same server
+    again = OpenAIBackend(f"vlm@{url}", explain="none", memory=backend.chat.memory)  # a new client for the same server
     assert again.info().models["scoring"] == "chat"
     again.judge(image, POLICY)
     assert len(script.decisions) == 1 and len(script.requests) == 2 * len(POLICY.rules)

@@ -12,12 +12,9 @@ from typer.testing import CliRunner
 
 from icm import Moderator
 from icm.backends.base import BackendError, load_backend
-from icm.backends.scoring import AnswerTokens
-from icm.backends.transformers import (
-    TransformersBackend,
-    common_prefix_length,
-    score_prompts,
-)
+from icm.backends.packing import score_prompts
+from icm.backends.scoring import AnswerTokens, common_prefix_length
+from icm.backends.transformers import TransformersBackend
 from icm.cli.app import app
 from icm.media import load_image
 from icm.policy.load import load_policy
@@ -266,7 +263,7 @@ def test_packed_rule_suffixes_of_two_images_equal_separate_full_passes(
     from helpers import sample_image
 
     from icm.backends.model import PromptSet
-    from icm.backends.transformers import Questions, pack_rows, score_questions
+    from icm.backends.packing import Questions, pack_rows, score_questions
 
     coffee = tmp_path / "coffee.png"
     sample_image("coffee").save(coffee)
@@ -306,21 +303,3 @@ def test_an_image_is_processed_once_for_all_its_rules(
     verdicts = backend.judge(load_image(astronaut), policy)
     assert len(verdicts) == len(policy.rules) > 1
     assert len(calls) == 1
-
-
-def test_pack_rows_balances_rows_and_keeps_every_suffix_once() -> None:
-    from icm.backends.transformers import pack_rows
-
-    lengths = [70, 100, 58, 115, 63, 72, 90, 12]
-    rows = pack_rows(lengths)
-    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
-    assert rows == [[3, 5, 0, 7], [1, 6, 4, 2]]  # about four per row, longest first to the shortest row
-    widths = [sum(lengths[i] for i in row) for row in rows]
-    assert widths == [269, 311]  # padded to 311: 7 % of the row space is padding
-    suffixes = [71, 101, 59, 116, 64, 69, 69, 48, 61, 66, 62, 53, 80, 71, 101, 59]  # 16 rules of the benchmark
-    sixteen = pack_rows(suffixes)
-    assert len(sixteen) == 4
-    filled = [sum(suffixes[i] for i in row) for row in sixteen]
-    assert max(filled) - min(filled) <= min(suffixes)  # rows differ by less than one suffix
-    assert pack_rows([5]) == [[0]]
-    assert pack_rows([]) == []

@@ -95,3 +95,61 @@ def test_a_file_that_is_not_results_is_refused(tmp_path: Path) -> None:
     path.write_text('{"image": "a.jpg", "rule_id": "r", "label": "violates"}\n')
     with pytest.raises(ResultFileError, match="labels.jsonl:1: not a moderation result"):
         _judged(path, "p", 1)
+
+
+# -- the output rules both engines follow --------------------------------------------------------
+
+
+def test_output_rules_refuse_flags_that_do_not_go_together() -> None:
+    from icm.errors import InputError
+    from icm.sink import OutputRules
+
+    with pytest.raises(InputError, match="add --resume"):
+        OutputRules(retry_errors=True)
+    with pytest.raises(InputError, match="choose one"):
+        OutputRules(resume=True, overwrite=True)
+    with pytest.raises(InputError, match="add --out"):
+        OutputRules(resume=True, has_out=False)
+
+
+def test_output_rules_refuse_an_output_that_holds_results_unless_continued_or_replaced() -> None:
+    from icm.sink import OutputExistsError, OutputRules
+
+    with pytest.raises(OutputExistsError, match="out/ holds results; add --resume"):
+        OutputRules().refuse_existing("out/ holds results")
+    OutputRules(resume=True).refuse_existing("out/ holds results")
+    OutputRules(overwrite=True).refuse_existing("out/ holds results")
+
+
+def test_output_rules_skip_what_is_judged_and_errors_that_stand(tmp_path: Path) -> None:
+    from icm.sink import OutputRules
+    from icm.sources import ImageItem
+    from icm.summary import RunSummary
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    from icm.media import file_stamp
+
+    stamp = file_stamp(broken)
+    standing = _result(str(broken), error=True).model_copy(
+        update={"error": ErrorInfo(code=ErrorCode.not_an_image, message="no", file=stamp)})
+    lines = [_result("done.jpg").to_json() + "\n", standing.to_json() + "\n",
+             _result("gone.jpg", error=True).to_json() + "\n"]
+    rules = OutputRules(resume=True)
+    rules.load([("out.jsonl", lines)], POLICY)
+    summary = RunSummary()
+    items = [ImageItem(key="done.jpg"), ImageItem(key=str(broken), path=broken), ImageItem(key="gone.jpg"),
+             ImageItem(key="new.jpg")]
+    kept = [item.key for item in items if not rules.skip(item, summary)]
+    assert kept == ["gone.jpg", "new.jpg"]  # a missing file is tried again
+    assert (summary.skipped, summary.unchanged_errors, summary.errors["not_an_image"]) == (1, 1, 1)
+    assert not rules.writes(_result("gone.jpg", error=True))  # failed as recorded: no new line
+    assert rules.writes(_result("gone.jpg"))
+    narrowed = rules.retried([ImageItem(key="gone.jpg")])
+    assert set(narrowed.previous.errors) == {"gone.jpg"} and not narrowed.writes(_result("gone.jpg", error=True))
+    again = OutputRules(resume=True, retry_errors=True)
+    again.load([("out.jsonl", lines)], POLICY)
+    assert not again.skip(ImageItem(key=str(broken), path=broken), RunSummary())  # --retry-errors
+    ignored = OutputRules()  # without resume nothing earlier counts
+    ignored.load([("out.jsonl", lines)], POLICY)
+    assert not ignored.skip(ImageItem(key="done.jpg"), RunSummary())
