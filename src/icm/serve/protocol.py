@@ -106,8 +106,12 @@ class ModerationsRequest(BaseModel):
 
 class Moderation(BaseModel):
     flagged: bool = Field(description="the decision is not allow")
-    categories: dict[str, bool] = Field(description="rule id -> the image violates it")
-    category_scores: dict[str, float] = Field(description="rule id -> probability that it is violated")
+    categories: dict[str, bool] = Field(
+        description="rule id -> the image violates it; OpenAI category -> a rule mapped to it is violated"
+    )
+    category_scores: dict[str, float] = Field(
+        description="rule id -> probability that it is violated; OpenAI category -> the highest of its rules"
+    )
     category_applied_input_types: dict[str, list[str]]
     icm: StoredModeration
 
