@@ -220,7 +220,7 @@ def test_resume_loop_keeps_one_line_per_image(moderator: Moderator, tmp_path: Pa
     first = moderator.run([folder], out=out)
     assert (first.judged, first.failed) == (2, len(broken))
     rows = _lines(out)
-    assert len(rows) == images and rows[0]["schema_version"] == "1.1"
+    assert len(rows) == images and rows[0]["schema_version"] == "1.2"
     assert all(r["error"]["file"]["size"] == (folder / Path(r["image"]).name).stat().st_size
                for r in rows if r["error"])  # what a resume compares against
 
@@ -286,7 +286,7 @@ def test_resume_tries_once_more_an_error_line_without_a_file_record(
     out.write_text(json.dumps(old) + "\n")
     assert moderator.run([tmp_path / "broken.jpg"], out=out, resume=True).unchanged_errors == 0
     assert moderator.run([tmp_path / "broken.jpg"], out=out, resume=True).unchanged_errors == 1
-    assert [r["schema_version"] for r in _lines(out)] == ["1.0", "1.1"]
+    assert [r["schema_version"] for r in _lines(out)] == ["1.0", "1.2"]
 
 
 def test_run_never_overwrites_results(moderator: Moderator, folder: Path) -> None:

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from icm.policy.schema import Action
 
 #: 1.1 added ``error.file`` (optional): a 1.0 line reads as a 1.1 line without it.
-SCHEMA_VERSION = "1.1"
+#: 1.2 added ``evidence.found_in`` (optional): where a text signal's matched text was read.
+SCHEMA_VERSION = "1.2"
 
 
 class Verdict(StrEnum):
@@ -57,6 +58,11 @@ class Evidence(BaseModel):
     box: list[int] | None = Field(None, description="[x, y, width, height] in image pixels")
     frame: int | None = Field(None, description="frame index, for animated images")
     text: str | None = Field(None, description="matched text, for text signals")
+    found_in: str | None = Field(
+        None,
+        description="for text signals: the signal whose text matched, text:any (OCR) or qr:any "
+        "(a decoded QR code or barcode)",
+    )
 
 
 class RuleVerdict(BaseModel):

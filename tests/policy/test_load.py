@@ -132,7 +132,7 @@ def test_a_rule_named_like_a_mapped_category_is_mapped_to_it() -> None:
 def test_general_maps_its_rules_to_openai_categories() -> None:
     assert load_policy("general").openai_category_rules() == {
         "hate": ["hate"], "illicit": ["weapons", "drugs"], "illicit/violent": ["weapons"],
-        "self-harm": ["self-harm"], "sexual": ["sexual-nudity", "suggestive"],
+        "self-harm": ["self-harm"], "sexual": ["sexual-nudity", "suggestive"], "sexual/minors": ["minor-nudity"],
         "violence": ["graphic-violence"], "violence/graphic": ["graphic-violence"],
     }
 
