@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,7 +138,8 @@ def score_questions(
     *,
     rule_batch: int = 64,
     pad_token_id: int = 0,
-) -> list[list[float]]:
+    read: Callable[[int, int, torch.Tensor], Any] | None = None,
+) -> list[list[Any]]:
     """p(violates) for every rule question of several images: each image's prefix runs once (all
     images in one forward), then the rule suffixes run over the prefixes' KV cache.
 
@@ -147,6 +148,9 @@ def score_questions(
     and the earlier tokens of its own suffix (a block-diagonal attention mask); rows are nearly
     full, so padding them to the longest is small. At most ``rule_batch`` questions go into one
     suffix forward. The result equals each question scored alone by a full forward pass.
+    ``read(image, question, logits)`` turns a question's next-token logits into its answer
+    (default: p(Yes) of ``answer``), so other questions can share the prefix
+    (:mod:`icm.backends.choices`).
     """
     prefixes = [q.prefix for q in questions]
     lengths = [q.prefix_length for q in questions]
@@ -159,7 +163,7 @@ def score_questions(
     dtype = next(model.parameters()).dtype
     blocked = torch.finfo(dtype).min
     items = [(b, k) for b, q in enumerate(questions) for k in range(len(q.suffixes))]
-    results: list[list[float]] = [[float("nan")] * len(q.suffixes) for q in questions]
+    results: list[list[Any]] = [[float("nan")] * len(q.suffixes) for q in questions]
     chunks = [items[i : i + rule_batch] for i in range(0, len(items), rule_batch)]
     for n, chunk in enumerate(chunks):
         # rows: (image, [(rule, suffix)]) with each image's suffixes packed into a few rows
@@ -199,8 +203,12 @@ def score_questions(
             cache=rows_cache, use_cache=True, logits_to_keep=torch.tensor(columns, device=device),
         ).logits
         picked = logits[torch.tensor([r for r, *_ in last]), torch.tensor([columns.index(c) for _, c, *_ in last]), :]
-        for (_, _, b, k), p in zip(last, _answer_probabilities(picked, answer), strict=True):
-            results[b][k] = p
+        if read is None:
+            for (_, _, b, k), p in zip(last, _answer_probabilities(picked, answer), strict=True):
+                results[b][k] = p
+        else:
+            for (_, _, b, k), row in zip(last, picked, strict=True):
+                results[b][k] = read(b, k, row)
     return results
 
 

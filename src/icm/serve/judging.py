@@ -11,6 +11,7 @@ import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -50,11 +51,17 @@ class Job:
     request_id: str | None
     endpoint: str
     fresh: bool = False
+    #: a decisions request's choice and score questions (:mod:`icm.serve.choosing`): judged with
+    #: the rules in one prefill, their label probabilities written to ``choice_answers``
+    choices: tuple[Any, ...] = ()
+    choice_answers: list[list[float]] | None = None
 
     @property
     def batch_key(self) -> tuple[str, int, str]:
-        """Jobs judged in one batch share their (narrowed) policy."""
-        return self.policy.id, self.policy.version, self.rules_key
+        """Jobs judged in one batch share their (narrowed) policy; a job with choice questions
+        is a batch of its own."""
+        own = f"|choices:{id(self)}" if self.choices else ""
+        return self.policy.id, self.policy.version, self.rules_key + own
 
 
 @dataclass
@@ -185,6 +192,14 @@ class Judging:
         """One batch (jobs of one policy) in one backend call, on a worker thread."""
         assert self.backend is not None
         self.metrics.batch_size.observe(len(jobs))
+        if jobs[0].choices:  # one job (its own batch key): rules and choice questions together
+            from icm.serve.choosing import ChoosingBackend
+
+            choosing = ChoosingBackend(self.backend, jobs[0].choices)
+            moderator = Moderator(jobs[0].policy, backend=choosing, limits=self.limits)
+            results = moderator.moderate_batch([ImageItem(key=jobs[0].name, data=jobs[0].data)])
+            jobs[0].choice_answers = choosing.answers
+            return results
         moderator = Moderator(jobs[0].policy, backend=self.backend, limits=self.limits)
         return moderator.moderate_batch([ImageItem(key=job.name, data=job.data) for job in jobs])
 

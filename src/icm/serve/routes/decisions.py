@@ -16,14 +16,17 @@ from icm.errors import InputError
 from icm.policy.schema import Action, Criterion, Policy, Rule, Severity
 from icm.results import Verdict
 from icm.serve.auth import Caller, Scope
+from icm.serve.choosing import answers_choices, choice_answer, choice_question
 from icm.serve.judging import Job
 from icm.serve.openapi import JUDGING, KEYED, errors
 from icm.serve.protocol import (
+    ChoiceAnswer,
     DecisionQuestion,
     DecisionResponse,
     DecisionsRequest,
     PredicateAnswer,
     RefusalAnswer,
+    ScoreAnswer,
     StoredModeration,
 )
 from icm.serve.routes.moderations import TextNotSupported, verdict_score
@@ -56,15 +59,19 @@ def _instructions(question: DecisionQuestion) -> str:
     return " ".join(str(p.get("text", "")) for p in question.instructions if p.get("type") == "input_text")
 
 
-def question_policy(policy: Policy, questions: list[DecisionQuestion]) -> tuple[Policy, list[str | None], str]:
+def question_policy(
+    policy: Policy, questions: list[DecisionQuestion], choices: bool = False
+) -> tuple[Policy, list[str | None], str]:
     """A policy of the questions: the named rules of ``policy`` and ad-hoc rules for the others.
-    Returns it, the rule id each question is judged by (None: not judged), and the store's key."""
+    Returns it, the rule id each question is judged by (None: not judged), and the store's key.
+    With ``choices`` (the backend answers choice questions) a request of choice questions alone
+    is judged with the whole policy."""
     known = {rule.id: rule for rule in policy.rules}
     rules: dict[str, Rule] = {}
     rule_of: list[str | None] = []
     for index, question in enumerate(questions):
         if question.type != "predicate":
-            rule_of.append(None)  # choice and score questions: answered with a refusal
+            rule_of.append(None)  # choice and score questions: not a rule (icm.serve.choosing)
         elif question.name in known:
             rules[question.name] = known[question.name]
             rule_of.append(question.name)
@@ -85,6 +92,8 @@ def question_policy(policy: Policy, questions: list[DecisionQuestion]) -> tuple[
     if asked:
         digest = hashlib.sha256(json.dumps([r.text for r in asked]).encode()).hexdigest()[:16]
         key += f"|adhoc:{digest}"
+    if not rules and choices:
+        return policy, rule_of, ",".join(r.id for r in policy.rules)
     if not rules:
         raise InputError("no predicate question: icm answers predicate questions about the image")
     return policy.model_copy(update={"rules": list(rules.values())}), rule_of, key
@@ -95,19 +104,28 @@ def question_policy(policy: Policy, questions: list[DecisionQuestion]) -> tuple[
 async def decisions(
     body: DecisionsRequest, request: Request, caller: Caller = Depends(authorized(Scope.moderate))
 ) -> DecisionResponse:
-    """Each predicate answer's ``probability`` is p(violates); an uncertain verdict, or a question
-    the backend cannot judge, is a refusal."""
+    """Each predicate answer's ``probability`` is p(violates); a choice or score answer comes from
+    the choice labels' next-token probabilities where the backend is a local VLM; an uncertain
+    verdict, or a question the backend cannot judge (the local engine: choice and score), is a
+    refusal."""
     service = service_of(request)
     url = _the_image(body.input)
     data, name = await service.image(url)
     policy = await run_in_threadpool(service.catalog.resolve, body.model)
-    asked, rule_of, key = question_policy(policy, body.questions)
+    choosing = answers_choices(service.judging.backend) and any(q.type != "predicate" for q in body.questions)
+    asked, rule_of, key = question_policy(policy, body.questions, choices=choosing)
+    choices = tuple(choice_question(q) for q in body.questions if q.type != "predicate") if choosing else ()
     job = Job(data=data, name=name, policy=asked, rules_key=key, key_id=caller.key_id,
-              request_id=request_id(request), endpoint="decisions")
+              request_id=request_id(request), endpoint="decisions", choices=choices, fresh=bool(choices))
     judgement = await service.judging.judge(job)
     verdicts = {v.rule_id: v for v in judgement.result.verdicts}
-    answers: list[PredicateAnswer | RefusalAnswer] = []
+    answers: list[PredicateAnswer | ChoiceAnswer | ScoreAnswer | RefusalAnswer] = []
+    chosen = iter(job.choice_answers or [])
     for question, rule_id in zip(body.questions, rule_of, strict=True):
+        if question.type != "predicate":
+            answer = choice_answer(question, next(chosen, [])) if choosing else None
+            answers.append(answer or RefusalAnswer(name=question.name))
+            continue
         verdict = verdicts.get(rule_id) if rule_id is not None else None
         if verdict is None or verdict.verdict is Verdict.uncertain:
             answers.append(RefusalAnswer(name=question.name))
