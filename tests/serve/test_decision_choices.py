@@ -90,3 +90,55 @@ def test_choice_and_score_questions_from_the_tiny_vlm_through_the_openai_client(
     # the predicate answer is the rule's p(violates), as the rule alone scores it
     (verdict,) = backend.judge(image, policy.model_copy(update={"rules": [policy.rules[0]]}))
     assert predicate.probability == pytest.approx(verdict.probability, abs=1e-4)
+
+
+def test_the_openai_backend_forwards_choice_questions_to_a_server_that_offers_decisions(
+    tiny_llava_dir: Path, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """icm serve on the openai backend, whose server is icm serve on the tiny VLM: the questions go
+    upstream in one decisions request, and the answers are the upstream model's probabilities
+    for the image as the backend sent it (a JPEG data URL)."""
+    import base64
+
+    from icm.backends.model import data_urls
+    from icm.backends.openai_compat import OpenAIBackend
+    from icm.backends.transformers import TransformersBackend
+
+    options = tmp_path / "backend.yaml"
+    options.write_text("explain: none\n")
+    upstream = LiveServer(settings_for(sqlite_url, tmp_path, policies=["icm-r1"],
+                                       backend=f"transformers:{tiny_llava_dir}", backend_options=options)).start()
+    try:
+        monkeypatch.setenv("ICM_UPSTREAM_KEY", upstream.key("moderate"))
+        remote = OpenAIBackend(f"icm-r1@{upstream.url}/v1", explain="none", scoring="decisions",
+                               api_key_env="ICM_UPSTREAM_KEY", max_retries=0)
+        (tmp_path / "front").mkdir()
+        front = LiveServer(settings_for(f"sqlite:///{tmp_path / 'front' / 'icm.db'}", tmp_path / "front",
+                                        policies=["icm-r1"]), backend=remote).start()
+        try:
+            client = openai.OpenAI(api_key=front.key("moderate"), base_url=front.url + "/v1", max_retries=0)
+            data = png_bytes(12)
+            decision = client.decisions.create(
+                model="icm-r1",
+                input=[{"role": "user", "content": [{"type": "input_image", "image_url": data_url(data)}]}],
+                questions=QUESTIONS,  # type: ignore[arg-type]
+            )
+        finally:
+            front.stop()
+    finally:
+        upstream.stop()
+    choice, score = decision.answers
+    assert choice.type == "choice" and score.type == "score"
+    (tmp_path / "image.png").write_bytes(data)
+    (sent,) = data_urls(load_image(tmp_path / "image.png"), remote.options)
+    (tmp_path / "sent.jpg").write_bytes(base64.b64decode(sent.split(",", 1)[1]))
+    backend = TransformersBackend(str(tiny_llava_dir), explain="none")
+    image = load_image(tmp_path / "sent.jpg")
+    _, expected = _direct(backend, image, ChoiceQuestion("Is there a cat?", ("Yes", "No", "true"),
+                                                         ("", "", "a cat and a dog")))
+    assert [p.probability for p in choice.probabilities] == pytest.approx(expected, abs=1e-4)
+    assert [p.value for p in choice.probabilities] == ["Yes", "No", True]
+    _, expected = _direct(backend, image, ChoiceQuestion("How risky is the image?", ("low", "medium", "high"),
+                                                         ("", "some risk", "")))
+    assert [p.probability for p in score.probabilities] == pytest.approx(expected, abs=1e-4)
+    assert score.score == pytest.approx(expected[1] + 2 * expected[2], abs=1e-4)

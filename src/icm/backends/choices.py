@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from icm.backends.model import rules_to_explain, verdict_from_probability
@@ -37,6 +37,8 @@ class ChoiceQuestion:
     instructions: str
     values: tuple[str, ...]
     descriptions: tuple[str, ...]
+    #: the question as a decisions request asked it, for a backend that forwards it (openai)
+    asked: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

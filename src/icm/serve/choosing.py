@@ -25,10 +25,18 @@ from icm.serve.protocol import (
 
 
 def answers_choices(backend: Backend | None) -> bool:
-    """Whether the backend answers choice questions (a local VLM through transformers); never
-    imports that backend's module (torch) where it is not loaded already."""
-    module = sys.modules.get("icm.backends.transformers")
-    return module is not None and isinstance(backend, module.TransformersBackend)
+    """Whether the backend answers choice questions: a local VLM through transformers, or the
+    openai backend where its server offers decisions. Never imports a backend's module (torch)
+    where it is not loaded already."""
+    local = sys.modules.get("icm.backends.transformers")
+    if local is not None and isinstance(backend, local.TransformersBackend):
+        return True
+    remote = sys.modules.get("icm.backends.openai_compat")
+    if remote is not None and isinstance(backend, remote.OpenAIBackend):
+        from icm.backends.openai_choices import forwards_choices
+
+        return forwards_choices(backend)
+    return False
 
 
 class ChoosingBackend:
@@ -44,7 +52,13 @@ class ChoosingBackend:
         return getattr(self._backend, name)
 
     def judge(self, image: DecodedImage, policy: Policy) -> list[RuleVerdict]:
-        verdicts, self.answers = answer_with_choices(self._backend, image, policy, self.questions)
+        remote = sys.modules.get("icm.backends.openai_compat")
+        if remote is not None and isinstance(self._backend, remote.OpenAIBackend):
+            from icm.backends.openai_choices import decide_with_choices
+
+            verdicts, self.answers = decide_with_choices(self._backend, image, policy, self.questions)
+        else:
+            verdicts, self.answers = answer_with_choices(self._backend, image, policy, self.questions)
         return verdicts
 
     def judge_batch(self, images: Sequence[DecodedImage], policy: Policy) -> list[Judged]:
@@ -65,12 +79,13 @@ def choice_question(question: DecisionQuestion) -> ChoiceQuestion:
         text = question.instructions
     else:
         text = " ".join(str(p.get("text", "")) for p in question.instructions if p.get("type") == "input_text")
+    asked = question.model_dump(exclude_none=True)
     if question.type == "choice" and question.choices:
         return ChoiceQuestion(text, tuple(_text(c.value) for c in question.choices),
-                              tuple(c.description or "" for c in question.choices))
+                              tuple(c.description or "" for c in question.choices), asked)
     if question.type == "score" and question.levels:
         return ChoiceQuestion(text, tuple(level.label for level in question.levels),
-                              tuple(level.description or "" for level in question.levels))
+                              tuple(level.description or "" for level in question.levels), asked)
     raise InputError(f"the {question.type} question {question.name or 'unnamed'} has no "
                      f"{'choices' if question.type == 'choice' else 'levels'}")
 
