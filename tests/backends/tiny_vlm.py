@@ -33,6 +33,7 @@ def _vocabulary() -> list[str]:
             texts.append(render("verdict", policy=policy, rule=rule))
             texts.append(render("verdict_with_signals", policy=policy, rule=rule, facts=facts))
         texts.append(render("explain", policy=policy, rules=policy.rules, facts=facts, schema="{}"))
+    texts.append("A B C D")  # the letters that label choice questions (icm.backends.choices)
     words: dict[str, None] = {}
     for text in texts:
         for word, _ in Whitespace().pre_tokenize_str(text):

@@ -103,6 +103,40 @@ def test_keywords_signal_needs_keywords_and_patterns_must_compile() -> None:
     assert "invalid regular expression" in _error(bad_regex)
 
 
+def _mapped(categories: str) -> str:
+    return GOOD.replace("    severity: high", f"    severity: high\n    openai_categories: {categories}")
+
+
+def test_openai_categories_are_the_thirteen_once_each() -> None:
+    mapped = parse_policy(_mapped("[sexual, violence/graphic]"))
+    assert mapped.rules[0].openai_categories == ["sexual", "violence/graphic"]
+    assert mapped.openai_category_rules() == {"sexual": ["belly"], "violence/graphic": ["belly"]}
+    message = _error(_mapped("[nudity]"))
+    assert "p.yaml:7: rules[0].openai_categories[0]" in message and "'self-harm/intent'" in message
+    twice = _error(_mapped("[hate, hate]"))
+    assert "listed more than once: hate" in twice
+
+
+def test_a_rule_named_like_a_mapped_category_is_mapped_to_it() -> None:
+    other = (
+        "  - id: sexual\n    text: No sexual content.\n    criteria:\n"
+        "      - {id: nsfw, description: Sexual content., signals: ['opennsfw:nsfw>=0.8']}\n"
+    )
+    mapped = _mapped("[sexual]")
+    assert "rule 'sexual' has the name of an OpenAI category" in _error(mapped + other)
+    both = parse_policy(mapped + other.replace("    criteria:", "    openai_categories: [sexual]\n    criteria:"))
+    assert both.openai_category_rules() == {"sexual": ["belly", "sexual"]}
+    assert parse_policy(GOOD + other).openai_category_rules() == {}  # nothing maps to it: a rule id only
+
+
+def test_general_maps_its_rules_to_openai_categories() -> None:
+    assert load_policy("general").openai_category_rules() == {
+        "hate": ["hate"], "illicit": ["weapons", "drugs"], "illicit/violent": ["weapons"],
+        "self-harm": ["self-harm"], "sexual": ["sexual-nudity", "suggestive"], "sexual/minors": ["minor-nudity"],
+        "violence": ["graphic-violence"], "violence/graphic": ["graphic-violence"],
+    }
+
+
 def test_error_action_cannot_be_allow() -> None:
     message = _error(GOOD + "uncertainty:\n  error_action: allow\n")
     assert "not judged is not safe" in message

@@ -66,6 +66,10 @@ def _rendered() -> dict[str, str]:
         "conclusion.v1.complies": render("conclusion", 1, policy=policy, violated=[]),
         "mc.v1": render("mc", 1, question="What is the woman doing with her mouth?",
                         choices={"C": "Whispering", "A": "Smiling", "D": "Biting a finger", "B": "Kissing"}),
+        "choice.v1": render("choice", 1, policy=policy, question="How risky is the image?",
+                            options=[("A", "low"), ("B", "some risk"), ("C", "high")], letters=True),
+        "choice.v1.values": render("choice", 1, policy=policy, question="Is there a cat?",
+                                   options=[("Yes", ""), ("No", ""), ("true", "a cat and a dog")], letters=False),
     }
 
 
@@ -98,6 +102,15 @@ def test_verdict_prompts_share_the_text_up_to_the_rule() -> None:
     prefix = os.path.commonprefix(prompts)
     assert "Judge the image against one rule of this policy.\n\nRule: " in prefix
     assert FACTS[0] in prefix
+
+
+def test_choice_questions_share_the_policy_text_with_the_verdict_questions() -> None:
+    policy = load_policy("general")
+    verdict = PromptSet(with_signals=False).verdict_prompts(policy, [])[0]
+    choice = render("choice", policy=policy, question="Where?", options=[("A", "in"), ("B", "out")], letters=True)
+    prefix = os.path.commonprefix([verdict, choice])
+    assert prefix.startswith('You are a content moderator for the platform policy "')
+    assert policy.description and policy.description.strip() in prefix
 
 
 def test_versions_and_errors() -> None:

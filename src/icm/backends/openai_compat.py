@@ -144,16 +144,25 @@ class OpenAIBackend(ModelBackend):
             {"type": "predicate", "name": rule.id, "instructions": statement}
             for rule, statement in zip(policy.rules, self.prompts.predicates(policy), strict=True)
         ]
+        return self.verdicts_of(policy, self.ask_decisions(content, questions))
+
+    def ask_decisions(self, content: list[dict[str, Any]], questions: list[dict[str, Any]]) -> list[Any]:
+        """One decisions request (the user message's content, the questions): its answers, one
+        per question (a :class:`BackendError` otherwise)."""
         decision = self._pool.submit(
             self.chat.decide, [{"role": "user", "content": content}], questions
         ).result()
         if self.options.scoring == "auto":
             self.chat.memory.learn(self._decisions_key, True)
         answers = list(decision.answers or [])
-        if len(answers) != len(policy.rules):
+        if len(answers) != len(questions):
             raise BackendError(
-                f"{self.model} answered {len(answers)} of {len(policy.rules)} decision questions"
+                f"{self.model} answered {len(answers)} of {len(questions)} decision questions"
             )
+        return answers
+
+    def verdicts_of(self, policy: Policy, answers: Sequence[Any]) -> list[RuleVerdict]:
+        """The rules' verdicts from their predicate answers (in the policy's order)."""
         verdicts = []
         for rule, answer in zip(policy.rules, answers, strict=True):
             named = getattr(answer, "name", None)

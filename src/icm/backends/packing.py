@@ -7,7 +7,7 @@ The result equals each question scored alone by a full forward pass.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,9 +130,13 @@ def score_questions(
     *,
     rule_batch: int = 64,
     pad_token_id: int = 0,
-) -> list[list[float]]:
+    read: Callable[[int, int, torch.Tensor], Any] | None = None,
+) -> list[list[Any]]:
     """p(violates) for every rule question of several images: each image's prefix runs once (all
     images in one forward), then the rule suffixes run over the prefixes' KV cache.
+    ``read(image, question, logits)`` turns a question's next-token logits into its answer
+    (default: p(Yes) of ``answer``), so other questions can share the prefix
+    (:mod:`icm.backends.choices`).
 
     No work goes to padding: an image's suffixes are packed side by side into a few rows, each
     token at its own position (prefix length + offset in its suffix) and seeing only the prefix
@@ -151,7 +155,7 @@ def score_questions(
     dtype = next(model.parameters()).dtype
     blocked = torch.finfo(dtype).min
     items = [(b, k) for b, q in enumerate(questions) for k in range(len(q.suffixes))]
-    results: list[list[float]] = [[float("nan")] * len(q.suffixes) for q in questions]
+    results: list[list[Any]] = [[float("nan")] * len(q.suffixes) for q in questions]
     chunks = [items[i : i + rule_batch] for i in range(0, len(items), rule_batch)]
     for n, chunk in enumerate(chunks):
         # rows: (image, [(rule, suffix)]) with each image's suffixes packed into a few rows
@@ -191,8 +195,12 @@ def score_questions(
             cache=rows_cache, use_cache=True, logits_to_keep=torch.tensor(columns, device=device),
         ).logits
         picked = logits[torch.tensor([r for r, *_ in last]), torch.tensor([columns.index(c) for _, c, *_ in last]), :]
-        for (_, _, b, k), p in zip(last, answer_probabilities(picked, answer), strict=True):
-            results[b][k] = p
+        if read is None:
+            for (_, _, b, k), p in zip(last, answer_probabilities(picked, answer), strict=True):
+                results[b][k] = p
+        else:
+            for (_, _, b, k), row in zip(last, picked, strict=True):
+                results[b][k] = read(b, k, row)
     return results
 
 

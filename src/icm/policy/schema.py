@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +21,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails
 
@@ -140,6 +141,23 @@ class Criterion(_Strict):
         return value
 
 
+#: The fixed categories of OpenAI's omni-moderation, which a rule may declare it stands for; the
+#: Moderations endpoint then answers them beside the rule ids, for code that reads those names.
+OpenAICategory = Literal[
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+    "self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors",
+    "violence", "violence/graphic",
+]
+OPENAI_CATEGORIES: tuple[str, ...] = get_args(OpenAICategory)
+
+
+def _no_repeats(values: list[str]) -> list[str]:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"listed more than once: {', '.join(repeated)}")
+    return values
+
+
 class Rule(_Strict):
     """One concise human rule. It is violated when any (or, with match: all, every) criterion holds."""
 
@@ -152,6 +170,10 @@ class Rule(_Strict):
     match: Literal["any", "all"] = "any"
     dsa: DsaMapping | None = Field(
         None, description="How decisions under the rule read in an EU DSA statement of reasons."
+    )
+    openai_categories: Annotated[list[OpenAICategory], AfterValidator(_no_repeats)] = Field(
+        default_factory=list,
+        description="OpenAI moderation categories the rule stands for, e.g. [sexual] or [violence/graphic].",
     )
 
     @field_validator("action")
@@ -197,6 +219,26 @@ class Policy(_Strict):
     )
     rules: Annotated[list[Rule], _unique_ids("rule id")] = Field(min_length=1)
     uncertainty: UncertaintyPolicy = UncertaintyPolicy()
+
+    @model_validator(mode="after")
+    def _category_keys_agree(self) -> Policy:
+        # A rule named like a category shares its key in a moderation answer: the category's.
+        mapped = {c for r in self.rules for c in r.openai_categories}
+        for rule in self.rules:
+            if rule.id in mapped and rule.id not in rule.openai_categories:
+                raise ValueError(
+                    f"rule {rule.id!r} has the name of an OpenAI category that other rules map to: "
+                    f"add it to the rule's own openai_categories (the answer's {rule.id!r} key is the category's)"
+                )
+        return self
+
+    def openai_category_rules(self) -> dict[str, list[str]]:
+        """OpenAI category -> the ids of the rules mapped to it, in the categories' fixed order."""
+        return {
+            category: rules
+            for category in OPENAI_CATEGORIES
+            if (rules := [r.id for r in self.rules if category in r.openai_categories])
+        }
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:

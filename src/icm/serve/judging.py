@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -50,6 +51,10 @@ class Job:
     fresh: bool = False
     source: str | None = None
     dsa_facts: dict[str, object] | None = None
+    #: a decisions request's choice and score questions (:mod:`icm.serve.choosing`): judged with
+    #: the rules in one prefill, their label probabilities written to ``choice_answers``
+    choices: tuple[Any, ...] = ()
+    choice_answers: list[list[float]] | None = None
     sha256: str = ""  # of ``data``: computed once, here, for the cache, the decoding and the record
 
     def __post_init__(self) -> None:
@@ -58,8 +63,10 @@ class Job:
 
     @property
     def batch_key(self) -> tuple[str, int, str]:
-        """Jobs judged in one batch share their (narrowed) policy."""
-        return self.policy.id, self.policy.version, self.rules_key
+        """Jobs judged in one batch share their (narrowed) policy; a job with choice questions
+        is a batch of its own."""
+        own = f"|choices:{id(self)}" if self.choices else ""
+        return self.policy.id, self.policy.version, self.rules_key + own
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,16 @@ class Judging:
     def _moderate(self, jobs: list[Job]) -> list[ModerationResult]:
         """One batch (jobs of one policy) in one backend call, on a worker thread."""
         self.metrics.batch_size.observe(len(jobs))
+        if jobs[0].choices:  # one job (its own batch key): rules and choice questions together
+            from icm.serve.choosing import ChoosingBackend
+
+            assert self.backend is not None
+            choosing = ChoosingBackend(self.backend, jobs[0].choices)
+            moderator = Moderator(jobs[0].policy, backend=choosing, limits=self.limits, banks=self.banks)
+            results = moderator.moderate_batch([ImageItem(key=jobs[0].name, data=jobs[0].data,
+                                                          sha256=jobs[0].sha256)])
+            jobs[0].choice_answers = choosing.answers
+            return results
         moderator = self._moderator(jobs[0])
         return moderator.moderate_batch([ImageItem(key=job.name, data=job.data, sha256=job.sha256) for job in jobs])
 

@@ -116,8 +116,12 @@ class ModerationsRequest(BaseModel):
 
 class Moderation(BaseModel):
     flagged: bool = Field(description="the decision is not allow")
-    categories: dict[str, bool] = Field(description="rule id -> the image violates it")
-    category_scores: dict[str, float] = Field(description="rule id -> probability that it is violated")
+    categories: dict[str, bool] = Field(
+        description="rule id -> the image violates it; OpenAI category -> a rule mapped to it is violated"
+    )
+    category_scores: dict[str, float] = Field(
+        description="rule id -> probability that it is violated; OpenAI category -> the highest of its rules"
+    )
     category_applied_input_types: dict[str, list[str]]
     icm: StoredModeration
 
@@ -131,12 +135,24 @@ class ModerationsResponse(BaseModel):
 # -- OpenAI Decisions -----------------------------------------------------------------------------
 
 
+class DecisionChoice(BaseModel):
+    value: str | bool
+    description: str | None = None
+
+
+class DecisionLevel(BaseModel):
+    label: str
+    description: str | None = None
+
+
 class DecisionQuestion(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: Literal["predicate", "choice", "score"]
     name: str | None = None
     instructions: str | list[dict[str, Any]]
+    choices: list[DecisionChoice] | None = Field(None, min_length=2, max_length=255)
+    levels: list[DecisionLevel] | None = Field(None, min_length=2, max_length=255)
 
 
 class DecisionsRequest(BaseModel):
@@ -154,6 +170,35 @@ class PredicateAnswer(BaseModel):
     type: Literal["predicate"] = "predicate"
     name: str | None
     probability: float
+
+
+class ChoiceProbability(BaseModel):
+    value: str | bool
+    probability: float
+
+
+class ChoiceAnswer(BaseModel):
+    type: Literal["choice"] = "choice"
+    name: str | None
+    choice: str | bool
+    confidence: float
+    probabilities: list[ChoiceProbability]
+
+
+class ScoreProbability(BaseModel):
+    label: str
+    value: int
+    probability: float
+
+
+class ScoreAnswer(BaseModel):
+    """``score`` is the probability-weighted level, the levels numbered 0, 1 ... in their order."""
+
+    type: Literal["score"] = "score"
+    name: str | None
+    score: float
+    confidence: float
+    probabilities: list[ScoreProbability]
 
 
 class RefusalAnswer(BaseModel):
@@ -181,7 +226,7 @@ class Usage(BaseModel):
 
 
 class DecisionResponse(BaseModel):
-    answers: list[PredicateAnswer | RefusalAnswer]
+    answers: list[PredicateAnswer | ChoiceAnswer | ScoreAnswer | RefusalAnswer]
     model: str
     usage: Usage = Usage()
     icm: StoredModeration

@@ -240,3 +240,56 @@ def test_every_matching_observation_is_cited_strongest_first() -> None:
     )
     cited = judge_policy(rule, obs(*faces))[0].evidence
     assert [e.score for e in cited] == [0.9, 0.6]  # the 0.3 detection does not meet the threshold
+
+
+def test_text_signals_read_code_payloads_and_say_where_the_text_was() -> None:
+    policy = parse_policy(
+        """
+id: contact
+rules:
+  - id: contact
+    text: No links or scams.
+    criteria:
+      - {id: link, description: A web address., signals: ["text:url"]}
+      - {id: scam, description: Scam words., signals: ["text:keywords"], keywords: [free money]}
+      - {id: mixed, description: More scam words., signals: ["text:keywords"], keywords: [money now]}
+"""
+    )
+    lines = [Signal(key="text:any", score=0.9, text="free"), Signal(key="text:any", score=0.8, text="money")]
+    code = Signal(key="qr:any", score=1.0, text="now https://win.example.com", box=[10, 10, 50, 50])
+    (verdict,) = judge_policy(policy, obs(*lines, code, sources=ALL | {"qr"}))
+    assert [(e.signal, e.text, e.found_in) for e in verdict.evidence] == [
+        ("text:url", "https://win.example.com", "qr:any"),
+        ("text:keywords", "free money", "text:any"),  # OCR lines joined; a payload never joins them
+    ]
+    assert "mixed (text:keywords 0.00" in judge_rule(
+        policy.rules[0].model_copy(update={"criteria": policy.rules[0].criteria[2:]}), policy,
+        obs(*lines, code, sources=ALL | {"qr"}),
+    ).explanation
+    assert verdict.evidence[0].box == [10, 10, 50, 50]
+    # the same payload when the policy does not read codes: the detector did not run
+    (ocr_only,) = judge_policy(policy, obs(*lines, sources=ALL))
+    assert [e.signal for e in ocr_only.evidence] == ["text:keywords"]
+
+
+def test_an_apparent_minor_only_escalates_nudity_to_review() -> None:
+    """general's minor-nudity rule: an apparent minor with any nudity sends the image to a person
+    at critical severity; a face alone, or nudity beside an adult face, is not this rule's."""
+    policy = load_policy("general")
+    rule = policy.rule("minor-nudity")
+    assert (rule.action, rule.severity, rule.match) == ("review", "critical", "all")
+    face = [0, 0, 100, 100]
+    young = Signal(key="face:minor", score=0.9, box=face)
+    adult = Signal(key="face:minor", score=0.05, box=face)
+    buttocks = Signal(key="nudenet:BUTTOCKS_EXPOSED", score=0.7, box=[100, 200, 80, 80])
+    sources = ALL | {"face", "qr"}
+    escalated = judge_rule(rule, policy, obs(young, buttocks, sources=sources))
+    assert escalated.verdict is Verdict.violates
+    assert {e.signal for e in escalated.evidence} == {"face:minor", "nudenet:BUTTOCKS_EXPOSED"}
+    assert "face of apparent age under 18 (score 0.90, upper left of the image)" in escalated.explanation
+    verdicts = judge_policy(policy, obs(young, buttocks, sources=sources))
+    assert decide(policy, [v for v in verdicts if v.rule_id in ("minor-nudity", "sexual-nudity")]) == "review"
+    for alone in ([young], [adult, buttocks], [buttocks]):
+        assert judge_rule(rule, policy, obs(*alone, sources=sources)).verdict is Verdict.complies
+    # without the face detector the rule is not judged, never passed
+    assert judge_rule(rule, policy, obs(buttocks, sources=ALL)).verdict is Verdict.uncertain

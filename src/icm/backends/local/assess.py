@@ -58,7 +58,11 @@ _BUILTIN_FINDERS: dict[str, Finder] = {
     "text:url": _search(URL),
     "text:email": _search(EMAIL),
     "text:phone": find_phone_number,
+    "qr:url": _search(URL),
 }
+#: The signals whose text the ``text:`` names (but ``text:any``, OCR's own) search: OCR lines and
+#: the payloads of decoded QR codes and barcodes, where the policy reads codes.
+TEXT_SOURCES = ("text:any", "qr:any")
 
 
 @dataclass
@@ -86,9 +90,8 @@ class CriterionAssessment:
 
 
 def _text_matches(ref: SignalRef, criterion: Criterion, lines: list[Signal]) -> list[Signal]:
-    """Text lines (or the whole text, for phrases split across lines) that match the reference."""
-    if ref.name == "any":
-        return list(lines)
+    """Text lines and code payloads (or the whole OCR text, for phrases split across lines) that
+    match the reference; each hit keeps the key of the signal its text was read from."""
     if ref.name == "keywords":
         finders = [
             _search(re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, k.split())) + r"(?!\w)", re.I))
@@ -105,12 +108,13 @@ def _text_matches(ref: SignalRef, criterion: Criterion, lines: list[Signal]) -> 
             if found is not None:
                 hits.append(line.model_copy(update={"text": found}))
                 break
-    if not hits and len(lines) > 1:
-        joined = " ".join(line.text or "" for line in lines)
+    ocr = [line for line in lines if line.key == "text:any"]  # a code's payload is whole already
+    if not hits and len(ocr) > 1:
+        joined = " ".join(line.text or "" for line in ocr)
         for find in finders:
             found = find(joined)
             if found is not None:
-                score = min(line.score for line in lines)
+                score = min(line.score for line in ocr)
                 hits.append(Signal(key="text:any", score=score, text=found))
                 break
     return hits
@@ -122,8 +126,12 @@ def assess_criterion(criterion: Criterion, obs: Observations) -> CriterionAssess
         return CriterionAssessment(criterion=criterion, assessed=False)
     result = CriterionAssessment(criterion=criterion, assessed=True)
     for ref in refs:
-        if ref.source == "text":
-            candidates = _text_matches(ref, criterion, obs.of("text:any"))
+        if ref.source == "text" and ref.name == "any":
+            candidates = obs.of("text:any")
+        elif ref.source == "text":
+            candidates = _text_matches(ref, criterion, [s for key in TEXT_SOURCES for s in obs.of(key)])
+        elif ref.key == "qr:url":
+            candidates = _text_matches(ref, criterion, obs.of("qr:any"))
         else:
             candidates = obs.of(ref.key)
         score = max((s.score for s in candidates), default=0.0)
@@ -142,6 +150,7 @@ def assess_criterion(criterion: Criterion, obs: Observations) -> CriterionAssess
                     box=_scale_box(c.box, obs.scale),
                     frame=c.frame,
                     text=c.text,
+                    found_in=c.key if ref.source == "text" and ref.name != "any" else None,
                 )
                 for c in found[:MAX_EVIDENCE]
             ]
@@ -223,6 +232,13 @@ def _describe_evidence(e: Evidence, obs: Observations) -> str:
             name, name.replace("_", " ")
         )
         detail = f'{what} "{e.text}"' if e.text else what
+        if e.found_in == "qr:any":
+            detail += " in a QR code or barcode"
+    elif source == "qr":
+        what = "QR code or barcode" if name == "any" else "web address in a QR code or barcode"
+        detail = f'{what} "{e.text}"' if e.text else what
+    elif source == "face":
+        detail = "frontal face" if name == "any" else "face of apparent age under 18"
     else:
         detail = f"{source} {name.replace('_', ' ').lower()}"
     parts = [f"score {e.score:.2f}"] if e.score is not None else []

