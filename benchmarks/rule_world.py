@@ -30,9 +30,9 @@ from icm.media import DecodedImage
 from icm.policy.categories import explicit_description
 from icm.policy.schema import Policy
 
-IMAGE_SIZE = 64  # pixels; the vision tower cuts it into 8 x 8 patches of 8 pixels
-PATCH = 8
-CELL = 16  # a shape's cell: 2 x 2 patches
+IMAGE_SIZE = 64  # pixels; the vision tower cuts it into 4 x 4 patches of 16 pixels
+PATCH = 16
+CELL = 16  # a shape's cell: one patch
 KINDS = ("star", "circle", "square")
 COLOURS = {"red": (215, 40, 40), "blue": (40, 80, 225), "green": (40, 165, 60)}
 WORDS = ("CAT", "SUN", "HELLO", "WIN", "OK", "FREE", "MOON", "SALE")
@@ -95,7 +95,8 @@ class Scene:
         background = "dark" if self.dark else "light"
         text = f"A drawing on a {background} background with {len(self.shapes)} shape"
         text += ("s" if len(self.shapes) != 1 else "") + ": " + ", ".join(parts) + "."
-        text += f" There {'is' if self.stars == 1 else 'are'} {NUMBERS[self.stars]} star{'s' if self.stars != 1 else ''}."
+        plural = "s" if self.stars != 1 else ""
+        text += f" There {'is' if self.stars == 1 else 'are'} {NUMBERS[self.stars]} star{plural}."
         text += f" The word {self.word} is written below the shapes." if self.word else " No word is written on it."
         return text
 
