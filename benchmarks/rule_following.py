@@ -33,7 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class Scale:
     layers: int
 
 
-FULL = Scale(train=1500, validation=150, test=300, steps=3000, one_set_steps=1500, batch_size=16,
+FULL = Scale(train=1200, validation=120, test=300, steps=2200, one_set_steps=800, batch_size=16,
              learning_rate=1.5e-3, hidden=64, layers=2)
 QUICK = Scale(train=300, validation=30, test=80, steps=700, one_set_steps=300, batch_size=16,
               learning_rate=2e-3, hidden=64, layers=2)
@@ -111,11 +111,13 @@ def log(message: str) -> None:
 
 
 def write_manifest(scenes: list[Scene], images: dict[str, Path], path: Path) -> None:
+    """The labelled images as an ``image,label`` manifest, paths relative to it: the data engine
+    keys (and so splits) images by that path, the same in every work folder."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "label"])
         for scene in scenes:
-            writer.writerow([str(images[scene.image_id]), scene.label])
+            writer.writerow([images[scene.image_id].relative_to(path.parent).as_posix(), scene.label])
 
 
 def generate_data(world: World, images: dict[str, Path], policies: dict[str, Path], family: list[str],
@@ -381,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on a shared machine more threads cost more than they give)")
     parser.add_argument("--work", type=Path, default=None, help="keep the run's files here (default: a temp dir)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps of the all-sets model")
+    parser.add_argument("--one-set-steps", type=int, default=None, help="optimizer steps of the one-set model")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate of both models")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="icm-rules-"))
     parser_resume = args.resume
@@ -393,7 +398,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        result = run(QUICK if args.quick else FULL, args.seed, work)
+        scale = QUICK if args.quick else FULL
+        overrides = {"steps": args.steps, "one_set_steps": args.one_set_steps, "learning_rate": args.lr}
+        scale = replace(scale, **{k: v for k, v in overrides.items() if v is not None})
+        result = run(scale, args.seed, work)
     except BenchmarkError as exc:
         print(f"rule_following: {exc}", file=sys.stderr)
         return 1
