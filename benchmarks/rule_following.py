@@ -16,7 +16,7 @@ judging, the prompt of training samples is compared, token for token through the
 with the prompt the transformers backend encodes for the same image and rule; any difference stops
 the run.
 
-    python benchmarks/rule_following.py            # the full run (tens of minutes on 2 cores)
+    python benchmarks/rule_following.py            # the full run (about 45 minutes on 2 shared cores)
     python benchmarks/rule_following.py --quick    # CI-sized (a few minutes)
     python benchmarks/rule_following.py --json     # one JSON object: {"rows": [...], "seed", "machine", ...}
 """
@@ -76,7 +76,7 @@ class Scale:
     layers: int
 
 
-FULL = Scale(train=1200, validation=120, test=300, steps=2200, one_set_steps=800, batch_size=16,
+FULL = Scale(train=1200, validation=120, test=300, steps=1400, one_set_steps=500, batch_size=16,
              learning_rate=1.5e-3, hidden=64, layers=2)
 QUICK = Scale(train=300, validation=30, test=80, steps=700, one_set_steps=300, batch_size=16,
               learning_rate=2e-3, hidden=64, layers=2)
