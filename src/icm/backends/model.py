@@ -19,11 +19,12 @@ from icm.backends.base import BackendError, Explain, Judged, judge_each
 from icm.backends.facts import LocalFacts
 from icm.backends.options import ImageUrlOptions, ModelOptions, parse_options
 from icm.errors import ModelError
-from icm.explanation import ImageExplanation, check_explanation, explanation_schema
+from icm.explanation import ImageExplanation, check_explanation
 from icm.llm import Chat, UnreadableAnswer, ask_validated
 from icm.media import DecodedImage, data_url, pick_frames
 from icm.policy.schema import Policy, Rule
 from icm.prompts import render, template_id
+from icm.prompts.moderation import EXPLAIN, explain_prompt, verdict_prompts, verdict_template
 from icm.results import BackendInfo, Evidence, RuleVerdict, Verdict
 
 
@@ -32,8 +33,8 @@ class PromptSet:
 
     def __init__(self, with_signals: bool) -> None:
         self.with_signals = with_signals
-        self.verdict = "verdict_with_signals" if with_signals else "verdict"
-        self.explain = "explain"
+        self.verdict = verdict_template(with_signals)
+        self.explain = EXPLAIN
 
     @property
     def ids(self) -> str:
@@ -53,12 +54,12 @@ class PromptSet:
         return [render("predicate", rule=rule) for rule in policy.rules]
 
     def verdict_prompts(self, policy: Policy, facts: list[str]) -> list[str]:
-        """One question per rule, in the policy's order. All share the text up to the rule."""
-        return [render(self.verdict, policy=policy, rule=rule, facts=facts) for rule in policy.rules]
+        """One question per rule, in the policy's order (:func:`icm.prompts.moderation.verdict_prompts`,
+        which the data engine's verdict samples are written with). All share the text up to the rule."""
+        return verdict_prompts(policy, facts, with_signals=self.with_signals)
 
     def explain_prompt(self, policy: Policy, rules: list[Rule], facts: list[str]) -> str:
-        schema = json.dumps(explanation_schema(), separators=(",", ":"))
-        return render(self.explain, policy=policy, rules=rules, facts=facts, schema=schema)
+        return explain_prompt(policy, rules, facts)
 
 
 class ModelBackend:

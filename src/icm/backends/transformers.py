@@ -29,6 +29,7 @@ from icm.backends.scoring import answer_tokens_for
 from icm.llm import Chat, FunctionChat, Generation, JsonSchema, Turn
 from icm.media import DecodedImage, pick_frames
 from icm.policy.schema import Policy
+from icm.prompts.moderation import chat_turns
 from icm.results import RuleVerdict
 
 _DTYPES = {
@@ -170,11 +171,7 @@ class TransformersBackend(ModelDirectoryBackend):
 
     def _chat_text(self, frames: list[Image.Image], turns: Sequence[Turn]) -> str:
         """The conversation chat-formatted through the processor's template."""
-        messages: list[dict[str, Any]] = []
-        for i, (role, text) in enumerate(turns):
-            content: list[dict[str, Any]] = [{"type": "image"} for _ in frames] if i == 0 else []
-            content.append({"type": "text", "text": text})
-            messages.append({"role": role, "content": content})
+        messages = chat_turns(turns, len(frames))
         return str(self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
     def _encode(self, frames: list[Image.Image], turns: Sequence[Turn], chat: str | None = None) -> dict[str, Any]:

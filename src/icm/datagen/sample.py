@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from icm.prompts.moderation import chat_turn
+
 
 class SampleKind(StrEnum):
     explanation = "explanation"
@@ -61,14 +63,13 @@ class Sample(BaseModel):
     def single_turn(
         cls, prompt: str, answer: str, meta: SampleMeta, image: str | None = None, system: str | None = None
     ) -> Sample:
-        """A user turn (the image first, then the text) and the assistant's answer."""
-        user: list[ContentPart] = [ContentPart(type="image")] if image is not None else []
-        user.append(ContentPart(type="text", text=prompt))
-        messages = [Message(role="system", content=[ContentPart(type="text", text=system)])] if system else []
-        messages += [
-            Message(role="user", content=user),
-            Message(role="assistant", content=[ContentPart(type="text", text=answer)]),
-        ]
+        """A user turn (the image first, then the text: :func:`icm.prompts.moderation.chat_turn`, the
+        shape the transformers backend asks in) and the assistant's answer."""
+        turns = [("system", system)] if system else []
+        turns += [("user", prompt), ("assistant", answer)]
+        images = 1 if image is not None else 0
+        messages = [Message.model_validate(chat_turn(role, text, images if role == "user" else 0))
+                    for role, text in turns]
         return cls(messages=messages, images=[image] if image is not None else [], meta=meta)
 
     def to_record(self) -> dict[str, Any]:

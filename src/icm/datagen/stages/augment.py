@@ -18,10 +18,9 @@ from icm.datagen.records import ExplainedImage, QuestionedImage
 from icm.datagen.sample import Sample, SampleKind, SampleMeta
 from icm.datagen.stages.base import StageResult
 from icm.datagen.stages.qa import explanation_text
-from icm.explanation import explanation_schema
 from icm.policy.categories import policy_labels
 from icm.policy.schema import Policy
-from icm.prompts import render
+from icm.prompts.moderation import explain_prompt, verdict_prompt
 from icm.tables import MCRow, QARow
 
 
@@ -31,13 +30,12 @@ def _meta(record: ExplainedImage, kind: SampleKind, policy: Policy, label: bool,
 
 
 def explanation_samples(record: ExplainedImage, policy: Policy, image: str, relax: bool) -> list[Sample]:
-    schema = json.dumps(explanation_schema(), separators=(",", ":"))
     labels = record.labels
     explanation = record.explanation
     violated = any(labels.values())
     samples = [
         Sample.single_turn(
-            render("explain", policy=policy, rules=policy.rules, facts=[], schema=schema),
+            explain_prompt(policy, policy.rules),
             json.dumps(explanation.model_dump(), ensure_ascii=False),
             _meta(record, SampleKind.explanation, policy, violated, extra={"format": "json"}),
             image=image,
@@ -55,7 +53,7 @@ def explanation_samples(record: ExplainedImage, policy: Policy, image: str, rela
         answer = explanation.model_copy(update={"rules": [e for e in explanation.rules if not labels[e.rule_id]]})
         samples.append(
             Sample.single_turn(
-                render("explain", policy=relaxed, rules=kept, facts=[], schema=schema),
+                explain_prompt(relaxed, kept),
                 json.dumps(answer.model_dump(), ensure_ascii=False),
                 _meta(record, SampleKind.explanation, policy, False,
                       extra={"format": "json", "augmentation": "relaxed",
@@ -67,13 +65,14 @@ def explanation_samples(record: ExplainedImage, policy: Policy, image: str, rela
 
 
 def verdict_samples(record: ExplainedImage, family: list[Policy], image: str) -> list[Sample]:
-    """One Yes/No sample per rule of every rule set, with the label recomputed under each."""
+    """One Yes/No sample per rule of every rule set, with the label recomputed under each; the
+    question is the one a model backend asks (:func:`icm.prompts.moderation.verdict_prompt`)."""
     samples = []
     for policy in family:
         labels = policy_labels(policy, record.criteria)
         for rule in policy.rules:
             meta = _meta(record, SampleKind.verdict, policy, labels[rule.id], rule_id=rule.id)
-            prompt = render("verdict", policy=policy, rule=rule, facts=[])
+            prompt = verdict_prompt(policy, rule)
             samples.append(Sample.single_turn(prompt, "Yes" if labels[rule.id] else "No", meta, image=image))
     return samples
 
