@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from icm.banks.model import BankConfig, BankEntry, BankError, BankExists, BankNotFound, check_hash, check_name
+from icm.banks.model import BankConfig, BankEntry, BankError, BankExists, BankNotFound, check_name, checked_entries
 from icm.banks.store import Mark
 from icm.validation import describe_validation_error
 
@@ -93,13 +93,7 @@ class FolderBank:
         return entries, Mark(generation, start + len(complete)), whole
 
     def add(self, entries: Sequence[BankEntry]) -> list[BankEntry]:
-        signal = self.config.signal
-        checked = []
-        for entry in entries:
-            try:
-                checked.append(entry.model_copy(update={"hash": check_hash(signal, entry.hash)}))
-            except ValueError as exc:
-                raise BankError(f"bank {self.config.name}, content {entry.content_id}: {exc}") from exc
+        checked = checked_entries(self.config, entries)
         lines = "".join(entry.model_dump_json(exclude_none=True) + "\n" for entry in checked)
         with self._locked(), (self.path / _ENTRIES).open("a") as stream:
             stream.write(lines)

@@ -10,6 +10,7 @@ the bank's distance) or the exact ``md5`` / ``sha256`` of the file's bytes, as N
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -80,6 +81,18 @@ def check_hash(signal: SignalType, value: str) -> str:
 
         PdqSignal.validate_signal_str(text)  # the field's own check, so the two never disagree
     return text
+
+
+def checked_entries(config: BankConfig, entries: Sequence[BankEntry]) -> list[BankEntry]:
+    """The entries with their hashes checked for the bank's signal type (lowercase hex), or
+    BankError naming the bank and the content whose hash is wrong."""
+    checked = []
+    for entry in entries:
+        try:
+            checked.append(entry.model_copy(update={"hash": check_hash(config.signal, entry.hash)}))
+        except ValueError as exc:
+            raise BankError(f"bank {config.name}, content {entry.content_id}: {exc}") from exc
+    return checked
 
 
 class BankConfig(BaseModel):

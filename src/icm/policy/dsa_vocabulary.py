@@ -208,39 +208,9 @@ EU: tuple[str, ...] = (
     "SI",
     "SK",
 )
-#: the scope ``EEA`` stands for
-EEA: tuple[str, ...] = (
-    "AT",
-    "BE",
-    "BG",
-    "CY",
-    "CZ",
-    "DE",
-    "DK",
-    "EE",
-    "ES",
-    "FI",
-    "FR",
-    "GR",
-    "HR",
-    "HU",
-    "IE",
-    "IS",
-    "IT",
-    "LI",
-    "LT",
-    "LU",
-    "LV",
-    "MT",
-    "NL",
-    "NO",
-    "PL",
-    "PT",
-    "RO",
-    "SE",
-    "SI",
-    "SK",
-)
+#: the scope ``EEA`` stands for: every country ``territorial_scope`` may name (the EU's 27 and
+#: Iceland, Liechtenstein, Norway)
+EEA: tuple[str, ...] = COUNTRIES
 
 #: what ``content_language`` may be (ISO 639-1, upper case)
 LANGUAGES: frozenset[str] = frozenset((

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from icm.banks.model import BankConfig, BankEntry, BankError, BankExists, BankNotFound, check_hash, check_name
+from icm.banks.model import BankConfig, BankEntry, BankExists, BankNotFound, check_name, checked_entries
 from icm.banks.store import Mark
 from icm.serve.store.database import Store
 from icm.serve.store.models import BankEntryRow, BankRow
@@ -62,13 +62,7 @@ class SqlBank:
             return [_entry(r) for r in rows], Mark(row.generation, position), whole
 
     def add(self, entries: Sequence[BankEntry]) -> list[BankEntry]:
-        signal = self.config.signal
-        checked = []
-        for entry in entries:
-            try:
-                checked.append(entry.model_copy(update={"hash": check_hash(signal, entry.hash)}))
-            except ValueError as exc:
-                raise BankError(f"bank {self.name}, content {entry.content_id}: {exc}") from exc
+        checked = checked_entries(self.config, entries)
         with self.store._session.begin() as session:
             self._row(session)
             session.add_all(BankEntryRow(bank=self.name, **{f: getattr(e, f) for f in _ENTRY_FIELDS})
