@@ -195,11 +195,10 @@ def test_a_reviewer_works_the_queue_with_the_keyboard_and_the_audit_shows_it(
     page.locator("#image").evaluate("image => image.decode()")
     page.screenshot(path=str(screenshots / "review-item.png"))  # revealed: the evidence boxes over the text
     first_rule = page.locator("fieldset.rule").first
-    was = first_rule.locator("input:checked").get_attribute("value") if first_rule.locator(
-        "input:checked").count() else ""
+    assert page.locator("input[type=radio]:checked").count() == 0  # nothing is chosen for the reviewer
     page.keyboard.press("1")
     now = first_rule.locator("input:checked").get_attribute("value")
-    assert now in ("violates", "complies") and now != was
+    assert now == "violates"
     if now != "violates":  # block asks which rule it rests on: the reviewer names rule 1
         page.keyboard.press("b")
         assert page.locator("#block-prompt").is_visible()
@@ -408,6 +407,47 @@ def test_labels_decide_the_action_and_a_contradiction_is_refused(browser: Any, s
     (review,) = _reviews_of(server, item_id)
     assert review.action == "allow" and review.reason_rule is None
     assert set(review.labels.values()) == {"complies"}
+    page.context.close()
+
+
+def test_agree_with_the_model_takes_its_confident_verdicts_on_the_rules_not_yet_chosen(
+    browser: Any, server: LiveServer
+) -> None:
+    item_id = _new_item(server, 9)
+    page = _login(browser, server, "alice")
+    _open(page, server, item_id)
+    assert page.locator("input[type=radio]:checked").count() == 0  # a fresh item: no label chosen
+    assert page.locator("#action").input_value() == "" and page.locator("#reason_rule").input_value() == ""
+    models = {f.get_attribute("data-rule-id"): f.get_attribute("data-model")
+              for f in page.locator("fieldset.rule").all()}
+    assert "complies" in models.values() and "uncertain" in models.values()
+    # the reviewer settles one rule the model found compliant the other way before agreeing
+    overruled = next(rule for rule, model in models.items() if model == "complies")
+    page.locator("#compliant > summary").click()
+    page.locator(f"fieldset.rule[data-rule-id='{overruled}']").get_by_text("violates", exact=True).click()
+
+    page.keyboard.press("m")
+    page.wait_for_timeout(200)
+    assert _item_of(page) == item_id and _reviews_of(server, item_id) == []  # m fills, never submits
+    chosen = {}
+    for fieldset in page.locator("fieldset.rule").all():
+        checked = fieldset.locator("input:checked")
+        chosen[fieldset.get_attribute("data-rule-id")] = checked.get_attribute("value") if checked.count() else ""
+    expected = {rule: ("violates" if rule == overruled else model if model != "uncertain" else "")
+                for rule, model in models.items()}
+    assert chosen == expected
+    action = page.locator("#action").input_value()
+    violated = [f.get_attribute("data-action") for f in page.locator("fieldset.rule").all()
+                if f.locator("input[value=violates]").is_checked()]
+    assert violated and action == max(violated, key=["allow", "review", "blur", "age_gate", "block"].index)
+    assert models[page.locator("#reason_rule").input_value()] != "uncertain"  # the reason: a violated rule
+
+    with page.expect_navigation():
+        page.locator("#submit-decision").click()
+    _moved_on(page, item_id)
+    (review,) = _reviews_of(server, item_id)
+    assert review.labels == {rule: label for rule, label in expected.items() if label}  # uncertain: unlabelled
+    assert review.action == action
     page.context.close()
 
 

@@ -120,6 +120,19 @@
     actionChosen = true;
     decision.requestSubmit();
   }
+  // `m`: the rules not yet chosen take the model's confident verdict (uncertain ones stay open)
+  function agree() {
+    let taken = 0;
+    rules().forEach((f) => {
+      const model = f.dataset.model;
+      if (!chosen(f) && (model === "violates" || model === "complies")) { choose(f, model); taken += 1; }
+    });
+    ask(false);
+    sync();
+    const open = rules().filter((f) => !chosen(f)).length;
+    say(`Took the model's verdict on ${taken} rule${taken === 1 ? "" : "s"}` +
+      (open ? `; ${open} still to choose` : ""));
+  }
   function toggleRule(number) {
     const fieldset = rules().find((f) => f.dataset.rule === String(number));
     if (!fieldset) return;
@@ -139,7 +152,10 @@
       sync();
     });
     decision.querySelectorAll("[data-action-key]").forEach((b) =>
-      b.addEventListener("click", () => (b.dataset.actionKey === "block" ? block(null) : allow())));
+      b.addEventListener("click", () => {
+        const key = b.dataset.actionKey;
+        if (key === "block") block(null); else if (key === "model") agree(); else allow();
+      }));
     decision.querySelectorAll(".explanation").forEach((p) =>
       p.addEventListener("click", () => p.classList.toggle("open")));
   }
@@ -176,6 +192,7 @@
       else if (key === "j") { document.getElementById("next-form").requestSubmit(); }
       else if (key === "k") { const prev = document.querySelector("[data-key-prev]"); if (prev) prev.click(); }
       else if (key === "a") { allow(); }
+      else if (key === "m") { agree(); }
       else if (key === "b") { block(null); }
       else if (key === "r") { toggleReveal(); }
       else if (/^[1-9]$/.test(key)) { toggleRule(Number(key)); }
