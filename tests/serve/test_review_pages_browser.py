@@ -514,3 +514,98 @@ def test_the_item_and_appeal_pages_show_the_dsa_statement_in_force(
     assert gone.status_code == 404 and "allow" in gone.json()["error"]["message"]
     ada.context.close()
     bob.context.close()
+
+
+def _flyer(factor: float = 1.0, fmt: str = "PNG") -> bytes:
+    """The scam flyer as new bytes: one pixel changed (a new upload, not the one judged before),
+    or a resized JPEG copy of it."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(EXAMPLES / "scam-flyer.png").convert("RGB")
+    if factor != 1.0:
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
+    else:
+        image.putpixel((0, 0), (1, 2, 3))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **({"quality": 70} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def test_a_blocked_item_added_to_a_bank_decides_its_copies_until_an_appeal_overturns_it(
+    browser: Any, server: LiveServer
+) -> None:
+    from icm.serve.store.banks import SqlBanks
+
+    def entries() -> list[Any]:
+        store = Store(server.settings.db)
+        try:
+            return SqlBanks(store).get("KNOWN_SCAMS").entries()
+        finally:
+            store.close()
+
+    with server.client("admin") as admin:
+        made = admin.post("/c/banks", json={"name": "KNOWN_SCAMS", "rules": ["spam-contact"]})
+        assert made.status_code == 201, made.text
+    with server.client("moderate") as client:
+        original = client.post("/v1/moderate", files={"image": ("flyer.png", _flyer())},
+                               data={"policy": "general"}).json()
+    item_id = _queued(server, original["id"])
+    page = _login(browser, server, "alice")
+    _open(page, server, item_id)
+    offer = page.locator(".bank-offer[data-rule-id=spam-contact]")
+    assert not offer.is_visible()  # offered once the rule is labelled violates
+    rule = page.locator("fieldset.rule[data-rule-id=spam-contact]")
+    rule.get_by_text("violates", exact=True).click()
+    assert offer.is_visible() and offer.locator("input").is_checked()  # the rule's one deny bank: preselected
+    rule.get_by_text("complies", exact=True).click()
+    assert not offer.is_visible() and not offer.locator("input").is_checked()
+    rule.get_by_text("violates", exact=True).click()
+    assert offer.locator("input").is_checked()
+    page.locator("h1").click()
+    with page.expect_navigation():
+        page.keyboard.press("b")  # block on spam-contact: submits, the item joins the bank with it
+    _moved_on(page, item_id)
+    (review,) = _reviews_of(server, item_id)
+    assert review.action == "block"
+    (entry,) = entries()
+    assert (entry.content_id, entry.added_by, entry.source) == (original["id"], "alice", f"review:{review.id}")
+
+    with server.client("moderate") as client:
+        copy = client.post("/v1/moderate", files={"image": ("copy.jpg", _flyer(0.75, "JPEG"), "image/jpeg")},
+                           data={"policy": "general"}).json()
+    known = [e for v in copy["verdicts"] for e in v["evidence"] if e["criterion"] == "known-content"]
+    assert copy["decision"] == "block" and [(e["signal"], e["text"]) for e in known] == [
+        ("hash:KNOWN_SCAMS", original["id"])], copy
+    page.goto(server.url + "/review")
+    queue = page.content()
+    assert original["id"] not in queue and copy["id"] not in queue
+    store = Store(server.settings.db)
+    try:
+        assert not [item for item, _ in ReviewStore(store).open_items(QueueFilter(), 500)
+                    if item.result_id == copy["id"]]
+    finally:
+        store.close()
+    assert "KNOWN_SCAMS matched 1" in page.locator("#bank-decided").inner_text()
+
+    with server.client("moderate") as client:
+        appeal = client.post("/v1/appeals", json={"result_id": original["id"], "text": "A real offer."})
+        assert appeal.status_code == 201, appeal.text
+    bob = _login(browser, server, "bob")
+    appealed = _queued(server, original["id"], "appeal")
+    bob.goto(server.url + "/review?kind=appeal")
+    bob.locator(f"#item-{appealed}").get_by_role("button").click()
+    bob.wait_for_url(re.compile(rf"/review/items/{appealed}(\?|$)"))
+    bob.locator("#reason_rule").select_option("spam-contact")
+    bob.locator("h1").click()
+    with bob.expect_navigation():
+        bob.keyboard.press("a")  # allow: every rule complies; the decision the bank rested on is overturned
+    _moved_on(bob, appealed)
+    assert entries() == []
+    with server.client("moderate") as client:
+        again = client.post("/v1/moderate", files={"image": ("copy.jpg", _flyer(0.75, "JPEG"), "image/jpeg")},
+                            data={"policy": "general"}).json()
+    assert not [e for v in again["verdicts"] for e in v["evidence"] if e["criterion"] == "known-content"]
+    page.context.close()
+    bob.context.close()

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from icm.errors import IcmError
 from icm.policy.schema import Policy
 from icm.results import ModerationResult, Verdict
+from icm.serve.review.banking import bank_configs, offers
 from icm.serve.review.decision import FINAL_ACTIONS, labelled_action, rule_actions
 from icm.serve.review.queue_pages import query
 from icm.serve.review.render import render
@@ -67,6 +68,7 @@ async def item_view(request: Request, viewer: Viewer, access: Access, row: Store
         default_reason=_default_reason(rules) if access.mine is None else access.mine.reason_rule,
         decided=decided, folded=sum(1 for r in rules if r["folded"]),
         dsa=await statement_view(service, row.id),
+        banks=offers(await run_in_threadpool(bank_configs, service), result),
     )
 
 

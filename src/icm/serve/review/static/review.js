@@ -73,8 +73,24 @@
     }
     return rules().every((f) => chosen(f) === "complies") ? "allow" : "";
   }
+  // the banks a decision may add the item to: a deny bank once its rule is labelled violates
+  // (checked when it is the rule's only one), an allow bank once the model's violation is overturned
+  function syncBanks() {
+    if (!decision) return;
+    decision.querySelectorAll(".bank-offer").forEach((offer) => {
+      const fieldset = rules().find((f) => f.dataset.ruleId === offer.dataset.ruleId);
+      const box = offer.querySelector("input");
+      const applies = fieldset && chosen(fieldset) === offer.dataset.when;
+      offer.hidden = !applies;
+      if (!applies) { box.checked = false; delete box.dataset.touched; }
+      else if (offer.dataset.only === "true" && !box.dataset.touched) box.checked = true;
+    });
+    const banks = document.getElementById("banks");
+    if (banks) banks.hidden = !decision.querySelector(".bank-offer:not([hidden])");
+  }
   function sync() {
     if (!decision) return;
+    syncBanks();
     if (!actionChosen) action.value = follows();
     const broken = violated();
     const reasonRule = rules().find((f) => f.dataset.ruleId === reason.value);
@@ -156,6 +172,10 @@
         const key = b.dataset.actionKey;
         if (key === "block") block(null); else if (key === "model") agree(); else allow();
       }));
+    decision.querySelectorAll(".bank-offer input").forEach((box) =>
+      box.addEventListener("change", () => { box.dataset.touched = "1"; }));
+    decision.addEventListener("submit", syncBanks);
+    syncBanks();
     decision.querySelectorAll(".explanation").forEach((p) =>
       p.addEventListener("click", () => p.classList.toggle("open")));
   }
