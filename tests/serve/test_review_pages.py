@@ -194,3 +194,54 @@ def test_a_decision_that_contradicts_itself_is_refused(server: LiveServer) -> No
     with _reviews(server) as reviews:
         (review,) = [r for r in reviews.reviews() if r.item_id == item_id]
     assert (review.action, review.labels, review.reason_rule) == ("allow", {"nsfw": "complies"}, None)
+
+
+def _form_as_sent(html: str) -> dict[str, str]:
+    """The decision form of an item page as a browser would send it untouched: its hidden inputs,
+    the radios that are checked and each select's selected option."""
+    form = html.split('id="decision"', 1)[1].split("</form>", 1)[0]
+    sent = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+    for tag in re.findall(r"<input [^>]*>", form):
+        if 'type="radio"' in tag and re.search(r"\schecked\b", tag):
+            name = re.search(r'name="([^"]+)"', tag)
+            value = re.search(r'value="([^"]+)"', tag)
+            assert name is not None and value is not None
+            sent[name.group(1)] = value.group(1)
+    for name, options in re.findall(r'<select id="[^"]+" name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        selected = re.search(r'<option value="([^"]*)" selected>', options)
+        sent[name] = selected.group(1) if selected else ""
+    return sent
+
+
+def test_a_fresh_item_has_nothing_chosen_and_a_decision_records_only_the_reviewers_labels(
+    server: LiveServer,
+) -> None:
+    alice, csrf = _log_in(server, "alice")
+    taken = alice.post("/review/next", data={"csrf": csrf})
+    item_url = taken.headers["location"]
+    item_id = int(item_url.split("/items/")[1].split("?")[0])
+    page = alice.get(item_url)
+    assert page.status_code == 200
+    radios = re.findall(r'<input type="radio"[^>]*>', page.text)
+    assert radios and not [r for r in radios if re.search(r"\schecked\b", r)]  # no label chosen for alice
+    assert 'class="tag v-' in page.text  # the model's verdict is still shown, as the rule's tag
+    assert "Agree with the model (m)" in page.text
+    sent = _form_as_sent(page.text)
+    assert sent["action"] == "" and sent["reason_rule"] == ""  # the action and reason start empty
+    assert not [k for k in sent if k.startswith("rule:")]
+
+    untouched = alice.post(f"/review/items/{item_id}/decision", data=sent)  # submitted as shown
+    assert untouched.status_code == 400 and "choose an action" in untouched.text
+    with _reviews(server) as reviews:
+        assert [r for r in reviews.reviews() if r.item_id == item_id] == []
+
+    done = alice.post(f"/review/items/{item_id}/decision", data={**sent, "action": "allow"})
+    assert done.status_code == 303, done.text
+    with _reviews(server) as reviews:
+        (review,) = [r for r in reviews.reviews() if r.item_id == item_id]
+    assert (review.action, review.labels) == ("allow", {})  # no label the reviewer did not set
+    again = alice.get(f"/review/items/{item_id}")  # their own decision is what is shown as chosen now
+    assert not re.search(r'<input type="radio"[^>]*\schecked\b', again.text)
+    alice.post(f"/review/items/{item_id}/decision", data={**sent, "rule:nsfw": "complies", "action": "allow"})
+    changed = alice.get(f"/review/items/{item_id}")
+    assert re.search(r'<input type="radio"[^>]*value="complies" checked', changed.text)

@@ -195,11 +195,10 @@ def test_a_reviewer_works_the_queue_with_the_keyboard_and_the_audit_shows_it(
     page.locator("#image").evaluate("image => image.decode()")
     page.screenshot(path=str(screenshots / "review-item.png"))  # revealed: the evidence boxes over the text
     first_rule = page.locator("fieldset.rule").first
-    was = first_rule.locator("input:checked").get_attribute("value") if first_rule.locator(
-        "input:checked").count() else ""
+    assert page.locator("input[type=radio]:checked").count() == 0  # nothing is chosen for the reviewer
     page.keyboard.press("1")
     now = first_rule.locator("input:checked").get_attribute("value")
-    assert now in ("violates", "complies") and now != was
+    assert now == "violates"
     if now != "violates":  # block asks which rule it rests on: the reviewer names rule 1
         page.keyboard.press("b")
         assert page.locator("#block-prompt").is_visible()
@@ -411,6 +410,47 @@ def test_labels_decide_the_action_and_a_contradiction_is_refused(browser: Any, s
     page.context.close()
 
 
+def test_agree_with_the_model_takes_its_confident_verdicts_on_the_rules_not_yet_chosen(
+    browser: Any, server: LiveServer
+) -> None:
+    item_id = _new_item(server, 9)
+    page = _login(browser, server, "alice")
+    _open(page, server, item_id)
+    assert page.locator("input[type=radio]:checked").count() == 0  # a fresh item: no label chosen
+    assert page.locator("#action").input_value() == "" and page.locator("#reason_rule").input_value() == ""
+    models = {f.get_attribute("data-rule-id"): f.get_attribute("data-model")
+              for f in page.locator("fieldset.rule").all()}
+    assert "complies" in models.values() and "uncertain" in models.values()
+    # the reviewer settles one rule the model found compliant the other way before agreeing
+    overruled = next(rule for rule, model in models.items() if model == "complies")
+    page.locator("#compliant > summary").click()
+    page.locator(f"fieldset.rule[data-rule-id='{overruled}']").get_by_text("violates", exact=True).click()
+
+    page.keyboard.press("m")
+    page.wait_for_timeout(200)
+    assert _item_of(page) == item_id and _reviews_of(server, item_id) == []  # m fills, never submits
+    chosen = {}
+    for fieldset in page.locator("fieldset.rule").all():
+        checked = fieldset.locator("input:checked")
+        chosen[fieldset.get_attribute("data-rule-id")] = checked.get_attribute("value") if checked.count() else ""
+    expected = {rule: ("violates" if rule == overruled else model if model != "uncertain" else "")
+                for rule, model in models.items()}
+    assert chosen == expected
+    action = page.locator("#action").input_value()
+    violated = [f.get_attribute("data-action") for f in page.locator("fieldset.rule").all()
+                if f.locator("input[value=violates]").is_checked()]
+    assert violated and action == max(violated, key=["allow", "review", "blur", "age_gate", "block"].index)
+    assert models[page.locator("#reason_rule").input_value()] != "uncertain"  # the reason: a violated rule
+
+    with page.expect_navigation():
+        page.locator("#submit-decision").click()
+    _moved_on(page, item_id)
+    (review,) = _reviews_of(server, item_id)
+    assert review.labels == {rule: label for rule, label in expected.items() if label}  # uncertain: unlabelled
+    assert review.action == action
+    page.context.close()
+
+
 def _queued(server: LiveServer, result_id: str, kind: str | None = None) -> int:
     """The open queue item of a stored result (of one kind)."""
     store = Store(server.settings.db)
@@ -473,4 +513,99 @@ def test_the_item_and_appeal_pages_show_the_dsa_statement_in_force(
         gone = client.get(f"/v1/results/{result_id}/statement")
     assert gone.status_code == 404 and "allow" in gone.json()["error"]["message"]
     ada.context.close()
+    bob.context.close()
+
+
+def _flyer(factor: float = 1.0, fmt: str = "PNG") -> bytes:
+    """The scam flyer as new bytes: one pixel changed (a new upload, not the one judged before),
+    or a resized JPEG copy of it."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(EXAMPLES / "scam-flyer.png").convert("RGB")
+    if factor != 1.0:
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
+    else:
+        image.putpixel((0, 0), (1, 2, 3))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **({"quality": 70} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def test_a_blocked_item_added_to_a_bank_decides_its_copies_until_an_appeal_overturns_it(
+    browser: Any, server: LiveServer
+) -> None:
+    from icm.serve.store.banks import SqlBanks
+
+    def entries() -> list[Any]:
+        store = Store(server.settings.db)
+        try:
+            return SqlBanks(store).get("KNOWN_SCAMS").entries()
+        finally:
+            store.close()
+
+    with server.client("admin") as admin:
+        made = admin.post("/c/banks", json={"name": "KNOWN_SCAMS", "rules": ["spam-contact"]})
+        assert made.status_code == 201, made.text
+    with server.client("moderate") as client:
+        original = client.post("/v1/moderate", files={"image": ("flyer.png", _flyer())},
+                               data={"policy": "general"}).json()
+    item_id = _queued(server, original["id"])
+    page = _login(browser, server, "alice")
+    _open(page, server, item_id)
+    offer = page.locator(".bank-offer[data-rule-id=spam-contact]")
+    assert not offer.is_visible()  # offered once the rule is labelled violates
+    rule = page.locator("fieldset.rule[data-rule-id=spam-contact]")
+    rule.get_by_text("violates", exact=True).click()
+    assert offer.is_visible() and offer.locator("input").is_checked()  # the rule's one deny bank: preselected
+    rule.get_by_text("complies", exact=True).click()
+    assert not offer.is_visible() and not offer.locator("input").is_checked()
+    rule.get_by_text("violates", exact=True).click()
+    assert offer.locator("input").is_checked()
+    page.locator("h1").click()
+    with page.expect_navigation():
+        page.keyboard.press("b")  # block on spam-contact: submits, the item joins the bank with it
+    _moved_on(page, item_id)
+    (review,) = _reviews_of(server, item_id)
+    assert review.action == "block"
+    (entry,) = entries()
+    assert (entry.content_id, entry.added_by, entry.source) == (original["id"], "alice", f"review:{review.id}")
+
+    with server.client("moderate") as client:
+        copy = client.post("/v1/moderate", files={"image": ("copy.jpg", _flyer(0.75, "JPEG"), "image/jpeg")},
+                           data={"policy": "general"}).json()
+    known = [e for v in copy["verdicts"] for e in v["evidence"] if e["criterion"] == "known-content"]
+    assert copy["decision"] == "block" and [(e["signal"], e["text"]) for e in known] == [
+        ("hash:KNOWN_SCAMS", original["id"])], copy
+    page.goto(server.url + "/review")
+    queue = page.content()
+    assert original["id"] not in queue and copy["id"] not in queue
+    store = Store(server.settings.db)
+    try:
+        assert not [item for item, _ in ReviewStore(store).open_items(QueueFilter(), 500)
+                    if item.result_id == copy["id"]]
+    finally:
+        store.close()
+    assert "KNOWN_SCAMS matched 1" in page.locator("#bank-decided").inner_text()
+
+    with server.client("moderate") as client:
+        appeal = client.post("/v1/appeals", json={"result_id": original["id"], "text": "A real offer."})
+        assert appeal.status_code == 201, appeal.text
+    bob = _login(browser, server, "bob")
+    appealed = _queued(server, original["id"], "appeal")
+    bob.goto(server.url + "/review?kind=appeal")
+    bob.locator(f"#item-{appealed}").get_by_role("button").click()
+    bob.wait_for_url(re.compile(rf"/review/items/{appealed}(\?|$)"))
+    bob.locator("#reason_rule").select_option("spam-contact")
+    bob.locator("h1").click()
+    with bob.expect_navigation():
+        bob.keyboard.press("a")  # allow: every rule complies; the decision the bank rested on is overturned
+    _moved_on(bob, appealed)
+    assert entries() == []
+    with server.client("moderate") as client:
+        again = client.post("/v1/moderate", files={"image": ("copy.jpg", _flyer(0.75, "JPEG"), "image/jpeg")},
+                            data={"policy": "general"}).json()
+    assert not [e for v in again["verdicts"] for e in v["evidence"] if e["criterion"] == "known-content"]
+    page.context.close()
     bob.context.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from icm.results import KNOWN_CONTENT, ModerationResult
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -29,6 +31,18 @@ class Metrics:
             "icm_batch_size", "Images judged in one backend call", buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
+
+        self.bank_matches = Counter(
+            "icm_bank_matches", "Judged images a known-content bank matched, by bank", ["bank"],
+            registry=self.registry,
+        )
+
+    def count_bank_matches(self, result: ModerationResult) -> None:
+        """Count once per bank that the result says matched (its known-content evidence)."""
+        banks = {e.signal.removeprefix("hash:") for v in result.verdicts for e in v.evidence
+                 if e.criterion == KNOWN_CONTENT and e.signal and e.signal.startswith("hash:")}
+        for bank in sorted(banks):
+            self.bank_matches.labels(bank).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

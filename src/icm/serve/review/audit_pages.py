@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from icm.serve.review.render import PREFIX, render
 from icm.serve.review.session import Viewer, admin, reviews_of, signed_in
+from icm.serve.store.bank_review import bank_decided
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -56,4 +57,5 @@ async def stats_page(request: Request) -> Response:
     stats = await run_in_threadpool(compute_stats, reviews)
     users = {u.id: u.username for u in await run_in_threadpool(reviews.users)}
     svgs = await run_in_threadpool(plots, stats, users)
-    return render(request, "stats.html", viewer=viewer, stats=stats, plots=svgs, users=users)
+    banked = await run_in_threadpool(bank_decided, reviews.store)
+    return render(request, "stats.html", viewer=viewer, stats=stats, plots=svgs, users=users, banked=banked)

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from icm.errors import IcmError
 from icm.policy.schema import Policy
 from icm.results import ModerationResult, Verdict
+from icm.serve.review.banking import bank_configs, offers
 from icm.serve.review.decision import FINAL_ACTIONS, labelled_action, rule_actions
 from icm.serve.review.queue_pages import query
 from icm.serve.review.render import render
@@ -67,22 +68,22 @@ async def item_view(request: Request, viewer: Viewer, access: Access, row: Store
         default_reason=_default_reason(rules) if access.mine is None else access.mine.reason_rule,
         decided=decided, folded=sum(1 for r in rules if r["folded"]),
         dsa=await statement_view(service, row.id),
+        banks=offers(await run_in_threadpool(bank_configs, service), result),
     )
 
 
 def _rules(result: ModerationResult, policy: Policy | None, mine: Review | None) -> list[dict[str, Any]]:
     """The rules as the item page shows them, numbered for the keys in that order: violated,
-    then uncertain (which start unchosen: only a person can settle them), then compliant."""
+    then uncertain, then compliant. None starts chosen (a label is what the reviewer chose, never
+    the model's verdict taken over by a submit): only the reviewer's own earlier decision is
+    shown as chosen; the model's verdict is its tag, and ``m`` takes the confident ones over."""
     texts = {rule.id: rule for rule in policy.rules} if policy is not None else {}
     actions = rule_actions(result, policy)
     ordered = sorted(result.verdicts, key=lambda v: _ORDER[v.verdict])
     out = []
     for number, verdict in enumerate(ordered, start=1):
         rule = texts.get(verdict.rule_id)
-        if mine is not None:
-            chosen = mine.labels.get(verdict.rule_id, "")
-        else:
-            chosen = verdict.verdict.value if verdict.verdict is not Verdict.uncertain else ""
+        chosen = mine.labels.get(verdict.rule_id, "") if mine is not None else ""
         out.append({
             "number": number, "id": verdict.rule_id, "verdict": verdict,
             "text": rule.text if rule is not None else "(a question asked with the request)",
@@ -93,8 +94,8 @@ def _rules(result: ModerationResult, policy: Policy | None, mine: Review | None)
 
 
 def _default_reason(rules: list[dict[str, Any]]) -> str | None:
-    """The reason a decision starts with: the first rule labelled violates (an uncertain rule is
-    never chosen for the reviewer)."""
+    """The reason a decision starts with: the first rule labelled violates (on a fresh item
+    none is, so the reason starts empty)."""
     return next((rule["id"] for rule in rules if rule["chosen"] == "violates"), None)
 
 

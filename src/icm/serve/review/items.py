@@ -16,6 +16,7 @@ from icm.policy.schema import Policy
 from icm.results import ModerationResult
 from icm.serve.errors import Conflict
 from icm.serve.review.appeals import statement_of_reasons
+from icm.serve.review.banking import FIELD, bank_changes, bank_configs, chosen_banks, undo_changes
 from icm.serve.review.decision import check_decision
 from icm.serve.review.item_view import Access, item_view, policy_of
 from icm.serve.review.queue_pages import (
@@ -145,17 +146,25 @@ async def decide(item_id: str, request: Request) -> Response:
     access, row, result, policy = judged.access, judged.row, judged.result, judged.policy
     number = access.item.id
     where = queue_filter(form)
+    service = service_of(request)
     try:
         chosen = check_decision(form, result, policy)
         statement = None
         if access.item.appeal_id is not None:
             statement = statement_of_reasons(result, policy, chosen.labels, chosen.action, chosen.reason_rule,
                                              chosen.note)
+        configs = await run_in_threadpool(bank_configs, service)
+        names = [v for v in (await request.form()).getlist(FIELD) if isinstance(v, str)]
+        adding = chosen_banks(names, configs, result, chosen.labels)
+        also = await run_in_threadpool(bank_changes, service, row, result, adding, configs, user_id=viewer.user.id,
+                                       username=viewer.user.username, appeal_id=access.item.appeal_id)
         _, earlier = await run_in_threadpool(reviews_of(request).decide, number, viewer.user.id, chosen.labels,
-                                             chosen.action, chosen.reason_rule, chosen.note, statement)
+                                             chosen.action, chosen.reason_rule, chosen.note, statement, also)
     except (InputError, Conflict) as exc:
         return await item_view(request, viewer, access, row, result, policy, where, status=exc.http_status,
                                error=str(exc), form=form)
+    if also is not None:
+        await run_in_threadpool(service.judging.banks.refresh, True)  # copies from now on meet the change
     if earlier is not None:
         return RedirectResponse(item_url(number, where), status_code=303)
     return await take_next(request, viewer, where, decided=number)
@@ -171,9 +180,11 @@ async def undo(item_id: str, request: Request) -> Response:
     viewer, form, number = checked
     lease = timedelta(seconds=service_of(request).settings.review_lease_seconds)
     try:
-        await run_in_threadpool(reviews_of(request).undo, number, viewer.user.id, UNDO_WINDOW, lease)
+        await run_in_threadpool(reviews_of(request).undo, number, viewer.user.id, UNDO_WINDOW, lease,
+                                undo_changes(viewer.user.id))
     except Conflict as exc:
         return message(request, viewer, exc.http_status, "Not undone", str(exc))
+    await run_in_threadpool(service_of(request).judging.banks.refresh, True)
     moved_to = item_number(form.get("release", ""))
     if moved_to is not None and moved_to != number:
         await release(request, viewer, moved_to)

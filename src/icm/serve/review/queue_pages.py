@@ -18,6 +18,7 @@ from icm.serve.errors import Conflict, NotFound
 from icm.serve.review.render import PREFIX, message, render
 from icm.serve.review.session import Viewer, posted, reviews_of, signed_in
 from icm.serve.service import service_of
+from icm.serve.store.bank_review import bank_decided
 from icm.serve.store.models import utcnow
 from icm.serve.store.reviews import QueueFilter
 
@@ -93,8 +94,9 @@ async def queue_page(request: Request) -> Response:
         for item, leases in rows
     ]
     policies = [p.policy_id for p in await run_in_threadpool(service_of(request).store.policy_versions)]
+    banked = await run_in_threadpool(bank_decided, service_of(request).store)
     return render(request, "queue.html", viewer=viewer, items=items, where=where, query=query(where),
-                  policies=sorted(set(policies)), verdicts=[v.value for v in Verdict],
+                  policies=sorted(set(policies)), verdicts=[v.value for v in Verdict], banked=banked,
                   notice=request.query_params.get("notice"), decided=await just_decided(request, viewer))
 
 

@@ -75,6 +75,7 @@ async def judge(service: Service, work: Job) -> Judgement:
     if judged.cached:
         return Judgement(row.id, judged.result, cached=True)
     service.metrics.decisions.labels(work.policy.id, judged.result.decision.value).inc()
+    service.metrics.count_bank_matches(judged.result)
     if judged.result.error is not None:
         raise error_for(judged.result.error, row.id)
     return Judgement(row.id, judged.result, cached=False)

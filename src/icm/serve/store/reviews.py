@@ -5,6 +5,7 @@ A change that is audited writes its audit entry in its own transaction."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -317,11 +318,13 @@ class ReviewStore:
     # -- reviews -----------------------------------------------------------------------------
 
     def decide(self, item_id: int, user_id: str, labels: dict[str, str], action: str, reason_rule: str | None,
-               note: str, statement: str | None = None) -> tuple[Review, Review | None]:
+               note: str, statement: str | None = None,
+               also: Callable[[Session, Review], None] | None = None) -> tuple[Review, Review | None]:
         """Store a reviewer's decision: the first on their lease (which it ends), or a change of
         their earlier one, with its audit entries (``decide`` or ``change``, and ``appeal_decided``
-        for the first decision of an appeal) in the same transaction. Returns (the review, the
-        review it replaces or None)."""
+        for the first decision of an appeal) in the same transaction; ``also`` does what comes with
+        the decision in that transaction too (the console's bank changes). Returns (the review,
+        the review it replaces or None)."""
         now = utcnow()
         with self._session.begin() as session:
             item = session.get(QueueItem, item_id, with_for_update=True)
@@ -345,6 +348,8 @@ class ReviewStore:
                             user_id=user_id, labels=labels, action=action, reason_rule=reason_rule, note=note,
                             supersedes=earlier.id if earlier is not None else None, created_at=now)
             session.add(review)
+            if also is not None:
+                also(session, review)
             if item.appeal_id is not None:
                 session.execute(update(Appeal).where(Appeal.id == item.appeal_id).values(
                     review_id=review.id, decision=action, statement=statement, decided_at=now))
@@ -363,10 +368,12 @@ class ReviewStore:
                        {"decision": action, "statement": statement})
             return review, earlier
 
-    def undo(self, item_id: int, user_id: str, window: timedelta, lease: timedelta) -> Review:
+    def undo(self, item_id: int, user_id: str, window: timedelta, lease: timedelta,
+             also: Callable[[Session, Review], None] | None = None) -> Review:
         """Take back this reviewer's last decision, made on ``item_id`` less than ``window`` ago:
         the review is deleted, the item opens again and is leased back to them (an appeal it
-        decided is open again), audited in the same transaction. Conflict when that decision is
+        decided is open again), audited in the same transaction (with ``also``: what comes with
+        it, the bank entries the decision added taken out). Conflict when that decision is
         not their last one, was a change of an earlier one (decide again instead), or is older
         than ``window``."""
         now = utcnow()
@@ -392,6 +399,8 @@ class ReviewStore:
                 session.execute(update(Appeal).where(Appeal.id == item.appeal_id).values(
                     review_id=None, decision=None, statement=None, decided_at=None))
             _audit(session, user_id, "undo", f"item:{item_id}", review_record(last), None)
+            if also is not None:
+                also(session, last)
             return last
 
     def reviews(self, result_id: str | None = None, since: datetime | None = None) -> list[Review]:

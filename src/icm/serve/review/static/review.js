@@ -73,8 +73,24 @@
     }
     return rules().every((f) => chosen(f) === "complies") ? "allow" : "";
   }
+  // the banks a decision may add the item to: a deny bank once its rule is labelled violates
+  // (checked when it is the rule's only one), an allow bank once the model's violation is overturned
+  function syncBanks() {
+    if (!decision) return;
+    decision.querySelectorAll(".bank-offer").forEach((offer) => {
+      const fieldset = rules().find((f) => f.dataset.ruleId === offer.dataset.ruleId);
+      const box = offer.querySelector("input");
+      const applies = fieldset && chosen(fieldset) === offer.dataset.when;
+      offer.hidden = !applies;
+      if (!applies) { box.checked = false; delete box.dataset.touched; }
+      else if (offer.dataset.only === "true" && !box.dataset.touched) box.checked = true;
+    });
+    const banks = document.getElementById("banks");
+    if (banks) banks.hidden = !decision.querySelector(".bank-offer:not([hidden])");
+  }
   function sync() {
     if (!decision) return;
+    syncBanks();
     if (!actionChosen) action.value = follows();
     const broken = violated();
     const reasonRule = rules().find((f) => f.dataset.ruleId === reason.value);
@@ -120,6 +136,19 @@
     actionChosen = true;
     decision.requestSubmit();
   }
+  // `m`: the rules not yet chosen take the model's confident verdict (uncertain ones stay open)
+  function agree() {
+    let taken = 0;
+    rules().forEach((f) => {
+      const model = f.dataset.model;
+      if (!chosen(f) && (model === "violates" || model === "complies")) { choose(f, model); taken += 1; }
+    });
+    ask(false);
+    sync();
+    const open = rules().filter((f) => !chosen(f)).length;
+    say(`Took the model's verdict on ${taken} rule${taken === 1 ? "" : "s"}` +
+      (open ? `; ${open} still to choose` : ""));
+  }
   function toggleRule(number) {
     const fieldset = rules().find((f) => f.dataset.rule === String(number));
     if (!fieldset) return;
@@ -139,7 +168,14 @@
       sync();
     });
     decision.querySelectorAll("[data-action-key]").forEach((b) =>
-      b.addEventListener("click", () => (b.dataset.actionKey === "block" ? block(null) : allow())));
+      b.addEventListener("click", () => {
+        const key = b.dataset.actionKey;
+        if (key === "block") block(null); else if (key === "model") agree(); else allow();
+      }));
+    decision.querySelectorAll(".bank-offer input").forEach((box) =>
+      box.addEventListener("change", () => { box.dataset.touched = "1"; }));
+    decision.addEventListener("submit", syncBanks);
+    syncBanks();
     decision.querySelectorAll(".explanation").forEach((p) =>
       p.addEventListener("click", () => p.classList.toggle("open")));
   }
@@ -176,6 +212,7 @@
       else if (key === "j") { document.getElementById("next-form").requestSubmit(); }
       else if (key === "k") { const prev = document.querySelector("[data-key-prev]"); if (prev) prev.click(); }
       else if (key === "a") { allow(); }
+      else if (key === "m") { agree(); }
       else if (key === "b") { block(null); }
       else if (key === "r") { toggleReveal(); }
       else if (/^[1-9]$/.test(key)) { toggleRule(Number(key)); }
