@@ -1,6 +1,10 @@
-"""The method shown learning, at CI size: `benchmarks/rule_following.py --quick` runs data -> train
--> moderate -> eval on the synthetic shapes world (a fixed seed), and the model trained on every
-rule set with the rule in the prompt follows the rule text it is given."""
+"""The method shown learning, at CI size: `benchmarks/rule_following.py --ci` runs data -> train ->
+moderate -> eval on the synthetic shapes world (a fixed seed), and the model trained on two rule
+sets with the rule in the prompt follows the rule text it is given.
+
+Sized for CI (about 85 s of CPU time, about 2 minutes of wall time on 2 shared cores): 240 train
+images, 400 steps, the `adults` and `kids` rule sets, the all-sets model judged with and without
+the rule text (no untrained, one-set or held-out rows: the full run has them)."""
 
 from __future__ import annotations
 
@@ -10,26 +14,31 @@ import sys
 from pathlib import Path
 
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "rule_following.py"
-#: rule sets of the world whose rules the rule text decides (without it every rule of the set is
-#: asked the same question, so the rules' answers cannot all be right)
-TRAINED = ("kids", "teens", "adults")
+#: the rule set the assertions are about: its background rule ("The background must be light.")
+#: is what a model this small learns first, and without the rule text it cannot tell it from the
+#: set's other two rules (every rule is then asked the same question)
+JUDGED = "adults"
+BACKGROUND_RULE = "light-only"
 
 
-def test_the_quick_run_learns_to_follow_the_rule_text(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, str(BENCHMARK), "--quick", "--json", "--work", str(tmp_path / "run")],
-                         capture_output=True, text=True, timeout=1800)
+def test_the_ci_run_learns_to_follow_the_rule_text(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, str(BENCHMARK), "--ci", "--json", "--work", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-4000:]
     result = json.loads(run.stdout)
     rows = {(r["model"], r["rule_set"]): r for r in result["rows"]}
     assert result["seed"] == 0 and result["prompts_checked"] > 0
-    assert {m for m, _ in rows} == {"untrained", "one-set:kids", "all-sets", "all-sets-no-rule-text"}
-    assert not rows[("all-sets", "kids")]["held_out"] and rows[("all-sets", "newcomers")]["held_out"]
+    assert set(rows) == {(m, s) for m in ("all-sets", "all-sets-no-rule-text") for s in ("adults", "kids")}
+    assert not any(r["held_out"] for r in result["rows"])
     assert all(r["coverage"] == 1.0 for r in result["rows"])  # every (image, rule) pair was judged
 
-    # chance: each rule answered with its more frequent verdict on the test images
-    best = max(TRAINED, key=lambda s: rows[("all-sets", s)]["accuracy"] - rows[("all-sets", s)]["chance"])
-    trained = rows[("all-sets", best)]
-    assert trained["accuracy"] >= trained["chance"] + 0.1, result["rows"]
-    assert trained["roc_auc"] >= 0.75, result["rows"]
-    withheld = rows[("all-sets-no-rule-text", best)]
-    assert withheld["accuracy"] <= trained["accuracy"] - 0.05, result["rows"]
+    # chance: each rule answered with its more frequent verdict on the test images (0.66 here)
+    trained = rows[("all-sets", JUDGED)]
+    assert trained["accuracy"] >= trained["chance"] + 0.12, result["rows"]  # measured: 0.833 vs 0.656
+    assert trained["roc_auc"] >= 0.8, result["rows"]  # measured: 0.906
+    assert trained["per_rule"][BACKGROUND_RULE] >= 0.9, result["rows"]  # measured: 1.00
+
+    # the rule text withheld at inference: the same model, every rule asked "Rule text withheld."
+    withheld = rows[("all-sets-no-rule-text", JUDGED)]
+    assert withheld["accuracy"] <= trained["accuracy"] - 0.15, result["rows"]  # measured: 0.500
+    assert withheld["per_rule"][BACKGROUND_RULE] <= trained["per_rule"][BACKGROUND_RULE] - 0.2, result["rows"]
