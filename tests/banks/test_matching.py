@@ -334,6 +334,3 @@ def test_icm_moderate_with_banks_decides_the_copies(tmp_path: Path) -> None:
     assert all(e["criterion"] != KNOWN_CONTENT for v in rows["b-other.png"]["verdicts"] for e in v["evidence"])
     missing = runner.invoke(app, ["moderate", str(uploads), "--banks", str(tmp_path / "nowhere"), "--quiet"])
     assert missing.exit_code == 2 and "no such bank folder" in missing.output
-    on_ray = runner.invoke(app, ["moderate", str(uploads), "--banks", str(banks), "--engine", "ray", "--out",
-                                 str(tmp_path / "shards")])
-    assert on_ray.exit_code == 2 and "--engine local only" in on_ray.output

@@ -121,7 +121,8 @@ def test_the_strictest_rule_gives_the_category_and_the_others_are_additional() -
     assert payload["category_specification"] == ["KEYWORD_SELF_MUTILATION", "KEYWORD_SUICIDE", "KEYWORD_HATE_SPEECH",
                                                  "KEYWORD_OTHER"]
     assert payload["category_specification_other"] == "Graphic violence, gore or severe injuries"
-    assert payload["incompatible_content_ground"].startswith(f"policy general v{policy.version}, rule self-harm: No depiction")
+    ground = payload["incompatible_content_ground"]
+    assert ground.startswith(f"policy general v{policy.version}, rule self-harm: No depiction")
     assert "rule self-harm" in payload["incompatible_content_explanation"].lower()
     assert payload["decision_visibility"] == ["DECISION_VISIBILITY_CONTENT_REMOVED"]
 

@@ -279,3 +279,33 @@ def test_a_backend_that_cannot_load_stops_the_run_with_its_reason(corpus: Path, 
         RayModerator("general", unloadable, OPTIONS).run([corpus / "coffee.jpg"], tmp_path / "out")
     assert isinstance(caught.value, ModelError)  # the CLI's one handler: "error: ...", exit 2
     assert list(read_results(tmp_path / "out")) == []
+
+
+def test_banks_decide_copies_in_the_actors(tmp_path: Path) -> None:
+    """A bank folder given to the Ray run is matched in every actor before the backend, as in a
+    local run: the copy is decided by the bank (no model time), the other image by the engine."""
+    from icm.banks.folder import BankFolder
+    from icm.banks.hashing import hash_image
+    from icm.banks.model import BankConfig, BankEntry
+    from icm.media import load_image
+    from icm.results import KNOWN_CONTENT
+
+    original = sample_image("astronaut").convert("RGB")
+    original.save(tmp_path / "astronaut.png")
+    folder = BankFolder(tmp_path / "banks")
+    bank = folder.create(BankConfig(name="KNOWN_BAD", kind="deny", rules=["spam-contact"]))
+    pdq = hash_image(load_image(tmp_path / "astronaut.png")).pdq[0]
+    bank.add([BankEntry(content_id="case-7", hash=pdq, added_by="test")])
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    original.resize((original.width // 2, original.height // 2)).save(uploads / "copy.jpg", quality=50)
+    sample_image("coffee").resize((320, 240)).save(uploads / "coffee.jpg")
+
+    RayModerator("general", "local", OPTIONS, banks=tmp_path / "banks").run([uploads], tmp_path / "out")
+
+    results = {Path(r.image).name: r for r in read_results(tmp_path / "out")}
+    copy = {v.rule_id: v for v in results["copy.jpg"].verdicts}["spam-contact"]
+    assert copy.verdict.value == "violates"
+    assert [(e.criterion, e.signal, e.text) for e in copy.evidence] == [(KNOWN_CONTENT, "hash:KNOWN_BAD", "case-7")]
+    assert results["copy.jpg"].decision.value == "block"
+    assert all(e.criterion != KNOWN_CONTENT for v in results["coffee.jpg"].verdicts for e in v.evidence)

@@ -136,15 +136,14 @@ def moderate(
     stderr = Console(stderr=True, soft_wrap=True)
     keywords = backend_keywords(backend_options, explain)
     if engine is Engine.ray:
-        if banks is not None:  # the Ray actors do not take banks yet: refused, never silently unmatched
-            raise InputError("--banks works with --engine local only for now")
         from icm.scale.ray import RayOptions
 
         if output_format is not None:
             raise InputError("--format prints results on stdout; with --engine ray they go to the shards in --out")
         ray_options = RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
                                  batch_size=batch_size, progress=not quiet and stderr.is_terminal, verbose=verbose)
-        on_ray(paths, policy, backend, keywords, out, ray_options, resume=resume, overwrite=overwrite,
+        _bank_folder(banks)  # a missing folder is a usage error before Ray starts
+        on_ray(paths, policy, backend, keywords, out, ray_options, banks=banks, resume=resume, overwrite=overwrite,
                retry_errors=retry_errors, parquet=parquet, fail_on=fail_on, quiet=quiet)
         return
     if parquet:
@@ -214,6 +213,7 @@ def on_ray(
     out: str | None,
     options: RayOptions,
     *,
+    banks: Path | None,
     resume: bool,
     overwrite: bool,
     retry_errors: bool,
@@ -227,7 +227,7 @@ def on_ray(
     if out is None:
         raise InputError("--engine ray writes result shards: add --out FOLDER (or a URI such as s3://bucket/results)")
     stderr = Console(stderr=True, soft_wrap=True)
-    moderator = RayModerator(policy, backend, options, **keywords)
+    moderator = RayModerator(policy, backend, options, banks=banks, **keywords)
     try:
         run = moderator.run(paths, out, resume=resume, overwrite=overwrite, retry_errors=retry_errors,
                             parquet=parquet)

@@ -156,9 +156,10 @@ class _Judge:
     ``judge_batch`` call per batch: one model batch where the backend can)."""
 
     def __init__(self, policy: Policy, backend: BackendSpec, backend_options: dict[str, Any],
-                 limits: MediaLimits, rules: OutputRules) -> None:
+                 limits: MediaLimits, rules: OutputRules, banks: str | None = None) -> None:
         loaded = backend if isinstance(backend, str) else backend()
-        self.moderator = Moderator(policy, loaded, limits=limits, **backend_options)
+        # each actor indexes the bank folder once (every machine of the cluster must see the folder)
+        self.moderator = Moderator(policy, loaded, limits=limits, banks=banks, **backend_options)
         self.moderator.prepare()  # here, so that a backend that does not load stops the run at once
         self.rules = rules  # with the errors --out already holds for the images being retried
 
@@ -301,9 +302,13 @@ class RayModerator:
         options: RayOptions | None = None,
         *,
         limits: MediaLimits | None = None,
+        banks: str | Path | None = None,
         **backend_options: Any,
     ) -> None:
+        """``banks``: a bank folder (see ``icm bank``), matched before the backend in every actor,
+        as :class:`~icm.moderator.Moderator` matches it."""
         self.policy = load_policy(policy)
+        self.banks = str(banks) if banks is not None else None
         self.backend = backend
         self.backend_options = backend_options
         self.options = options or RayOptions()
@@ -363,7 +368,7 @@ class RayModerator:
             .map_batches(partial(_decode_batch, limits=self.limits), batch_size=batch)
             .map_batches(
                 _Judge,
-                fn_constructor_args=(self.policy, self.backend, self.backend_options, self.limits, rules),
+                fn_constructor_args=(self.policy, self.backend, self.backend_options, self.limits, rules, self.banks),
                 compute=ray.data.ActorPoolStrategy(size=options.actors),
                 batch_size=batch,
                 num_cpus=options.cpus_per_actor,
