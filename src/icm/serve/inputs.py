@@ -7,6 +7,9 @@ import base64
 import binascii
 import re
 
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+
 from icm.errors import InputError
 from icm.serve.errors import PayloadTooLarge
 
@@ -36,3 +39,17 @@ def decode_data_url(url: str, max_bytes: int) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadImageUrl(f"the data URL's base64 is malformed: {exc}") from exc
+
+
+async def upload_form(request: Request, field: str, *, max_part_bytes: int, max_fields: int,
+                      what: str = "") -> tuple[FormData, UploadFile]:
+    """A multipart body with one file, in ``field``: the form and the upload; a body that does
+    not parse, or has no such file, is a 400 (``what`` says what the field holds)."""
+    try:
+        form = await request.form(max_files=1, max_fields=max_fields, max_part_size=max_part_bytes)
+    except Exception as exc:  # python-multipart's and Starlette's parse errors
+        raise InputError(f"malformed multipart body: {exc}") from None
+    upload = form.get(field)
+    if not isinstance(upload, UploadFile):
+        raise InputError(f"the multipart body needs a file field named {field!r}{what}")
+    return form, upload

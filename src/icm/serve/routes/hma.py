@@ -20,7 +20,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from icm.banks.hashing import hash_image
 from icm.banks.matcher import BankMatcher
@@ -29,6 +28,7 @@ from icm.errors import InputError
 from icm.media import MediaError, load_image
 from icm.results import Hashes
 from icm.serve.auth import Caller, Scope
+from icm.serve.inputs import upload_form
 from icm.serve.openapi import KEYED, errors
 from icm.serve.service import Service, authorized, service_of
 from icm.serve.store.banks import SqlBanks
@@ -83,13 +83,8 @@ def _audit(service: Service, caller: Caller, action: str, target: str, after: di
 
 async def _photo(request: Request, service: Service) -> tuple[bytes, str, dict[str, Any], str | None]:
     """The uploaded ``photo`` (HMA's field name), its name, and the form's metadata and note."""
-    try:
-        form = await request.form(max_files=1, max_fields=20, max_part_size=service.settings.max_body_bytes)
-    except Exception as exc:  # python-multipart's and Starlette's parse errors
-        raise InputError(f"malformed multipart body: {exc}") from None
-    upload = form.get("photo")
-    if not isinstance(upload, UploadFile):
-        raise InputError("the multipart body needs one file field named 'photo' (HMA's content type)")
+    form, upload = await upload_form(request, "photo", max_part_bytes=service.settings.max_body_bytes,
+                                     max_fields=20, what=" (HMA's content type)")
     metadata: dict[str, Any] = {}
     raw = form.get("metadata")
     if isinstance(raw, str) and raw:

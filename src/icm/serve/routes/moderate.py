@@ -8,13 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from icm.backends.base import Explain
 from icm.dsa import SourceType
 from icm.errors import InputError
 from icm.serve.auth import Caller, Scope
 from icm.serve.errors import UnsupportedMediaType
+from icm.serve.inputs import upload_form
 from icm.serve.openapi import JUDGING, KEYED, component, errors
 from icm.serve.protocol import ModerateRequest, StoredModeration
 from icm.serve.service import Service, authorized, request_id, service_of
@@ -87,13 +87,8 @@ def parse_json(model: type[ModerateRequest], raw: bytes) -> ModerateRequest:
 
 
 async def _multipart(request: Request, service: Service) -> tuple[ModerateRequest, bytes, str]:
-    try:
-        form = await request.form(max_files=1, max_fields=50, max_part_size=service.settings.max_body_bytes)
-    except Exception as exc:  # python-multipart's and Starlette's parse errors
-        raise InputError(f"malformed multipart body: {exc}") from None
-    upload = form.get("image")
-    if not isinstance(upload, UploadFile):
-        raise InputError("the multipart body needs a file field named 'image'")
+    form, upload = await upload_form(request, "image", max_part_bytes=service.settings.max_body_bytes,
+                                     max_fields=50)
     data = await upload.read()
     rules = [r.strip() for value in form.getlist("rules") if isinstance(value, str) for r in value.split(",")]
     fields: dict[str, Any] = {"image": "upload", "rules": [r for r in rules if r] or None}
