@@ -178,36 +178,10 @@ COUNTRIES: tuple[str, ...] = (
     "SI",
     "SK",
 )
-#: the scope ``EU`` stands for
-EU: tuple[str, ...] = (
-    "AT",
-    "BE",
-    "BG",
-    "CY",
-    "CZ",
-    "DE",
-    "DK",
-    "EE",
-    "ES",
-    "FI",
-    "FR",
-    "GR",
-    "HR",
-    "HU",
-    "IE",
-    "IT",
-    "LT",
-    "LU",
-    "LV",
-    "MT",
-    "NL",
-    "PL",
-    "PT",
-    "RO",
-    "SE",
-    "SI",
-    "SK",
-)
+#: the countries of the EEA that are not in the EU
+EFTA_EEA: tuple[str, ...] = ("IS", "LI", "NO")
+#: the scope ``EU`` stands for: the EU's 27
+EU: tuple[str, ...] = tuple(c for c in COUNTRIES if c not in EFTA_EEA)
 #: the scope ``EEA`` stands for: every country ``territorial_scope`` may name (the EU's 27 and
 #: Iceland, Liechtenstein, Norway)
 EEA: tuple[str, ...] = COUNTRIES
