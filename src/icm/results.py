@@ -175,6 +175,12 @@ class ModerationResult(BaseModel):
         )
 
     @property
+    def matched_banks(self) -> list[str]:
+        """The known-content banks a verdict's evidence names (``hash:BANK``), sorted."""
+        return sorted({e.signal.removeprefix("hash:") for v in self.verdicts for e in v.evidence
+                       if e.criterion == KNOWN_CONTENT and e.signal})
+
+    @property
     def uncertain(self) -> list[RuleVerdict]:
         return [v for v in self.verdicts if v.verdict is Verdict.uncertain]
 

@@ -2,7 +2,7 @@
 SQLite and PostgreSQL: a reviewer's violates adds the item to a deny bank of the rule (hashed from
 its kept image, audited with the decision), its copies are then decided by the bank and never
 queued (counted on the queue page, /review/stats and Prometheus), and an appeal that overturns the
-decision removes the entry, audited."""
+decision removes the entry, audited (and undoing that decision puts it back)."""
 
 from __future__ import annotations
 
@@ -162,6 +162,23 @@ def test_a_reviewers_violation_banks_the_item_and_an_appeal_takes_it_out(serve: 
     bob_id = next(r.user_id for r in _reviews_of(server, appealed))
     assert removed.actor == bob_id and removed.target == "REVIEWED_BAD"
     assert removed.before["content_id"] == original["id"] and appeal.json()["id"] in removed.after["why"]
+
+    undone = bob.post(f"/review/items/{appealed}/undo", data={"csrf": bob_csrf})  # the removal is taken back too
+    assert undone.status_code == 303, undone.text
+    (restored,) = _entries(server, "REVIEWED_BAD")
+    assert restored.model_dump(exclude={"added_at"}) == entry.model_dump(exclude={"added_at"})
+    assert restored.added_at == entry.added_at
+    put_back = _audit(server, "bank.add")[-1]
+    assert put_back.actor == bob_id and put_back.after["why"].endswith("its removal taken back")
+    with server.client("moderate") as client:
+        copy = client.post("/v1/moderate", files={"image": ("copy3.jpg", _image(0.6, "JPEG", 80), "image/jpeg")},
+                           data={"policy": "fast"}).json()
+    assert copy["decision"] == "block" and copy["id"] not in _queued(server)
+    assert re.search(r"Decided by known-content banks[^:]*: 2 · REVIEWED_BAD matched 2", alice.get("/review").text)
+    overturned = bob.post(f"/review/items/{appealed}/decision", data={
+        "csrf": bob_csrf, "kind": "appeal", "rule:nsfw": "complies", "action": "allow", "note": "a portrait"})
+    assert overturned.status_code == 303, overturned.text
+    assert _entries(server, "REVIEWED_BAD") == []
     with server.client("moderate") as client:
         again = client.post("/v1/moderate", files={"image": ("copy2.jpg", _image(0.5, "JPEG", 70), "image/jpeg")},
                             data={"policy": "fast"}).json()

@@ -154,3 +154,45 @@ def test_a_store_that_cannot_be_reached_answers_503_and_the_service_recovers(ser
             time.sleep(0.2)
         assert again.json() == first.json()
         assert client.post("/v1/moderate", json=image).status_code == 200
+
+
+def _banked_result(result_id: str, matches: dict[str, str | None]) -> dict[str, object]:
+    """A stored result's row whose rules ``matches`` maps to the bank that decided them (None: the
+    model judged that rule)."""
+    from icm.results import KNOWN_CONTENT, ModerationResult
+
+    verdicts = [{"rule_id": rule, "verdict": "violates" if bank else "complies", "probability": 0.9,
+                 "evidence": [{"criterion": KNOWN_CONTENT, "signal": f"hash:{bank}", "text": "c1", "distance": 3}]
+                 if bank else []} for rule, bank in matches.items()]
+    result = ModerationResult.model_validate({
+        "image": "x.png", "policy": {"id": "p", "version": 1}, "decision": "block", "backend": {"name": "local"},
+        "verdicts": verdicts})
+    return {"id": result_id, "created_at": utcnow() - timedelta(days=40), "policy_id": "p", "policy_version": 1,
+            "rules": "", "backend": "local", "endpoint": "moderate", "decision": "block", "image_kept": False,
+            "result": result.model_dump(mode="json")}
+
+
+def test_bank_matches_are_counted_from_their_own_table_from_results_stored_before_it(db_url) -> None:
+    """Migration 0006 reads the results stored before it once; from then on the counts come from
+    the matches recorded with each result, and a purged result's matches go with it."""
+    from icm.serve.store.bank_review import BankDecided, bank_decided
+
+    migrate(db_url, "0005")
+    store = Store(db_url)
+    try:
+        with store.engine.begin() as connection:
+            connection.execute(StoredResult.__table__.insert(), [
+                _banked_result("res_decided", {"nsfw": "BAD_A"}),  # every verdict from a bank
+                _banked_result("res_partly", {"nsfw": "BAD_B", "spam": None}),  # one rule judged by the model
+                _banked_result("res_both", {"nsfw": "BAD_A", "spam": "BAD_B"}),
+                _banked_result("res_model", {"nsfw": None}),
+            ])
+        migrate(db_url)
+        assert bank_decided(store) == BankDecided(2, {"BAD_A": 2, "BAD_B": 2})
+        with store.engine.begin() as connection:  # res_model and res_both are young: not purged
+            connection.execute(update(StoredResult).where(StoredResult.id.in_(["res_model", "res_both"]))
+                               .values(created_at=utcnow()))
+        assert store.purge(utcnow() - timedelta(days=30))[0] == 2
+        assert bank_decided(store) == BankDecided(1, {"BAD_A": 1, "BAD_B": 1})
+    finally:
+        store.close()

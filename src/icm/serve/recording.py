@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from icm.results import ModerationResult
 from icm.serve.store.images import ImageStore
-from icm.serve.store.models import StoredResult, utcnow
+from icm.serve.store.models import BankMatchRow, StoredResult, utcnow
 from icm.serve.store.reviews import ReviewStore
 
 if TYPE_CHECKING:
@@ -79,9 +79,11 @@ class Recorder:
             source=job.source,
             dsa_facts=job.dsa_facts,
         )
+        matches = [BankMatchRow(result_id=row.id, bank=bank, decided=result.decided_by_banks)
+                   for bank in result.matched_banks]
         if queued is None:
-            return self.reviews.add_result(row)
-        return self.reviews.add_result(row, queued.kind, queued.needed)
+            return self.reviews.add_result(row, matches=matches)
+        return self.reviews.add_result(row, queued.kind, queued.needed, matches)
 
     def keep_image(self, data: bytes, result: ModerationResult, queued: bool = False) -> bool:
         """Keep, named by its sha256, an image a person may need to see: one sent to review, or a

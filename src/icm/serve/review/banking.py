@@ -17,7 +17,7 @@ from icm.errors import InputError
 from icm.media import MediaError, load_image
 from icm.results import Hashes, ModerationResult, Verdict
 from icm.serve.service import Service
-from icm.serve.store.bank_review import REVIEW_SOURCE, add_entries, remove_added_by, remove_overturned
+from icm.serve.store.bank_review import REVIEW_SOURCE, add_entries, remove_overturned, undo_bank_changes
 from icm.serve.store.models import Review, StoredResult
 
 #: the decision form's field: one per bank the item is added to
@@ -116,7 +116,7 @@ def bank_changes(service: Service, row: StoredResult, result: ModerationResult, 
 
     def change(session: Session, review: Review) -> None:
         if appeal_id is not None:
-            remove_overturned(session, configs, row.id, review.labels, review.action, user_id,
+            remove_overturned(session, configs, row.id, review.labels, review.action, user_id, review.id,
                               f"appeal {appeal_id} decided {review.action} ({review.id})")
         for config, entries in prepared:
             kept = [e.model_copy(update={"labels": _entry_labels(config, review),
@@ -129,10 +129,11 @@ def bank_changes(service: Service, row: StoredResult, result: ModerationResult, 
 
 
 def undo_changes(user_id: str) -> Callable[[Session, Review], None]:
-    """What undoing a decision does to the banks, in its transaction: the entries it added, out."""
+    """What undoing a decision does to the banks, in its transaction: the entries it added taken
+    out, those it removed (an appeal's) put back."""
 
     def change(session: Session, review: Review) -> None:
-        remove_added_by(session, review, user_id)
+        undo_bank_changes(session, review, user_id)
 
     return change
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, delete, select
+from sqlalchemy import delete, distinct, func, select
 from sqlalchemy.orm import Session
 
 from icm.banks.model import BankConfig, BankEntry, BankKind, BankNotFound
-from icm.results import KNOWN_CONTENT, ModerationResult
 from icm.serve.store.database import Store
-from icm.serve.store.models import AuditEntry, BankEntryRow, BankRow, Review, StoredResult, utcnow
+from icm.serve.store.models import AuditEntry, BankEntryRow, BankMatchRow, BankRow, Review, utcnow
 
 #: ``source`` of an entry added from the console: the review that added it
 REVIEW_SOURCE = "review:"
@@ -46,10 +46,26 @@ def overturned(config: BankConfig, labels: dict[str, str], action: str) -> bool:
     return any(labels.get(rule) == "violates" for rule in config.rules)
 
 
+_ENTRY_FIELDS = ("content_id", "hash", "labels", "added_by", "quality", "dsa_category", "source")
+
+
+def _removed(session: Session, name: str, rows: Sequence[BankEntryRow], actor: str, why: dict[str, Any]) -> None:
+    """Take ``rows`` out of bank ``name``, audited (``bank.remove``) with every field of them, so
+    that undoing the decision that removed them can put them back."""
+    session.execute(delete(BankEntryRow).where(BankEntryRow.seq.in_([r.seq for r in rows])))
+    bank = session.get(BankRow, name, with_for_update=True)
+    if bank is not None:
+        bank.generation += 1  # a matcher that read the bank before reads it again
+    entries = [{**{f: getattr(r, f) for f in _ENTRY_FIELDS}, "added_at": r.added_at.isoformat()} for r in rows]
+    _audit(session, actor, "bank.remove", name,
+           {"content_id": rows[0].content_id, "hashes": [r.hash for r in rows], "source": rows[0].source,
+            "entries": entries}, why)
+
+
 def remove_overturned(session: Session, configs: Sequence[BankConfig], result_id: str, labels: dict[str, str],
-                      action: str, actor: str, why: str) -> list[str]:
-    """Remove the console-added entries of ``result_id`` that this decision overturns, audited
-    (``bank.remove``) in the caller's transaction; the names of the banks changed."""
+                      action: str, actor: str, review_id: str, why: str) -> list[str]:
+    """Remove the console-added entries of ``result_id`` that review ``review_id`` overturns,
+    audited (``bank.remove``) in the caller's transaction; the names of the banks changed."""
     changed = []
     for config in configs:
         if not overturned(config, labels, action):
@@ -57,34 +73,38 @@ def remove_overturned(session: Session, configs: Sequence[BankConfig], result_id
         rows = list(session.scalars(select(BankEntryRow).where(
             BankEntryRow.bank == config.name, BankEntryRow.content_id == result_id,
             BankEntryRow.source.like(REVIEW_SOURCE + "%"))))
-        if not rows:
-            continue
-        session.execute(delete(BankEntryRow).where(BankEntryRow.seq.in_([r.seq for r in rows])))
-        bank = session.get(BankRow, config.name, with_for_update=True)
-        if bank is not None:
-            bank.generation += 1  # a matcher that read the bank before reads it again
-        _audit(session, actor, "bank.remove", config.name,
-               {"content_id": result_id, "hashes": [r.hash for r in rows], "source": rows[0].source},
-               {"why": why})
-        changed.append(config.name)
+        if rows:
+            _removed(session, config.name, rows, actor, {"why": why, "review": review_id})
+            changed.append(config.name)
     return changed
 
 
-def remove_added_by(session: Session, review: Review, actor: str) -> list[str]:
-    """Remove the entries a review added (an undone decision), audited (``bank.remove``) in the
-    caller's transaction; the names of the banks changed."""
+def undo_bank_changes(session: Session, review: Review, actor: str) -> list[str]:
+    """Undo what a review did to the banks, audited in the caller's transaction: the entries it
+    added removed, the entries it removed (an appeal that overturned them) put back; the names of
+    the banks changed."""
     rows = list(session.scalars(select(BankEntryRow).where(BankEntryRow.source == REVIEW_SOURCE + review.id)))
     changed = sorted({r.bank for r in rows})
     for name in changed:
-        mine = [r for r in rows if r.bank == name]
-        session.execute(delete(BankEntryRow).where(BankEntryRow.seq.in_([r.seq for r in mine])))
-        bank = session.get(BankRow, name, with_for_update=True)
-        if bank is not None:
-            bank.generation += 1
-        _audit(session, actor, "bank.remove", name,
-               {"content_id": mine[0].content_id, "hashes": [r.hash for r in mine], "source": mine[0].source},
-               {"why": f"{review.id} undone"})
-    return changed
+        _removed(session, name, [r for r in rows if r.bank == name], actor, {"why": f"{review.id} undone"})
+    removals = session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "bank.remove", AuditEntry.at >= review.created_at).order_by(AuditEntry.seq))
+    for removal in list(removals):
+        if (removal.after or {}).get("review") != review.id or removal.target is None:
+            continue
+        bank = session.get(BankRow, removal.target, with_for_update=True)
+        entries = (removal.before or {}).get("entries")
+        if bank is None or not isinstance(entries, list) or not entries:
+            continue  # the bank is gone since, or the removal predates recorded entries
+        session.add_all(BankEntryRow(bank=bank.name, **{f: e.get(f) for f in _ENTRY_FIELDS},
+                                     added_at=datetime.fromisoformat(e["added_at"])) for e in entries)
+        bank.generation += 1
+        _audit(session, actor, "bank.add", bank.name, None, {
+            "content_id": entries[0]["content_id"], "hashes": [e["hash"] for e in entries],
+            "labels": entries[0]["labels"], "source": entries[0]["source"],
+            "why": f"{review.id} undone: its removal taken back"})
+        changed.append(bank.name)
+    return sorted(set(changed))
 
 
 @dataclass(frozen=True)
@@ -97,18 +117,10 @@ class BankDecided:
 
 
 def bank_decided(store: Store) -> BankDecided:
-    """Count the stored results a bank matched (the database picks the rows that name a
-    known-content match; their results are read to tell which banks, and whether banks decided)."""
-    per_bank: dict[str, int] = {}
-    decided = 0
+    """Count the stored results a bank matched, from the matches recorded with them (an index,
+    not a read of every result)."""
     with store._session() as session:
-        rows = session.scalars(select(StoredResult.result).where(
-            cast(StoredResult.result, String).like(f"%{KNOWN_CONTENT}%")))
-        for data in rows:
-            result = ModerationResult.model_validate(data)
-            banks = {e.signal.removeprefix("hash:") for v in result.verdicts for e in v.evidence
-                     if e.criterion == KNOWN_CONTENT and e.signal}
-            for bank in banks:
-                per_bank[bank] = per_bank.get(bank, 0) + 1
-            decided += result.decided_by_banks
-    return BankDecided(decided, dict(sorted(per_bank.items())))
+        decided = session.scalar(select(func.count(distinct(BankMatchRow.result_id)))
+                                 .where(BankMatchRow.decided.is_(True)))
+        per_bank = session.execute(select(BankMatchRow.bank, func.count()).group_by(BankMatchRow.bank)).all()
+    return BankDecided(int(decided or 0), {bank: int(n) for bank, n in sorted(per_bank)})

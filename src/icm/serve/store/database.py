@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, ExceptionContext, create_engine, event, func, select, text
+from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from icm.serve.errors import StoreUnavailable
-from icm.serve.store.models import ApiKey, KeptImage, PolicyVersion, StoredResult, utcnow
+from icm.serve.store.models import ApiKey, BankMatchRow, KeptImage, PolicyVersion, StoredResult, utcnow
 
 
 @dataclass(frozen=True)
@@ -154,12 +154,15 @@ class Store:
             return int(session.scalar(select(func.count()).select_from(StoredResult)) or 0)
 
     def purge(self, before: datetime) -> tuple[int, set[str]]:
-        """Delete results stored before ``before``; returns how many, and the sha256 of kept images
-        that no remaining result refers to (for the caller to delete)."""
+        """Delete results stored before ``before`` (and the bank matches recorded with them);
+        returns how many, and the sha256 of kept images that no remaining result refers to (for
+        the caller to delete)."""
         with self._session.begin() as session:
             old = select(StoredResult).where(StoredResult.created_at < before)
             rows = list(session.scalars(old))
             candidates = {r.sha256 for r in rows if r.image_kept and r.sha256}
+            session.execute(delete(BankMatchRow).where(BankMatchRow.result_id.in_(
+                select(StoredResult.id).where(StoredResult.created_at < before))))
             for row in rows:
                 session.delete(row)
             session.flush()

@@ -315,3 +315,17 @@ class BankEntryRow(Base):
         Index("ix_bank_entries_bank_seq", "bank", "seq"),
         Index("ix_bank_entries_content", "bank", "content_id"),
     )
+
+
+class BankMatchRow(Base):
+    """A stored result that a known-content bank matched: one row per (result, bank), written with
+    the result, so that the console counts what banks decided without reading results."""
+
+    __tablename__ = "result_bank_matches"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    result_id: Mapped[str] = mapped_column(String(40), index=True, doc="deleted with the result (Store.purge)")
+    bank: Mapped[str] = mapped_column(String(80), index=True, doc="no key: a removed bank's matches stay counted")
+    decided: Mapped[bool] = mapped_column(doc="the banks settled the result's decision; no model judged it")

@@ -5,7 +5,7 @@ A change that is audited writes its audit entry in its own transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from icm.serve.store.database import Store
 from icm.serve.store.models import (
     Appeal,
     AuditEntry,
+    BankMatchRow,
     Lease,
     QueueItem,
     Review,
@@ -182,12 +183,15 @@ class ReviewStore:
 
     # -- the queue ---------------------------------------------------------------------------
 
-    def add_result(self, row: StoredResult, kind: str | None = None, needed: int = 1) -> StoredResult:
-        """Store an answered result and, when ``kind`` is given, its queue item, in one transaction."""
+    def add_result(self, row: StoredResult, kind: str | None = None, needed: int = 1,
+                   matches: Sequence[BankMatchRow] = ()) -> StoredResult:
+        """Store an answered result, the banks that matched it and, when ``kind`` is given, its
+        queue item, in one transaction."""
         with self._session.begin() as session:
             session.add(row)
+            session.flush()
+            session.add_all(matches)
             if kind is not None:
-                session.flush()
                 self._enqueue(session, row, kind, needed, None)
         return row
 
