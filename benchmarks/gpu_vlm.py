@@ -63,9 +63,11 @@ REAL_VOCABULARY = 32000  # Llama-2's; <image> and <pad> come after it
 
 def build_llava_15_7b(directory: Path) -> Path:
     """LLaVA-1.5-7B's model directory without weights (config, tokenizer, processor, chat template)."""
-    from backends.tiny_vlm import CHAT_TEMPLATE, _vocabulary
+    from backends.tiny_vlm import _vocabulary
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import CLIPImageProcessorPil, LlavaProcessor, PreTrainedTokenizerFast
+
+    from icm.backends.transformers import LLAVA_CHAT_TEMPLATE
 
     words = [w for w in _vocabulary() if w not in ("<pad>", "<image>")]  # <unk>, <s>, </s> first
     words += [f"<filler-{i}>" for i in range(REAL_VOCABULARY - len(words))]
@@ -86,7 +88,7 @@ def build_llava_15_7b(directory: Path) -> Path:
             image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
         ),
         tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default",
-        chat_template=CHAT_TEMPLATE, image_token="<image>", num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE, image_token="<image>", num_additional_image_tokens=1,
     )
     directory.mkdir(parents=True, exist_ok=True)
     processor.save_pretrained(directory)

@@ -332,15 +332,6 @@ class WorldQuestionWriter:
 
 IMAGE_TOKEN = "<image>"
 SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'user' %}USER: "
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
-    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n"
-    "{% else %}ASSISTANT: {{ m['content'][0]['text'] }}</s>\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
 
 
 def vocabulary(texts: Iterable[str]) -> list[str]:
@@ -358,7 +349,7 @@ def vocabulary(texts: Iterable[str]) -> list[str]:
 def save_llava(directory: Path, words: list[str], *, seed: int, hidden: int = 96, layers: int = 3,
                vision_hidden: int = 64, vision_layers: int = 2) -> Path:
     """A LLaVA (CLIP vision tower + Llama language model) built from a config, randomly
-    initialised, with a WordLevel tokenizer over ``words`` and the chat template above."""
+    initialised, with a WordLevel tokenizer over ``words`` and LLaVA-1.5's chat template."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
@@ -371,6 +362,8 @@ def save_llava(directory: Path, words: list[str], *, seed: int, hidden: int = 96
         PreTrainedTokenizerFast,
     )
 
+    from icm.backends.transformers import LLAVA_CHAT_TEMPLATE
+
     backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
@@ -379,7 +372,7 @@ def save_llava(directory: Path, words: list[str], *, seed: int, hidden: int = 96
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
                                             crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH,
-                               vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+                               vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
                                image_token=IMAGE_TOKEN, num_additional_image_tokens=1)
     config = LlavaConfig(
         text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,

@@ -6,20 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from icm.backends.transformers import LLAVA_CHAT_TEMPLATE
 from icm.policy.load import load_policy
 from icm.prompts import render
 
 IMAGE_TOKEN = "<image>"
 SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'user' %}USER: "
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
-    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n"
-    "{% else %}ASSISTANT: {{ m['content'][0]['text'] }}</s>\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
 
 
 def _vocabulary() -> list[str]:
@@ -67,7 +59,7 @@ def build_processor(image_size: int = 8, spaced_words_unknown: bool = False):  #
         tokenizer=tokenizer,
         patch_size=2,
         vision_feature_select_strategy="default",
-        chat_template=CHAT_TEMPLATE,
+        chat_template=LLAVA_CHAT_TEMPLATE,
         image_token=IMAGE_TOKEN,
         num_additional_image_tokens=1,
     )

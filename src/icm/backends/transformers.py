@@ -32,6 +32,19 @@ from icm.policy.schema import Policy
 from icm.prompts.moderation import chat_turns
 from icm.results import RuleVerdict
 
+#: LLaVA-1.5's conversation format ("USER: <image>\n... ASSISTANT: ...</s>") as a Jinja chat
+#: template, for LLaVA processors assembled offline (the tiny models the tests and benchmarks build
+#: from a config carry it; released LLaVA checkpoints ship their own)
+LLAVA_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}USER: "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n"
+    "{% else %}ASSISTANT: {{ m['content'][0]['text'] }}</s>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
 _DTYPES = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
