@@ -179,6 +179,12 @@ def test_hma_endpoints_with_an_hma_style_client(serve, db_url: str, tmp_path: Pa
         assert [c["id"] for c in content] == ["listed-1"]
         assert admin.post("/c/banks", json={"name": "bad name"}).status_code == 400
         assert admin.post("/c/banks", json={"name": "EXAMPLE_KNOWN_BAD"}).status_code == 409
+        # an upload that is no image: a 4xx that names it, for each photo endpoint, and no entry added
+        broken = {"photo": ("broken.jpg", b"\xff\xd8\xff\xe0 not a jpeg", "image/jpeg")}
+        for path in ("/h/hash", "/m/lookup", "/c/bank/EXAMPLE_KNOWN_BAD/content"):
+            refused = admin.post(path, files=broken)
+            assert 400 <= refused.status_code < 500 and "image" in refused.text.lower(), (path, refused.text)
+        assert [c["id"] for c in admin.get("/c/bank/EXAMPLE_KNOWN_BAD/content").json()] == ["listed-1"]
 
 
 def test_a_replayed_stream_of_copies_is_decided_by_the_bank_and_never_queued(serve, db_url: str) -> None:
