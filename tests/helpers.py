@@ -125,6 +125,14 @@ class ChatServer:
         self.httpd.server_close()
 
 
+#: ``python -m llama_cpp.server``, its model loaded as icm loads one (see amx_safe_loading)
+_AMX_SAFE_SERVER = """import runpy
+from icm.backends.chat.llama_cpp import amx_safe_loading
+with amx_safe_loading():
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+
 @contextmanager
 def llama_server(context: int = 4096) -> Iterator[str]:
     """A real OpenAI-compatible server on loopback: llama-cpp-python's, serving SmolLM2-135M (the
@@ -140,7 +148,7 @@ def llama_server(context: int = 4096) -> Iterator[str]:
     # and then blocks the server in the middle of a request.
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+        [sys.executable, "-c", _AMX_SAFE_SERVER, "--model", str(gguf), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", str(context), "--n_threads", "2", "--verbose", "False"],
         stdout=subprocess.DEVNULL,
         stderr=log,

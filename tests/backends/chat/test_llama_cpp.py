@@ -32,3 +32,20 @@ def test_llama_cpp_specs_name_a_gguf_file_or_smollm2(tmp_path) -> None:  # type:
         load_chat_model(f"llama-cpp:{tmp_path / 'missing.gguf'}")
     with pytest.raises(LLMError, match="cannot take these arguments"):
         load_chat_model("llama-cpp")  # no path
+
+
+def test_models_load_without_extra_weight_buffers_on_amx_cpus_and_the_defaults_come_back(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On a CPU with AMX llama.cpp's AMX weight buffers segfault on a batched decode; inside
+    amx_safe_loading models load without extra buffers, and llama-cpp-python's own defaults are
+    restored after (on this machine's CPU and on a pretended AMX one)."""
+    from llama_cpp import llama as llama_module
+
+    from icm.backends.chat import llama_cpp
+
+    defaults = llama_module.llama_cpp.llama_model_default_params
+    assert defaults().use_extra_bufts is True
+    for amx in (True, False):
+        monkeypatch.setattr(llama_cpp, "_has_amx", lambda amx=amx: amx)
+        with llama_cpp.amx_safe_loading():
+            assert llama_module.llama_cpp.llama_model_default_params().use_extra_bufts is (not amx)
+        assert llama_module.llama_cpp.llama_model_default_params is defaults

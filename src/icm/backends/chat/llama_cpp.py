@@ -6,11 +6,51 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from icm.llm import Generation, JsonSchema, LLMError, OutputMode, Turn, parse_output_mode
+
+#: one model loads at a time while llama-cpp-python's default model parameters are replaced
+_LOADING = threading.Lock()
+
+
+def _has_amx() -> bool:
+    """Whether this CPU has AMX (Intel Sapphire Rapids and later), read from /proc/cpuinfo."""
+    try:
+        return " amx_int8" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+@contextmanager
+def amx_safe_loading() -> Iterator[None]:
+    """Inside it, llama-cpp-python loads models with llama.cpp's extra weight buffers off where
+    the CPU has AMX. A native build of llama.cpp there puts the weights in AMX buffers, and its
+    AMX matrix product segfaults on the first decode of more than one token
+    (ggml-org/llama.cpp#20824; seen here with llama-cpp-python 0.3.36 on the SmolLM2 GGUF).
+    ``Llama`` takes no argument for it, so its default model parameters are replaced meanwhile.
+    Elsewhere it changes nothing."""
+    if not _has_amx():
+        yield
+        return
+    from llama_cpp import llama as llama_module
+
+    defaults = llama_module.llama_cpp.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with _LOADING:
+        llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
+        try:
+            yield
+        finally:
+            llama_module.llama_cpp.llama_model_default_params = defaults
 
 
 def smollm2_path() -> Path:
@@ -50,10 +90,8 @@ class LlamaCppModel:
             max_tokens: the default answer length.
         """
         self.output_mode = parse_output_mode(output_mode)
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:
-            raise LLMError("llama-cpp models need llama-cpp-python: pip install 'icm-assistant[data]'") from exc
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise LLMError("llama-cpp models need llama-cpp-python: pip install 'icm-assistant[data]'")
         model_path = smollm2_path() if path == "smollm2" else Path(path).expanduser()
         if not model_path.is_file():
             raise LLMError(f"no GGUF model file at {model_path}")
@@ -61,8 +99,11 @@ class LlamaCppModel:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self._seed = seed
-        self._model = Llama(model_path=str(model_path), n_ctx=context, seed=seed, verbose=False,
-                            n_threads=os.cpu_count() or 1)
+        from llama_cpp import Llama
+
+        with amx_safe_loading():
+            self._model = Llama(model_path=str(model_path), n_ctx=context, seed=seed, verbose=False,
+                                n_threads=os.cpu_count() or 1)
         self._lock = threading.Lock()
 
     def chat(
