@@ -178,7 +178,7 @@ class ModerationResult(BaseModel):
     def matched_banks(self) -> list[str]:
         """The known-content banks a verdict's evidence names (``hash:BANK``), sorted."""
         return sorted({e.signal.removeprefix("hash:") for v in self.verdicts for e in v.evidence
-                       if e.criterion == KNOWN_CONTENT and e.signal})
+                       if e.criterion == KNOWN_CONTENT and e.signal and e.signal.startswith("hash:")})
 
     @property
     def uncertain(self) -> list[RuleVerdict]:

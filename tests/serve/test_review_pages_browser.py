@@ -351,14 +351,14 @@ def test_block_asks_for_the_rule_it_rests_on_and_the_decision_can_be_undone(
     assert page.locator("#block-prompt").is_visible()
     page.wait_for_timeout(300)
     assert _item_of(page) == item_id and _reviews_of(server, item_id) == []
-    second = page.locator("fieldset.rule").nth(1)
+    second = page.locator("fieldset.rule").nth(1)  # read now: after the block the page shows the next item
     assert second.get_attribute("data-model") == "uncertain"
+    named = uncertain[1]
+    assert second.get_attribute("data-rule-id") == named
     with page.expect_navigation():
         page.keyboard.press("2")  # names the second rule: the block rests on it
     _moved_on(page, item_id)
     (review,) = _reviews_of(server, item_id)
-    named = uncertain[1]
-    assert second.get_attribute("data-rule-id") == named
     assert review.action == "block" and review.reason_rule == named
     assert review.labels[named] == "violates"
     assert [r for r in uncertain if r in review.labels] == [named]  # the other uncertain rules: not labelled

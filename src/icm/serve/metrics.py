@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from icm.results import KNOWN_CONTENT, ModerationResult
+from icm.results import ModerationResult
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -39,9 +39,7 @@ class Metrics:
 
     def count_bank_matches(self, result: ModerationResult) -> None:
         """Count once per bank that the result says matched (its known-content evidence)."""
-        banks = {e.signal.removeprefix("hash:") for v in result.verdicts for e in v.evidence
-                 if e.criterion == KNOWN_CONTENT and e.signal and e.signal.startswith("hash:")}
-        for bank in sorted(banks):
+        for bank in result.matched_banks:
             self.bank_matches.labels(bank).inc()
 
     def render(self) -> bytes:

@@ -123,7 +123,7 @@ def bank_changes(service: Service, row: StoredResult, result: ModerationResult, 
                                          "source": REVIEW_SOURCE + review.id}) for e in entries]
             why = (f"{review.id}: " + ("violates " if config.kind is BankKind.deny else "overturns the model on ")
                    + ", ".join(config.rules))
-            add_entries(session, config, kept, user_id, why)
+            add_entries(session, config.name, kept, user_id, why)
 
     return change
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, distinct, func, select
 from sqlalchemy.orm import Session
 
 from icm.banks.model import BankConfig, BankEntry, BankKind, BankNotFound
+from icm.serve.store.banks import entry_of, row_of
 from icm.serve.store.database import Store
 from icm.serve.store.models import AuditEntry, BankEntryRow, BankMatchRow, BankRow, Review, utcnow
 
@@ -26,13 +26,12 @@ def _audit(session: Session, actor: str, action: str, target: str, before: dict[
     session.add(AuditEntry(at=utcnow(), actor=actor, action=action, target=target, before=before, after=after))
 
 
-def add_entries(session: Session, config: BankConfig, entries: Sequence[BankEntry], actor: str, why: str) -> None:
+def add_entries(session: Session, bank: str, entries: Sequence[BankEntry], actor: str, why: str) -> None:
     """Add a reviewed item's entries to a bank, audited (``bank.add``) in the caller's transaction."""
-    if session.get(BankRow, config.name) is None:
-        raise BankNotFound(f"no bank {config.name} in the store")
-    fields = ("content_id", "hash", "labels", "added_by", "added_at", "quality", "dsa_category", "source")
-    session.add_all(BankEntryRow(bank=config.name, **{f: getattr(e, f) for f in fields}) for e in entries)
-    _audit(session, actor, "bank.add", config.name, None, {
+    if session.get(BankRow, bank) is None:
+        raise BankNotFound(f"no bank {bank} in the store")
+    session.add_all(row_of(bank, e) for e in entries)
+    _audit(session, actor, "bank.add", bank, None, {
         "content_id": entries[0].content_id if entries else None, "hashes": [e.hash for e in entries],
         "labels": entries[0].labels if entries else [], "source": entries[0].source if entries else None,
         "why": why})
@@ -46,9 +45,6 @@ def overturned(config: BankConfig, labels: dict[str, str], action: str) -> bool:
     return any(labels.get(rule) == "violates" for rule in config.rules)
 
 
-_ENTRY_FIELDS = ("content_id", "hash", "labels", "added_by", "quality", "dsa_category", "source")
-
-
 def _removed(session: Session, name: str, rows: Sequence[BankEntryRow], actor: str, why: dict[str, Any]) -> None:
     """Take ``rows`` out of bank ``name``, audited (``bank.remove``) with every field of them, so
     that undoing the decision that removed them can put them back."""
@@ -56,7 +52,7 @@ def _removed(session: Session, name: str, rows: Sequence[BankEntryRow], actor: s
     bank = session.get(BankRow, name, with_for_update=True)
     if bank is not None:
         bank.generation += 1  # a matcher that read the bank before reads it again
-    entries = [{**{f: getattr(r, f) for f in _ENTRY_FIELDS}, "added_at": r.added_at.isoformat()} for r in rows]
+    entries = [entry_of(r).model_dump(mode="json") for r in rows]
     _audit(session, actor, "bank.remove", name,
            {"content_id": rows[0].content_id, "hashes": [r.hash for r in rows], "source": rows[0].source,
             "entries": entries}, why)
@@ -92,18 +88,12 @@ def undo_bank_changes(session: Session, review: Review, actor: str) -> list[str]
     for removal in list(removals):
         if (removal.after or {}).get("review") != review.id or removal.target is None:
             continue
-        bank = session.get(BankRow, removal.target, with_for_update=True)
         entries = (removal.before or {}).get("entries")
-        if bank is None or not isinstance(entries, list) or not entries:
+        if session.get(BankRow, removal.target) is None or not isinstance(entries, list) or not entries:
             continue  # the bank is gone since, or the removal predates recorded entries
-        session.add_all(BankEntryRow(bank=bank.name, **{f: e.get(f) for f in _ENTRY_FIELDS},
-                                     added_at=datetime.fromisoformat(e["added_at"])) for e in entries)
-        bank.generation += 1
-        _audit(session, actor, "bank.add", bank.name, None, {
-            "content_id": entries[0]["content_id"], "hashes": [e["hash"] for e in entries],
-            "labels": entries[0]["labels"], "source": entries[0]["source"],
-            "why": f"{review.id} undone: its removal taken back"})
-        changed.append(bank.name)
+        add_entries(session, removal.target, [BankEntry.model_validate(e) for e in entries], actor,
+                    f"{review.id} undone: its removal taken back")
+        changed.append(removal.target)
     return sorted(set(changed))
 
 

@@ -24,8 +24,14 @@ def _config(row: BankRow) -> BankConfig:
     return BankConfig.model_validate({"name": row.name, **{f: getattr(row, f) for f in _CONFIG_FIELDS}})
 
 
-def _entry(row: BankEntryRow) -> BankEntry:
+def entry_of(row: BankEntryRow) -> BankEntry:
+    """A stored entry as the banks' model holds it."""
     return BankEntry.model_validate({f: getattr(row, f) for f in _ENTRY_FIELDS})
+
+
+def row_of(bank: str, entry: BankEntry) -> BankEntryRow:
+    """An entry of ``bank`` as the store holds it."""
+    return BankEntryRow(bank=bank, **{f: getattr(entry, f) for f in _ENTRY_FIELDS})
 
 
 class SqlBank:
@@ -59,14 +65,13 @@ class SqlBank:
                 select(BankEntryRow).where(BankEntryRow.bank == self.name, BankEntryRow.seq > after)
                 .order_by(BankEntryRow.seq)))
             position = rows[-1].seq if rows else after
-            return [_entry(r) for r in rows], Mark(row.generation, position), whole
+            return [entry_of(r) for r in rows], Mark(row.generation, position), whole
 
     def add(self, entries: Sequence[BankEntry]) -> list[BankEntry]:
         checked = checked_entries(self.config, entries)
         with self.store._session.begin() as session:
             self._row(session)
-            session.add_all(BankEntryRow(bank=self.name, **{f: getattr(e, f) for f in _ENTRY_FIELDS})
-                            for e in checked)
+            session.add_all(row_of(self.name, e) for e in checked)
         return checked
 
     def remove(self, content_id: str) -> int:
