@@ -349,7 +349,11 @@ def vocabulary(texts: Iterable[str]) -> list[str]:
 def save_llava(directory: Path, words: list[str], *, seed: int, hidden: int = 96, layers: int = 3,
                vision_hidden: int = 64, vision_layers: int = 2) -> Path:
     """A LLaVA (CLIP vision tower + Llama language model) built from a config, randomly
-    initialised, with a WordLevel tokenizer over ``words`` and LLaVA-1.5's chat template."""
+    initialised, with a WordLevel tokenizer over ``words`` and LLaVA-1.5's chat template.
+
+    The language model sees every output of the vision tower's last layer, its CLS token first
+    (``vision_feature_select_strategy: full``): the token :func:`pretrain_vision_tower` teaches
+    to hold the whole image's attributes."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
@@ -372,7 +376,7 @@ def save_llava(directory: Path, words: list[str], *, seed: int, hidden: int = 96
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
                                             crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH,
-                               vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
+                               vision_feature_select_strategy="full", chat_template=LLAVA_CHAT_TEMPLATE,
                                image_token=IMAGE_TOKEN, num_additional_image_tokens=1)
     config = LlavaConfig(
         text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
@@ -383,7 +387,7 @@ def save_llava(directory: Path, words: list[str], *, seed: int, hidden: int = 96
                                        num_hidden_layers=vision_layers, num_attention_heads=4,
                                        intermediate_size=vision_hidden * 2, projection_dim=vision_hidden),
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy="full",
         vision_feature_layer=-1,
     )
     torch.manual_seed(seed)
@@ -391,3 +395,51 @@ def save_llava(directory: Path, words: list[str], *, seed: int, hidden: int = 96
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+def pretrain_vision_tower(directory: Path, scenes: Sequence[Scene], held_out: Sequence[Scene], *, steps: int,
+                          seed: int, learning_rate: float = 2e-3, batch_size: int = 32) -> dict[str, float]:
+    """The vision tower of the LLaVA in ``directory`` taught the world's attributes, as CLIP was
+    taught the web's before LLaVA was built on it: the tower and one linear head per criterion of
+    :data:`CRITERIA` read from its CLS token (the last layer's, what the language model is given),
+    trained together on ``scenes``; the tower is saved back in place, the head thrown away.
+
+    Returns each criterion's accuracy on ``held_out`` (a check that the attributes are there to be
+    read, not a score of the method).
+    """
+    import torch
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(directory)
+    model = LlavaForConditionalGeneration.from_pretrained(directory)
+    tower = model.model.vision_tower.train()
+
+    def encode(batch: Sequence[Scene]) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = processor.image_processor([s.draw() for s in batch], return_tensors="pt")["pixel_values"]
+        truth = torch.tensor([[c in s.criteria() for c in CRITERIA] for s in batch]).float()
+        return pixels, truth
+
+    train_pixels, train_truth = encode(scenes)
+    test_pixels, test_truth = encode(held_out)
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(tower.config.hidden_size, len(CRITERIA))
+    parameters = [*tower.parameters(), *head.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps,
+                                                   pct_start=0.1)
+
+    def logits(pixels: torch.Tensor) -> torch.Tensor:
+        return head(tower(pixel_values=pixels).last_hidden_state[:, 0])
+
+    for _ in range(steps):
+        picked = torch.randint(0, len(scenes), (batch_size,))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits(train_pixels[picked]), train_truth[picked])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    tower.eval()
+    with torch.no_grad():
+        right = ((logits(test_pixels) > 0).float() == test_truth).float().mean(0)
+    model.save_pretrained(directory)
+    return {criterion: round(float(r), 3) for criterion, r in zip(CRITERIA, right, strict=True)}
