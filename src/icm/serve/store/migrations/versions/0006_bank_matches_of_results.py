@@ -8,6 +8,7 @@ The banks that matched each stored result, in a table of their own, so that the 
 what banks decided without reading every result. Results stored before it are read once here.
 """
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -35,19 +36,26 @@ def upgrade() -> None:
     _backfill(matches)
 
 
-def _backfill(matches: sa.Table) -> None:
-    """The matches of results stored before this revision, from their results' evidence."""
-    from icm.results import KNOWN_CONTENT, ModerationResult
+#: the criterion a known-content bank's evidence carries, as results of this revision's time wrote it
+KNOWN_CONTENT = "known-content"
 
+
+def _backfill(matches: sa.Table) -> None:
+    """The matches of results stored before this revision, read from their results' JSON as it was
+    written then (this revision's own reading, not the application's models, which may change)."""
     results = sa.table("results", sa.column("id", sa.String), sa.column("result", sa.JSON))
     bind = op.get_bind()
     rows = bind.execute(sa.select(results.c.id, results.c.result)
                         .where(sa.cast(results.c.result, sa.Text).like(f"%{KNOWN_CONTENT}%")))
     found = []
     for result_id, data in rows:
-        result = ModerationResult.model_validate(data)
-        found += [{"result_id": result_id, "bank": bank, "decided": result.decided_by_banks}
-                  for bank in result.matched_banks]
+        result = json.loads(data) if isinstance(data, str) else data
+        banked = [[e for e in v.get("evidence") or [] if e.get("criterion") == KNOWN_CONTENT]
+                  for v in result.get("verdicts") or []]
+        banks = sorted({e["signal"].removeprefix("hash:") for known in banked for e in known
+                        if (e.get("signal") or "").startswith("hash:")})
+        decided = bool(banked) and all(banked)  # every verdict rests on a bank's match
+        found += [{"result_id": result_id, "bank": bank, "decided": decided} for bank in banks]
     if found:
         op.bulk_insert(matches, found)
 
