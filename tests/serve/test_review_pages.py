@@ -245,3 +245,41 @@ def test_a_fresh_item_has_nothing_chosen_and_a_decision_records_only_the_reviewe
     alice.post(f"/review/items/{item_id}/decision", data={**sent, "rule:nsfw": "complies", "action": "allow"})
     changed = alice.get(f"/review/items/{item_id}")
     assert re.search(r'<input type="radio"[^>]*value="complies" checked', changed.text)
+
+
+def test_every_refusal_answers_what_it_refuses(server: LiveServer) -> None:
+    """Nobody logged in goes to the login page (the image and the reveal get the status alone); a
+    reviewer is refused the admins' pages; a form without the session's CSRF token changes nothing
+    and is audited; a page of no item says so."""
+    nobody = _browser(server)
+    to_login = nobody.get("/review/audit?x=1")
+    assert to_login.status_code == 303
+    assert to_login.headers["location"] == "/review/login?next=%2Freview%2Faudit%3Fx%3D1"
+    assert nobody.post("/review/next", data={}).status_code == 303
+    image = nobody.get("/review/items/1/image")
+    assert image.status_code == 401 and image.content == b""
+    assert nobody.post("/review/items/1/reveal").status_code == 303  # a form of nobody's: to the login page
+
+    alice, csrf = _log_in(server, "alice")
+    for page in ("/review/audit", "/review/audit/export"):
+        refused = alice.get(page)
+        assert refused.status_code == 403 and "Admins only" in refused.text, page
+        assert refused.headers["Cache-Control"] == "no-store"  # a console page, headers and all
+    assert alice.get("/review/stats").status_code == 200  # the statistics are every reviewer's
+
+    before = len(_audit(server))
+    for form in ({}, {"csrf": "not-the-token"}):
+        answer = alice.post("/review/settings", data={**form, "reveal_by_default": "on"})
+        assert answer.status_code == 403 and "Form refused" in answer.text, form
+    reveal = alice.post("/review/items/1/reveal", headers={"X-CSRF-Token": "wrong"})
+    assert reveal.status_code == 403 and reveal.content == b""
+    refusals = [e for e in _audit(server)[before:] if e.action == "csrf_refused"]
+    assert [e.target for e in refusals] == ["/review/settings", "/review/settings", "/review/items/1/reveal"]
+    with _reviews(server) as reviews:
+        assert not next(u for u in reviews.users() if u.username == "alice").reveal_by_default  # unchanged
+    assert alice.post("/review/settings", data={"csrf": csrf, "reveal_by_default": "on"}).status_code == 303
+    with _reviews(server) as reviews:
+        assert next(u for u in reviews.users() if u.username == "alice").reveal_by_default  # with the token: changed
+
+    missing = alice.get("/review/items/424242")
+    assert missing.status_code == 404 and "No such item" in missing.text

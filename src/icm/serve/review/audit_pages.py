@@ -10,7 +10,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from icm.serve.review.render import PREFIX, render
-from icm.serve.review.session import Viewer, admin, reviews_of, signed_in
+from icm.serve.review.session import admin, reviews_of, signed_in
 from icm.serve.store.bank_review import bank_decided
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -19,8 +19,6 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 @router.get("/audit")
 async def audit_page(request: Request) -> Response:
     viewer = await admin(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
     reviews = reviews_of(request)
     entries = await run_in_threadpool(reviews.audit_entries, 0, 500)
     users = {u.id: u.username for u in await run_in_threadpool(reviews.users)}
@@ -31,8 +29,6 @@ async def audit_page(request: Request) -> Response:
 async def audit_export(request: Request) -> Response:
     """The whole log as JSONL, oldest first (the export itself audited)."""
     viewer = await admin(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
     reviews = reviews_of(request)
     await run_in_threadpool(reviews.audit, viewer.user.id, "audit_export")
     entries = await run_in_threadpool(reviews.audit_entries, 0, None, False)
@@ -51,8 +47,6 @@ async def stats_page(request: Request) -> Response:
     from icm.serve.review.stats import compute_stats, plots
 
     viewer = await signed_in(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
     reviews = reviews_of(request)
     stats = await run_in_threadpool(compute_stats, reviews)
     users = {u.id: u.username for u in await run_in_threadpool(reviews.users)}

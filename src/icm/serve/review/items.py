@@ -30,7 +30,7 @@ from icm.serve.review.queue_pages import (
     release,
     take_next,
 )
-from icm.serve.review.render import PREFIX, message, render
+from icm.serve.review.render import PREFIX, Refused, message, render
 from icm.serve.review.session import Viewer, posted, reviews_of, signed_in, viewer_of
 from icm.serve.service import service_of
 from icm.serve.store.models import StoredResult
@@ -38,22 +38,20 @@ from icm.serve.store.models import StoredResult
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
-async def access_to(request: Request, viewer: Viewer, raw_id: str) -> Access | Response:
+async def access_to(request: Request, viewer: Viewer, raw_id: str) -> Access:
     """The item of a URL, when this person holds its lease or reviewed it (admins may look at
-    any); otherwise the page that says why not."""
+    any); otherwise :class:`Refused` with the page that says why not."""
     number = parse_item_id(request, viewer, raw_id)
-    if isinstance(number, Response):
-        return number
     reviews = reviews_of(request)
     item = await run_in_threadpool(reviews.item, number)
     if item is None:
-        return message(request, viewer, 404, "No such item", f"There is no queue item {number}.")
+        raise Refused(message(request, viewer, 404, "No such item", f"There is no queue item {number}."))
     lease = await run_in_threadpool(reviews.lease_of, number, viewer.user.id)
     mine = await run_in_threadpool(reviews.my_review, number, viewer.user.id)
     if lease is None and mine is None and not viewer.admin:
-        return render(request, "message.html", 409, viewer, title="Not leased to you",
-                      text="This item is not leased to you. Take it from the queue (it may be another "
-                      "reviewer's now).", take=number, item_closed=item.closed_at is not None)
+        raise Refused(render(request, "message.html", 409, viewer, title="Not leased to you",
+                             text="This item is not leased to you. Take it from the queue (it may be another "
+                             "reviewer's now).", take=number, item_closed=item.closed_at is not None))
     return Access(item, mine, lease is not None)
 
 
@@ -68,16 +66,14 @@ class _Judged:
     policy: Policy | None
 
 
-async def _judged(request: Request, viewer: Viewer, raw_id: str) -> _Judged | Response:
-    """The item of a URL with its stored result, or the page that says why not (not the
-    viewer's, no such item, its result purged)."""
+async def _judged(request: Request, viewer: Viewer, raw_id: str) -> _Judged:
+    """The item of a URL with its stored result; :class:`Refused` with the page that says why not
+    (not the viewer's, no such item, its result purged)."""
     access = await access_to(request, viewer, raw_id)
-    if not isinstance(access, Access):
-        return access
     service = service_of(request)
     row = await run_in_threadpool(service.store.result, access.item.result_id)
     if row is None:
-        return message(request, viewer, 404, "Result deleted", "The stored result of this item was purged.")
+        raise Refused(message(request, viewer, 404, "Result deleted", "The stored result of this item was purged."))
     policy = await policy_of(service, row.policy_id, row.policy_version)
     return _Judged(access, row, ModerationResult.model_validate(row.result), policy)
 
@@ -85,11 +81,7 @@ async def _judged(request: Request, viewer: Viewer, raw_id: str) -> _Judged | Re
 @router.get("/items/{item_id}")
 async def item_page(item_id: str, request: Request) -> Response:
     viewer = await signed_in(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
     judged = await _judged(request, viewer, item_id)
-    if not isinstance(judged, _Judged):
-        return judged
     access = judged.access
     reviews = reviews_of(request)
     number = access.item.id
@@ -106,9 +98,10 @@ async def item_image(item_id: str, request: Request) -> Response:
     viewer = await viewer_of(request)
     if viewer is None:
         return Response(status_code=401)
-    access = await access_to(request, viewer, item_id)
-    if not isinstance(access, Access):
-        return Response(status_code=access.status_code)
+    try:
+        access = await access_to(request, viewer, item_id)
+    except Refused as refused:  # an image, not a page: the status alone
+        return Response(status_code=refused.status_code)
     service = service_of(request)
     row = await run_in_threadpool(service.store.result, access.item.result_id)
     images = service.images
@@ -123,26 +116,19 @@ async def item_image(item_id: str, request: Request) -> Response:
 @router.post("/items/{item_id}/reveal")
 async def reveal(item_id: str, request: Request) -> Response:
     """Audit that the viewer unblurred the image of an item they may see (the item page's checks)."""
-    checked = await posted(request)
-    if isinstance(checked, Response):
-        return Response(status_code=checked.status_code)
-    viewer, _ = checked
-    access = await access_to(request, viewer, item_id)
-    if not isinstance(access, Access):
-        return Response(status_code=access.status_code)
+    try:
+        viewer, _ = await posted(request)
+        access = await access_to(request, viewer, item_id)
+    except Refused as refused:  # asked by the page's script: the status alone
+        return Response(status_code=refused.status_code)
     await run_in_threadpool(reviews_of(request).audit, viewer.user.id, "reveal", f"item:{access.item.id}")
     return Response(status_code=204)
 
 
 @router.post("/items/{item_id}/decision")
 async def decide(item_id: str, request: Request) -> Response:
-    checked = await posted(request)
-    if isinstance(checked, Response):
-        return checked
-    viewer, form = checked
+    viewer, form = await posted(request)
     judged = await _judged(request, viewer, item_id)
-    if not isinstance(judged, _Judged):
-        return judged
     access, row, result, policy = judged.access, judged.row, judged.result, judged.policy
     number = access.item.id
     where = queue_filter(form)
@@ -174,10 +160,7 @@ async def decide(item_id: str, request: Request) -> Response:
 async def undo(item_id: str, request: Request) -> Response:
     """Take back the reviewer's last decision within :data:`UNDO_WINDOW` (audited) and open its
     item again; the item they had moved on to goes back to the queue."""
-    checked = await posted_item(request, item_id)
-    if isinstance(checked, Response):
-        return checked
-    viewer, form, number = checked
+    viewer, form, number = await posted_item(request, item_id)
     lease = timedelta(seconds=service_of(request).settings.review_lease_seconds)
     try:
         await run_in_threadpool(reviews_of(request).undo, number, viewer.user.id, UNDO_WINDOW, lease,

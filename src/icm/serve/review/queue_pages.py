@@ -15,7 +15,7 @@ from icm.errors import InputError
 from icm.results import Verdict
 from icm.serve.bounds import BIGINT_MAX, parse_int
 from icm.serve.errors import Conflict, NotFound
-from icm.serve.review.render import PREFIX, message, render
+from icm.serve.review.render import PREFIX, Refused, message, render
 from icm.serve.review.session import Viewer, posted, reviews_of, signed_in
 from icm.serve.service import service_of
 from icm.serve.store.bank_review import bank_decided
@@ -54,32 +54,27 @@ def item_number(raw: str) -> int | None:
         return None
 
 
-def parse_item_id(request: Request, viewer: Viewer, raw: str) -> int | Response:
+def parse_item_id(request: Request, viewer: Viewer, raw: str) -> int:
     """The item id of a console URL (ASCII digits within the queue's 64-bit ids, as
-    :func:`icm.serve.bounds.parse_int` reads every number a request brings); a 400 page otherwise."""
+    :func:`icm.serve.bounds.parse_int` reads every number a request brings); :class:`Refused`
+    with a 400 page otherwise."""
     number = item_number(raw)
     if number is None:
-        return message(request, viewer, 400, "Not an item id",
-                       f"An item id is a whole number from 1 to {BIGINT_MAX} in ASCII digits, not {raw[:40]!r}.")
+        raise Refused(message(request, viewer, 400, "Not an item id",
+                              f"An item id is a whole number from 1 to {BIGINT_MAX} in ASCII digits, "
+                              f"not {raw[:40]!r}."))
     return number
 
 
-async def posted_item(request: Request, raw_id: str) -> tuple[Viewer, dict[str, str], int] | Response:
-    """:func:`~icm.serve.review.session.posted` for a form about an item: also its id, or the
-    answer that refuses the request."""
-    checked = await posted(request)
-    if isinstance(checked, Response):
-        return checked
-    viewer, form = checked
-    number = parse_item_id(request, viewer, raw_id)
-    return number if isinstance(number, Response) else (viewer, form, number)
+async def posted_item(request: Request, raw_id: str) -> tuple[Viewer, dict[str, str], int]:
+    """:func:`~icm.serve.review.session.posted` for a form about an item: also its id."""
+    viewer, form = await posted(request)
+    return viewer, form, parse_item_id(request, viewer, raw_id)
 
 
 @router.get("")
 async def queue_page(request: Request) -> Response:
     viewer = await signed_in(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
     where = queue_filter(dict(request.query_params))
     rows = await run_in_threadpool(reviews_of(request).open_items, where, 200)
     now = utcnow()
@@ -132,15 +127,10 @@ async def release(request: Request, viewer: Viewer, number: int) -> None:
 
 @router.post("/next")
 async def next_item(request: Request) -> Response:
-    checked = await posted(request)
-    if isinstance(checked, Response):
-        return checked
-    viewer, form = checked
+    viewer, form = await posted(request)
     where = queue_filter(form)
     current = form.get("release") or ""
     skip = parse_item_id(request, viewer, current) if current else None
-    if isinstance(skip, Response):
-        return skip
     if skip is not None:
         await release(request, viewer, skip)
     return await take_next(request, viewer, where, skip)
@@ -148,10 +138,7 @@ async def next_item(request: Request) -> Response:
 
 @router.post("/items/{item_id}/take")
 async def take_item(item_id: str, request: Request) -> Response:
-    checked = await posted_item(request, item_id)
-    if isinstance(checked, Response):
-        return checked
-    viewer, form, number = checked
+    viewer, form, number = await posted_item(request, item_id)
     lease = timedelta(seconds=service_of(request).settings.review_lease_seconds)
     try:
         await run_in_threadpool(reviews_of(request).take, number, viewer.user.id, lease)

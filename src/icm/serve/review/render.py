@@ -1,12 +1,13 @@
 """How a console page is answered: rendered on the server (Jinja2) with the console's security
-headers (no caching, a strict content security policy, no framing)."""
+headers (no caching, a strict content security policy, no framing); and how a check refuses one
+(:class:`Refused`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from icm import __version__
@@ -37,6 +38,26 @@ def render(request: Request, template: str, status: int = 200, viewer: Viewer | 
 
 def message(request: Request, viewer: Viewer | None, status: int, title: str, text: str) -> HTMLResponse:
     return render(request, "message.html", status, viewer, title=title, text=text)
+
+
+class Refused(Exception):
+    """A console request a check refuses (nobody logged in, a form without its CSRF token, not an
+    admin, not an item id, not the viewer's item ...): ``response`` is the answer that says why,
+    and the console answers with it as it is (:func:`answer_refused`)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+
+async def answer_refused(request: Request, exc: Exception) -> Response:
+    """The service's handler of :class:`Refused`: its answer."""
+    assert isinstance(exc, Refused)
+    return exc.response
 
 
 def local(target: str) -> str:

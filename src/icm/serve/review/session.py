@@ -1,6 +1,6 @@
 """Who is looking: the session cookie, login and logout, the CSRF check of every form, and the
-viewer's settings. A check that refuses a request returns the answer that says why (the
-login page, a refused form, admins only); the page returns it as it is."""
+viewer's settings. A check that refuses a request raises :class:`~.render.Refused` with the
+answer that says why (the login page, a refused form, admins only)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from icm.errors import IcmError
 from icm.serve.review.accounts import Login, failed_login_actor, hash_token, log_in, same_token
-from icm.serve.review.render import PREFIX, local, message, render
+from icm.serve.review.render import PREFIX, Refused, local, message, render
 from icm.serve.service import service_of
 from icm.serve.store.models import User
 from icm.serve.store.reviews import ReviewStore
@@ -70,30 +70,30 @@ def _csrf_refused(request: Request, viewer: Viewer | None) -> HTMLResponse:
                    "Reload the page and try again.")
 
 
-async def signed_in(request: Request) -> Viewer | Response:
-    """The logged-in person of a page, or the way to the login page when there is none."""
+async def signed_in(request: Request) -> Viewer:
+    """The logged-in person of a page; :class:`Refused` with the way to the login page when there is none."""
     viewer = await viewer_of(request)
-    return viewer if viewer is not None else _to_login(request)
-
-
-async def admin(request: Request) -> Viewer | Response:
-    """The logged-in admin, or the answer that refuses the page."""
-    viewer = await signed_in(request)
-    if isinstance(viewer, Viewer) and not viewer.admin:
-        return message(request, viewer, 403, "Admins only", "The audit log is for admins.")
+    if viewer is None:
+        raise Refused(_to_login(request))
     return viewer
 
 
-async def posted(request: Request) -> tuple[Viewer, dict[str, str]] | Response:
-    """The viewer and the posted form of a state-changing request, or the answer that refuses it
-    (not logged in, or without the session's CSRF token: audited)."""
+async def admin(request: Request) -> Viewer:
+    """The logged-in admin; :class:`Refused` otherwise."""
     viewer = await signed_in(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
+    if not viewer.admin:
+        raise Refused(message(request, viewer, 403, "Admins only", "The audit log is for admins."))
+    return viewer
+
+
+async def posted(request: Request) -> tuple[Viewer, dict[str, str]]:
+    """The viewer and the posted form of a state-changing request; :class:`Refused` when it is
+    not logged in or comes without the session's CSRF token (audited)."""
+    viewer = await signed_in(request)
     form = await form_of(request)
     if not same_token(form.get("csrf") or request.headers.get("x-csrf-token"), viewer.csrf):
         await run_in_threadpool(reviews_of(request).audit, viewer.user.id, "csrf_refused", request.url.path)
-        return _csrf_refused(request, viewer)
+        raise Refused(_csrf_refused(request, viewer))
     return viewer, form
 
 
@@ -149,10 +149,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    checked = await posted(request)
-    if isinstance(checked, Response):
-        return checked
-    viewer, _ = checked
+    viewer, _ = await posted(request)
     reviews = reviews_of(request)
     await run_in_threadpool(reviews.end_session, viewer.token_hash)
     await run_in_threadpool(reviews.audit, viewer.user.id, "logout")
@@ -163,10 +160,7 @@ async def logout(request: Request) -> Response:
 
 @router.post("/settings")
 async def settings(request: Request) -> Response:
-    checked = await posted(request)
-    if isinstance(checked, Response):
-        return checked
-    viewer, form = checked
+    viewer, form = await posted(request)
     reveal_default = form.get("reveal_by_default") == "on"
     reviews = reviews_of(request)
     await run_in_threadpool(reviews.set_reveal, viewer.user.id, reveal_default)
