@@ -18,8 +18,8 @@ judging, the prompt of training samples is compared, token for token through the
 with the prompt the transformers backend encodes for the same image and rule; any difference stops
 the run.
 
-    python benchmarks/rule_following.py            # the full run (about 15 minutes on 2 shared cores)
-    python benchmarks/rule_following.py --quick    # the whole table, smaller (about 7 minutes)
+    python benchmarks/rule_following.py            # the full run (about 10 minutes on 2 cores)
+    python benchmarks/rule_following.py --quick    # the whole table, smaller (about 6 minutes)
     python benchmarks/rule_following.py --ci       # what the CI test asserts (about 2 minutes)
     python benchmarks/rule_following.py --json     # one JSON object: {"rows": [...], "seed", "machine", ...}
 """
@@ -351,7 +351,11 @@ def run(scale: Scale, seed: int, work: Path) -> dict[str, Any]:
         build_base(list(datasets.values()), policies, base, scale, seed)
         vision = pretrain_vision_tower(base, world.train, world.validation, steps=scale.vision_steps, seed=seed)
         (base / "vision_pretraining.json").write_text(json.dumps(vision), "utf-8")
-    vision = json.loads((base / "vision_pretraining.json").read_text("utf-8"))
+    taught = base / "vision_pretraining.json"
+    if not taught.exists():
+        raise BenchmarkError(f"{base} holds a model whose vision tower was not taught the attributes "
+                             "(an older run's): start again in a new --work folder")
+    vision = json.loads(taught.read_text("utf-8"))
     log("vision tower taught the attributes; validation accuracy: "
         + " ".join(f"{c} {a:.2f}" for c, a in vision.items()))
     models = {"untrained": base}
