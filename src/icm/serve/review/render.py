@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from icm import __version__
+from icm.errors import IcmError
 
 if TYPE_CHECKING:
     from icm.serve.review.session import Viewer
@@ -40,14 +41,17 @@ def message(request: Request, viewer: Viewer | None, status: int, title: str, te
     return render(request, "message.html", status, viewer, title=title, text=text)
 
 
-class Refused(Exception):
+class Refused(IcmError):
     """A console request a check refuses (nobody logged in, a form without its CSRF token, not an
     admin, not an item id, not the viewer's item ...): ``response`` is the answer that says why,
-    and the console answers with it as it is (:func:`answer_refused`)."""
+    and the console answers with it as it is (:func:`answer_refused`), not as an API error."""
+
+    code = "console_refused"
 
     def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
+        super().__init__(f"refused with {response.status_code}")
         self.response = response
+        self.http_status = response.status_code
 
     @property
     def status_code(self) -> int:
