@@ -347,12 +347,12 @@ def run(scale: Scale, seed: int, work: Path) -> dict[str, Any]:
     log("icm data: " + "; ".join(f"{n} {r['samples']} {r['kinds']}" for n, r in reports.items()))
 
     base = work / "untrained"
+    taught = base / "vision_pretraining.json"
     if not (base / "config.json").exists():
         build_base(list(datasets.values()), policies, base, scale, seed)
-        vision = pretrain_vision_tower(base, world.train, world.validation, steps=scale.vision_steps, seed=seed)
-        (base / "vision_pretraining.json").write_text(json.dumps(vision), "utf-8")
-    taught = base / "vision_pretraining.json"
-    if not taught.exists():
+        taught.write_text(json.dumps(pretrain_vision_tower(base, images, world.train, world.validation,
+                                                           steps=scale.vision_steps, seed=seed)), "utf-8")
+    elif not taught.exists():
         raise BenchmarkError(f"{base} holds a model whose vision tower was not taught the attributes "
                              "(an older run's): start again in a new --work folder")
     vision = json.loads(taught.read_text("utf-8"))

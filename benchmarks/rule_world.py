@@ -397,17 +397,20 @@ def save_llava(directory: Path, words: list[str], *, seed: int, hidden: int = 96
     return directory
 
 
-def pretrain_vision_tower(directory: Path, scenes: Sequence[Scene], held_out: Sequence[Scene], *, steps: int,
-                          seed: int, learning_rate: float = 2e-3, batch_size: int = 32) -> dict[str, float]:
+def pretrain_vision_tower(directory: Path, images: dict[str, Path], scenes: Sequence[Scene],
+                          held_out: Sequence[Scene], *, steps: int, seed: int, learning_rate: float = 2e-3,
+                          batch_size: int = 32) -> dict[str, float]:
     """The vision tower of the LLaVA in ``directory`` taught the world's attributes, as CLIP was
     taught the web's before LLaVA was built on it: the tower and one linear head per criterion of
     :data:`CRITERIA` read from its CLS token (the last layer's, what the language model is given),
-    trained together on ``scenes``; the tower is saved back in place, the head thrown away.
+    trained together on ``scenes`` (their files in ``images``, image id -> path: the files the rest
+    of the loop reads); the tower is saved back in place, the head thrown away.
 
     Returns each criterion's accuracy on ``held_out`` (a check that the attributes are there to be
     read, not a score of the method).
     """
     import torch
+    from PIL import Image
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     processor = AutoProcessor.from_pretrained(directory)
@@ -415,8 +418,12 @@ def pretrain_vision_tower(directory: Path, scenes: Sequence[Scene], held_out: Se
     tower = model.model.vision_tower.train()
 
     def encode(batch: Sequence[Scene]) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = processor.image_processor([s.draw() for s in batch], return_tensors="pt")["pixel_values"]
-        truth = torch.tensor([[c in s.criteria() for c in CRITERIA] for s in batch]).float()
+        drawn = []
+        for scene in batch:
+            with Image.open(images[scene.image_id]) as image:
+                drawn.append(image.convert("RGB"))
+        pixels = processor.image_processor(drawn, return_tensors="pt")["pixel_values"]
+        truth = torch.tensor([[c in held for c in CRITERIA] for held in (set(s.criteria()) for s in batch)]).float()
         return pixels, truth
 
     train_pixels, train_truth = encode(scenes)
